@@ -1,0 +1,299 @@
+//! One actix actor per tenant owns that tenant's workflows: at most
+//! `running_per_tenant_max` run at a time, the rest wait in FIFO order. The
+//! actor never runs step code itself (each running workflow is its own task),
+//! so it answers queue queries and cancels while steps run, and one tenant's
+//! long step never delays another tenant.
+//!
+//! A `Registry` actor routes messages to tenant actors and starts them on
+//! demand. Idle tenant actors stop: an actor idle for `actor_idle` reports how
+//! many routed messages it has handled; the registry stops it only if that
+//! equals what it routed, so no message can be lost to a stopping actor.
+
+use crate::engine::Engine;
+use crate::event::Timestamp;
+use crate::ids::{TenantId, WorkflowId};
+use actix::prelude::*;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use tokio_util::sync::CancellationToken;
+
+/// Waiting workflows across all tenants, for the queue-age metric.
+#[derive(Default)]
+pub struct QueueStats {
+    waiting: Mutex<BTreeMap<(Timestamp, WorkflowId), ()>>,
+}
+
+impl QueueStats {
+    fn add(&self, since: Timestamp, id: WorkflowId) {
+        self.waiting.lock().insert((since, id), ());
+    }
+    fn remove(&self, since: Timestamp, id: WorkflowId) {
+        self.waiting.lock().remove(&(since, id));
+    }
+    /// When the oldest waiting workflow started waiting.
+    pub fn oldest(&self) -> Option<Timestamp> {
+        self.waiting.lock().keys().next().map(|(t, _)| *t)
+    }
+    pub fn depth(&self) -> usize {
+        self.waiting.lock().len()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Enqueue {
+    pub tenant: TenantId,
+    pub id: WorkflowId,
+    pub since: Timestamp,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Interrupt {
+    pub tenant: TenantId,
+    pub id: WorkflowId,
+}
+
+/// A tenant's running and waiting workflows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, MessageResponse)]
+pub struct TenantQueue {
+    pub running: Vec<WorkflowId>,
+    pub waiting: Vec<WorkflowId>,
+}
+
+#[derive(Message)]
+#[rtype(result = "TenantQueue")]
+pub(crate) struct QueueOf {
+    pub tenant: TenantId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct IdleReport {
+    tenant: TenantId,
+    handled: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    id: WorkflowId,
+}
+
+struct Entry {
+    addr: Addr<TenantActor>,
+    routed: u64,
+}
+
+pub struct Registry {
+    engine: Engine,
+    tenants: HashMap<TenantId, Entry>,
+}
+
+impl Registry {
+    pub(crate) fn start_for(engine: Engine) -> Addr<Registry> {
+        Registry {
+            engine,
+            tenants: HashMap::new(),
+        }
+        .start()
+    }
+
+    fn route<M>(&mut self, tenant: &TenantId, ctx: &mut Context<Self>, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        TenantActor: Handler<M>,
+    {
+        let entry = self.entry(tenant, ctx);
+        entry.routed += 1;
+        entry.addr.do_send(msg);
+    }
+
+    fn entry(&mut self, tenant: &TenantId, ctx: &mut Context<Self>) -> &mut Entry {
+        let engine = self.engine.clone();
+        let me = ctx.address();
+        self.tenants.entry(tenant.clone()).or_insert_with(|| {
+            engine.inner.metrics.active_tenants.inc();
+            Entry {
+                addr: TenantActor {
+                    tenant: tenant.clone(),
+                    engine,
+                    registry: me,
+                    waiting: VecDeque::new(),
+                    running: HashMap::new(),
+                    handled: 0,
+                    idle_check: None,
+                }
+                .start(),
+                routed: 0,
+            }
+        })
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Handler<Enqueue> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        let tenant = msg.tenant.clone();
+        self.route(&tenant, ctx, msg);
+    }
+}
+
+impl Handler<Interrupt> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Interrupt, ctx: &mut Context<Self>) {
+        // No actor means nothing runs for that tenant: nothing to interrupt.
+        if self.tenants.contains_key(&msg.tenant) {
+            let tenant = msg.tenant.clone();
+            self.route(&tenant, ctx, msg);
+        }
+    }
+}
+
+impl Handler<QueueOf> for Registry {
+    type Result = ResponseFuture<TenantQueue>;
+    fn handle(&mut self, msg: QueueOf, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.tenants.contains_key(&msg.tenant) {
+            return Box::pin(async { TenantQueue::default() });
+        }
+        let entry = self.entry(&msg.tenant, ctx);
+        entry.routed += 1;
+        let fut = entry.addr.send(msg);
+        Box::pin(async move { fut.await.unwrap_or_default() })
+    }
+}
+
+impl Handler<IdleReport> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: IdleReport, _ctx: &mut Context<Self>) {
+        let stop = self
+            .tenants
+            .get(&msg.tenant)
+            .is_some_and(|e| e.routed == msg.handled);
+        if stop {
+            if let Some(entry) = self.tenants.remove(&msg.tenant) {
+                entry.addr.do_send(Shutdown);
+                self.engine.inner.metrics.active_tenants.dec();
+            }
+        }
+    }
+}
+
+pub(crate) struct TenantActor {
+    tenant: TenantId,
+    engine: Engine,
+    registry: Addr<Registry>,
+    waiting: VecDeque<(WorkflowId, Timestamp)>,
+    running: HashMap<WorkflowId, CancellationToken>,
+    /// Messages from the registry handled so far (see the module doc).
+    handled: u64,
+    idle_check: Option<SpawnHandle>,
+}
+
+impl TenantActor {
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let max = self.engine.inner.config.running_per_tenant_max.max(1);
+        while self.running.len() < max {
+            let Some((id, since)) = self.waiting.pop_front() else { break };
+            self.engine.inner.queue.remove(since, id);
+            self.engine.inner.metrics.queue_depth.dec();
+            let token = CancellationToken::new();
+            self.running.insert(id, token.clone());
+            self.engine.inner.metrics.running.inc();
+            let engine = self.engine.clone();
+            let me = ctx.address();
+            let tenant = self.tenant.clone();
+            self.engine.runtime().spawn(async move {
+                if let Err(e) = crate::runner::drive(engine, id, token).await {
+                    tracing::error!(%tenant, workflow = %id, error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
+                }
+                me.do_send(Finished { id });
+            });
+        }
+        self.schedule_idle_check(ctx);
+    }
+
+    fn schedule_idle_check(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.idle_check.take() {
+            ctx.cancel_future(h);
+        }
+        if self.running.is_empty() && self.waiting.is_empty() {
+            let after = self.engine.inner.config.actor_idle;
+            self.idle_check = Some(ctx.run_later(after, |act, _ctx| {
+                if act.running.is_empty() && act.waiting.is_empty() {
+                    act.registry.do_send(IdleReport {
+                        tenant: act.tenant.clone(),
+                        handled: act.handled,
+                    });
+                }
+            }));
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Enqueue> for TenantActor {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let known = self.running.contains_key(&msg.id) || self.waiting.iter().any(|(id, _)| *id == msg.id);
+        if !known {
+            self.waiting.push_back((msg.id, msg.since));
+            self.engine.inner.queue.add(msg.since, msg.id);
+            self.engine.inner.metrics.queue_depth.inc();
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Interrupt> for TenantActor {
+    type Result = ();
+    fn handle(&mut self, msg: Interrupt, _ctx: &mut Context<Self>) {
+        self.handled += 1;
+        if let Some(token) = self.running.get(&msg.id) {
+            token.cancel();
+        }
+    }
+}
+
+impl Handler<QueueOf> for TenantActor {
+    type Result = TenantQueue;
+    fn handle(&mut self, _msg: QueueOf, _ctx: &mut Context<Self>) -> TenantQueue {
+        self.handled += 1;
+        let mut running: Vec<_> = self.running.keys().copied().collect();
+        running.sort();
+        TenantQueue {
+            running,
+            waiting: self.waiting.iter().map(|(id, _)| *id).collect(),
+        }
+    }
+}
+
+impl Handler<Finished> for TenantActor {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
+        if self.running.remove(&msg.id).is_some() {
+            self.engine.inner.metrics.running.dec();
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Shutdown> for TenantActor {
+    type Result = ();
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

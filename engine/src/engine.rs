@@ -1,0 +1,674 @@
+//! The engine: commands (submit, cancel, resume, signal, rollback), the one
+//! place where a workflow's events are decided and appended (`transact`),
+//! and start-up recovery.
+//!
+//! Every change to a workflow goes through `transact`: under the workflow's
+//! lock, fold the current state, decide the events, append them durably, and
+//! only then update the cached state. A crash anywhere leaves the log as the
+//! whole truth; the cache is only a shortcut.
+
+use crate::actor::{self, Registry};
+use crate::clock::{Clock, IdGen};
+use crate::error::{Error, Rejection};
+use crate::event::{Event, Failure, Progress, Timestamp};
+use crate::ids::{TenantId, WorkflowId};
+use crate::log::{AppendRejection, AppendRequest, EventLog, ListQuery, WorkflowSummary};
+use crate::metrics::EngineMetrics;
+use crate::plan::{self, Next, RunOrder};
+use crate::state::{Phase, WorkflowState};
+use crate::status::Status;
+use crate::workflow::{StepError, Workflow};
+use actix::Addr;
+use parking_lot::{Mutex, RwLock};
+use rand::{rngs::StdRng, SeedableRng};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex as AsyncMutex;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Workflows of one tenant that may run at the same time.
+    pub running_per_tenant_max: usize,
+    /// An idle tenant actor stops after this long.
+    pub actor_idle: Duration,
+    /// Longest sleep of the timer loop between looks at the due-timers index.
+    pub timer_poll: Duration,
+    /// Where workflow steps run. `None`: the runtime `start` is called on.
+    pub runtime: Option<tokio::runtime::Handle>,
+    /// Seed of the retry-jitter RNG (`None`: from entropy).
+    pub seed: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            running_per_tenant_max: 1,
+            actor_idle: Duration::from_secs(30),
+            timer_poll: Duration::from_millis(500),
+            runtime: None,
+            seed: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SubmitRequest {
+    pub tenant: TenantId,
+    pub kind: String,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+    pub requested_by: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub state: WorkflowState,
+    /// False when an idempotency key matched an existing workflow.
+    pub created: bool,
+}
+
+/// What `start` found and replayed.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub open: usize,
+    pub resumed: usize,
+    pub elapsed: Duration,
+}
+
+type Slot = Arc<AsyncMutex<Option<WorkflowState>>>;
+
+/// Upper bound on re-deciding after a concurrent writer changed the stream.
+const TRANSACT_RETRIES_MAX: usize = 8;
+
+pub(crate) struct Inner {
+    pub(crate) log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    pub(crate) config: EngineConfig,
+    definitions: RwLock<HashMap<String, Arc<dyn Workflow>>>,
+    slots: Mutex<HashMap<WorkflowId, Slot>>,
+    registry: OnceLock<Addr<Registry>>,
+    runtime: OnceLock<tokio::runtime::Handle>,
+    pub(crate) metrics: EngineMetrics,
+    pub(crate) queue: actor::QueueStats,
+    rng: Mutex<StdRng>,
+}
+
+/// A cheap handle to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+        config: EngineConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Engine, prometheus::Error> {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                log,
+                clock,
+                ids,
+                config,
+                definitions: RwLock::new(HashMap::new()),
+                slots: Mutex::new(HashMap::new()),
+                registry: OnceLock::new(),
+                runtime: OnceLock::new(),
+                metrics: EngineMetrics::new(registry)?,
+                queue: actor::QueueStats::default(),
+                rng: Mutex::new(rng),
+            }),
+        })
+    }
+
+    /// Make a workflow kind known. Call before `start`.
+    pub fn register(&self, workflow: Arc<dyn Workflow>) {
+        self.inner
+            .definitions
+            .write()
+            .insert(workflow.kind().to_owned(), workflow);
+    }
+
+    pub fn definition(&self, kind: &str) -> Result<Arc<dyn Workflow>, Error> {
+        self.inner
+            .definitions
+            .read()
+            .get(kind)
+            .cloned()
+            .ok_or_else(|| Error::UnknownKind(kind.to_owned()))
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.log
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
+        self.inner
+            .runtime
+            .get()
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current)
+    }
+
+    pub(crate) fn retry_delay(&self, policy: &crate::RetryPolicy, failures: u32) -> Duration {
+        policy.delay(failures, &mut *self.inner.rng.lock())
+    }
+
+    /// Start the tenant actors, replay open workflows and start the timer
+    /// loop. Must run inside an actix `System`.
+    pub async fn start(&self) -> Result<RecoveryReport, Error> {
+        let runtime = self
+            .inner
+            .config
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        let _ = self.inner.runtime.set(runtime);
+        let addr = Registry::start_for(self.clone());
+        let _ = self.inner.registry.set(addr);
+        let report = self.recover().await?;
+        crate::timers::spawn_loop(self.clone());
+        Ok(report)
+    }
+
+    async fn recover(&self) -> Result<RecoveryReport, Error> {
+        let t0 = Instant::now();
+        let open = self.inner.log.open()?;
+        let mut states = Vec::with_capacity(open.len());
+        for summary in &open {
+            let state = self.load(summary.id)?;
+            states.push(state);
+        }
+        // Running ones first (they held their tenant's slot), then FIFO.
+        states.sort_by_key(|s| (s.status == Status::Pending, s.id));
+        let mut resumed = 0;
+        for state in states {
+            let drive = state.status.needs_driving();
+            let (id, tenant, created_at) = (state.id, state.tenant.clone(), state.created_at);
+            self.inner
+                .slots
+                .lock()
+                .insert(id, Arc::new(AsyncMutex::new(Some(state))));
+            if drive {
+                self.enqueue(&tenant, id, created_at);
+                resumed += 1;
+            }
+        }
+        let report = RecoveryReport {
+            open: open.len(),
+            resumed,
+            elapsed: t0.elapsed(),
+        };
+        self.inner
+            .metrics
+            .recovery_seconds
+            .set(report.elapsed.as_secs_f64());
+        self.inner.metrics.recovered.set(report.open as i64);
+        tracing::info!(open = report.open, resumed, elapsed_ms = report.elapsed.as_millis() as u64, "recovered open workflows");
+        Ok(report)
+    }
+
+    pub(crate) fn enqueue(&self, tenant: &TenantId, id: WorkflowId, since: Timestamp) {
+        if let Some(reg) = self.inner.registry.get() {
+            reg.do_send(actor::Enqueue {
+                tenant: tenant.clone(),
+                id,
+                since,
+            });
+        }
+    }
+
+    fn interrupt(&self, tenant: &TenantId, id: WorkflowId) {
+        if let Some(reg) = self.inner.registry.get() {
+            reg.do_send(actor::Interrupt {
+                tenant: tenant.clone(),
+                id,
+            });
+        }
+    }
+
+    /// Submit a new workflow (or find the one an idempotency key names).
+    pub async fn submit(&self, req: SubmitRequest) -> Result<Submitted, Error> {
+        self.definition(&req.kind)?;
+        if let Some(key) = &req.idempotency_key {
+            if let Some(existing) = self.inner.log.find_idempotency(&req.tenant, key)? {
+                return self.existing(existing).await;
+            }
+        }
+        let id = self.inner.ids.workflow_id();
+        let event = Event::Submitted {
+            id,
+            tenant: req.tenant.clone(),
+            kind: req.kind.clone(),
+            input: req.input,
+            idempotency_key: req.idempotency_key,
+            requested_by: req.requested_by,
+            at: self.now(),
+        };
+        let state = WorkflowState::from_submitted(&event);
+        let appended = self
+            .inner
+            .log
+            .append(AppendRequest {
+                id,
+                expected_version: 0,
+                events: vec![event],
+                summary: state.summary(),
+            })
+            .await?;
+        match appended {
+            Ok(_) => {}
+            Err(AppendRejection::DuplicateIdempotencyKey { existing }) => {
+                return self.existing(existing).await
+            }
+            Err(AppendRejection::VersionConflict { .. }) => return Err(Rejection::Conflict.into()),
+        }
+        self.inner.metrics.submitted.with_label_values(&[&req.kind]).inc();
+        self.inner
+            .slots
+            .lock()
+            .insert(id, Arc::new(AsyncMutex::new(Some(state.clone()))));
+        self.enqueue(&state.tenant, id, state.created_at);
+        Ok(Submitted {
+            state,
+            created: true,
+        })
+    }
+
+    async fn existing(&self, id: WorkflowId) -> Result<Submitted, Error> {
+        let state = self.get(id).await?.ok_or(Error::NotFound(id))?;
+        Ok(Submitted {
+            state,
+            created: false,
+        })
+    }
+
+    /// The current state, or `None` for an unknown id.
+    pub async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowState>, Error> {
+        let slot = self.inner.slots.lock().get(&id).cloned();
+        if let Some(slot) = slot {
+            if let Some(state) = slot.lock().await.as_ref() {
+                return Ok(Some(state.clone()));
+            }
+        }
+        let events = self.inner.log.read(id)?;
+        Ok(WorkflowState::fold(&events))
+    }
+
+    pub fn events(&self, id: WorkflowId) -> Result<Vec<Event>, Error> {
+        Ok(self.inner.log.read(id)?)
+    }
+
+    pub fn list(&self, q: &ListQuery) -> Result<Vec<WorkflowSummary>, Error> {
+        Ok(self.inner.log.list(q)?)
+    }
+
+    pub fn count_submitted_since(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        since: Timestamp,
+    ) -> Result<u64, Error> {
+        Ok(self.inner.log.count_submitted_since(tenant, kind, since)?)
+    }
+
+    fn load(&self, id: WorkflowId) -> Result<WorkflowState, Error> {
+        let events = self.inner.log.read(id)?;
+        WorkflowState::fold(&events).ok_or(Error::NotFound(id))
+    }
+
+    fn slot(&self, id: WorkflowId) -> Slot {
+        self.inner
+            .slots
+            .lock()
+            .entry(id)
+            .or_insert_with(|| Arc::new(AsyncMutex::new(None)))
+            .clone()
+    }
+
+    /// Decide and append under the workflow's lock. `decide` sees the
+    /// current state and returns the events to append (maybe none) and a
+    /// value for the caller. On a concurrent write it is asked again.
+    pub(crate) async fn transact<T>(
+        &self,
+        id: WorkflowId,
+        mut decide: impl FnMut(&WorkflowState) -> Result<(Vec<Event>, T), Rejection>,
+    ) -> Result<(WorkflowState, T), Error> {
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        for _ in 0..TRANSACT_RETRIES_MAX {
+            if guard.is_none() {
+                *guard = Some(self.load(id)?);
+            }
+            let state = guard.as_ref().expect("loaded above");
+            let (events, value) = decide(state)?;
+            if events.is_empty() {
+                return Ok((state.clone(), value));
+            }
+            let mut next = state.clone();
+            for e in &events {
+                next.apply(e);
+            }
+            let appended = self
+                .inner
+                .log
+                .append(AppendRequest {
+                    id,
+                    expected_version: state.version,
+                    events,
+                    summary: next.summary(),
+                })
+                .await?;
+            match appended {
+                Ok(_) => {
+                    self.observe_transition(state, &next);
+                    let final_now = next.status.is_final() && next.timers.values().all(|t| t.fired);
+                    *guard = Some(next.clone());
+                    drop(guard);
+                    if final_now {
+                        self.inner.slots.lock().remove(&id);
+                    }
+                    return Ok((next, value));
+                }
+                Err(AppendRejection::VersionConflict { .. }) => *guard = None,
+                Err(AppendRejection::DuplicateIdempotencyKey { .. }) => {
+                    return Err(Rejection::Conflict.into())
+                }
+            }
+        }
+        Err(Rejection::Conflict.into())
+    }
+
+    fn observe_transition(&self, before: &WorkflowState, after: &WorkflowState) {
+        if after.status.is_final() && before.status != after.status {
+            let m = &self.inner.metrics;
+            let labels = [after.kind.as_str(), after.status.as_str()];
+            m.finished.with_label_values(&labels).inc();
+            let secs = (after.updated_at - after.created_at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64();
+            m.workflow_duration.with_label_values(&labels).observe(secs);
+        }
+    }
+
+    /// Cancel: a pending workflow is cancelled at once; a running one at its
+    /// next safe point; one that already did compensable work compensates.
+    pub async fn cancel(&self, id: WorkflowId, by: Option<String>) -> Result<WorkflowState, Error> {
+        let def = self.definition_of(id).await?;
+        let now = self.now();
+        let (state, ()) = self
+            .transact(id, |s| {
+                let events = match s.status {
+                    Status::Pending => vec![Event::Cancelled { at: now }],
+                    Status::Running if s.cancel_requested => vec![],
+                    Status::Running => vec![Event::CancelRequested { by: by.clone(), at: now }],
+                    Status::AwaitingConfirmation | Status::Paused | Status::Failed
+                        if s.phase == Phase::Forward =>
+                    {
+                        if plan::needs_compensation(s, def.steps()) {
+                            vec![Event::CompensationStarted {
+                                reason: Failure {
+                                    code: "cancelled".into(),
+                                    message: "the workflow was cancelled".into(),
+                                    retryable: false,
+                                },
+                                at: now,
+                            }]
+                        } else {
+                            vec![Event::Cancelled { at: now }]
+                        }
+                    }
+                    other => return Err(Rejection::NotCancellable(other)),
+                };
+                Ok((events, ()))
+            })
+            .await?;
+        match state.status {
+            Status::Running => self.interrupt(&state.tenant, id),
+            Status::Compensating => self.enqueue(&state.tenant, id, now),
+            _ => {}
+        }
+        Ok(state)
+    }
+
+    /// Resume a failed or paused workflow from the step that stopped it.
+    pub async fn resume(&self, id: WorkflowId) -> Result<WorkflowState, Error> {
+        let now = self.now();
+        let (state, ()) = self
+            .transact(id, |s| match s.status {
+                Status::Failed | Status::Paused => Ok((vec![Event::Resumed { at: now }], ())),
+                other => Err(Rejection::NotResumable(other)),
+            })
+            .await?;
+        self.enqueue(&state.tenant, id, now);
+        Ok(state)
+    }
+
+    /// Pause a running workflow at its next step boundary is not offered; a
+    /// workflow waiting for a signal or failed may be parked explicitly.
+    pub async fn pause(&self, id: WorkflowId, reason: &str) -> Result<WorkflowState, Error> {
+        let now = self.now();
+        let (state, ()) = self
+            .transact(id, |s| match s.status {
+                Status::AwaitingConfirmation => Ok((
+                    vec![Event::Paused {
+                        reason: reason.to_owned(),
+                        at: now,
+                    }],
+                    (),
+                )),
+                other => Err(Rejection::NotPausable(other)),
+            })
+            .await?;
+        Ok(state)
+    }
+
+    /// Deliver a signal the workflow is waiting for (e.g. a confirmation).
+    pub async fn signal(&self, id: WorkflowId, name: &str, payload: Value) -> Result<WorkflowState, Error> {
+        let now = self.now();
+        let (state, ()) = self
+            .transact(id, |s| {
+                if s.status == Status::AwaitingConfirmation && s.awaiting_signal.as_deref() == Some(name) {
+                    Ok((
+                        vec![Event::SignalReceived {
+                            name: name.to_owned(),
+                            payload: payload.clone(),
+                            at: now,
+                        }],
+                        (),
+                    ))
+                } else {
+                    Err(Rejection::NotAwaitingSignal(name.to_owned()))
+                }
+            })
+            .await?;
+        self.enqueue(&state.tenant, id, now);
+        Ok(state)
+    }
+
+    /// Undo a completed workflow through its compensations.
+    pub async fn rollback(&self, id: WorkflowId, reason: &str) -> Result<WorkflowState, Error> {
+        let def = self.definition_of(id).await?;
+        let now = self.now();
+        let (state, ()) = self
+            .transact(id, |s| {
+                if s.status == Status::Completed && plan::needs_compensation(s, def.steps()) {
+                    Ok((
+                        vec![Event::CompensationStarted {
+                            reason: Failure {
+                                code: "rollback_requested".into(),
+                                message: reason.to_owned(),
+                                retryable: false,
+                            },
+                            at: now,
+                        }],
+                        (),
+                    ))
+                } else {
+                    Err(Rejection::NotRollbackable(s.status))
+                }
+            })
+            .await?;
+        self.enqueue(&state.tenant, id, now);
+        Ok(state)
+    }
+
+    async fn definition_of(&self, id: WorkflowId) -> Result<Arc<dyn Workflow>, Error> {
+        let state = self.get(id).await?.ok_or(Error::NotFound(id))?;
+        self.definition(&state.kind)
+    }
+
+    /// Record the next decisions that need no step code; what to do next.
+    pub(crate) async fn advance(&self, id: WorkflowId) -> Result<(WorkflowState, Next), Error> {
+        let def = self.definition_of(id).await?;
+        let now = self.now();
+        self.transact(id, |s| Ok(plan::advance(s, def.steps(), now)))
+            .await
+    }
+
+    /// Record a step's outcome (and the decisions that follow it).
+    pub(crate) async fn record_outcome(
+        &self,
+        id: WorkflowId,
+        order: &RunOrder,
+        outcome: Result<Value, StepError>,
+        interrupted: bool,
+    ) -> Result<(WorkflowState, Next), Error> {
+        let def = self.definition_of(id).await?;
+        let now = self.now();
+        self.transact(id, |s| {
+            let expected_status = match order.phase {
+                Phase::Forward => Status::Running,
+                Phase::Compensation => Status::Compensating,
+            };
+            if s.current_step.as_deref() != Some(order.step.as_str()) || s.status != expected_status {
+                return Err(Rejection::StepNotCurrent(order.step.clone()));
+            }
+            let mut events = match (&outcome, interrupted) {
+                (Ok(output), _) => vec![plan::after_success(order, output.clone(), now)],
+                // Interrupted by cancel: nothing failed; the cancel decides.
+                (Err(_), true) => vec![],
+                (Err(error), false) => {
+                    let spec = def
+                        .steps()
+                        .iter()
+                        .find(|sp| sp.name == order.step)
+                        .expect("order names a step of the definition");
+                    plan::after_failure(
+                        s,
+                        def.steps(),
+                        spec,
+                        order,
+                        error.clone(),
+                        |f| self.retry_delay(&spec.retry, f),
+                        now,
+                    )
+                }
+            };
+            let mut scratch = s.clone();
+            for e in &events {
+                scratch.apply(e);
+            }
+            let (more, next) = plan::advance(&scratch, def.steps(), now);
+            events.extend(more);
+            Ok((events, next))
+        })
+        .await
+    }
+
+    pub(crate) async fn record_checkpoint(
+        &self,
+        id: WorkflowId,
+        step: &str,
+        checkpoint: Value,
+        progress: Option<Progress>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.transact(id, |s| {
+            if s.current_step.as_deref() == Some(step)
+                && matches!(s.status, Status::Running | Status::Compensating)
+            {
+                Ok((
+                    vec![Event::StepProgressed {
+                        step: step.to_owned(),
+                        checkpoint: checkpoint.clone(),
+                        progress: progress.clone(),
+                        at: now,
+                    }],
+                    (),
+                ))
+            } else {
+                Err(Rejection::StepNotCurrent(step.to_owned()))
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn schedule_timer(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        due_at: Timestamp,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.transact(id, |s| {
+            let same = s.timers.get(name).is_some_and(|t| t.due_at == due_at);
+            let events = if same {
+                vec![]
+            } else {
+                vec![Event::TimerScheduled {
+                    name: name.to_owned(),
+                    due_at,
+                    at: now,
+                }]
+            };
+            Ok((events, ()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn mark_timer_fired(&self, id: WorkflowId, name: &str) -> Result<(), Error> {
+        let now = self.now();
+        self.transact(id, |s| {
+            let pending = s.timers.get(name).is_some_and(|t| !t.fired);
+            let events = if pending {
+                vec![Event::TimerFired {
+                    name: name.to_owned(),
+                    at: now,
+                }]
+            } else {
+                vec![]
+            };
+            Ok((events, ()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The queue of one tenant, answered by its actor even while steps run.
+    pub async fn tenant_queue(&self, tenant: &TenantId) -> Result<actor::TenantQueue, Error> {
+        let reg = self.inner.registry.get().ok_or(Error::NotStarted)?;
+        reg.send(actor::QueueOf {
+            tenant: tenant.clone(),
+        })
+        .await
+        .map_err(|_| Error::NotStarted)
+    }
+}

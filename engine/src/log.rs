@@ -1,0 +1,130 @@
+//! The `EventLog` trait: the engine's only source of truth.
+//!
+//! Contract every implementation keeps (checked by `testkit::conformance`):
+//! - `append` is atomic: all of a request's events and the index updates they
+//!   imply become visible together, or none do.
+//! - `append` is durable before it returns `Ok(Ok(_))`: an acknowledged event
+//!   survives a crash of the process (and, for a disk log, of the machine).
+//! - Appends to one workflow are checked against `expected_version`; a stale
+//!   writer gets `VersionConflict` and nothing is written.
+//! - A stream is read back in append order, exactly as appended.
+//! - Index queries (`list`, `open`, `due_timers`, `find_idempotency`,
+//!   `count_submitted_since`) reflect every acknowledged append, never a stale
+//!   one, because indexes are written in the same transaction as events.
+
+use crate::event::{Event, Timestamp};
+use crate::ids::{TenantId, WorkflowId};
+use crate::status::Status;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// The per-workflow row the indexes are built from. The engine derives it
+/// from the folded state and hands it to `append`, so a log never needs to
+/// understand events to maintain its indexes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSummary {
+    pub id: WorkflowId,
+    pub tenant: TenantId,
+    pub kind: String,
+    pub status: Status,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub idempotency_key: Option<String>,
+    /// Timers scheduled and not yet fired.
+    pub timers: Vec<TimerEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerEntry {
+    pub name: String,
+    pub due_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimer {
+    pub workflow: WorkflowId,
+    pub name: String,
+    pub due_at: Timestamp,
+}
+
+/// One atomic append.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub id: WorkflowId,
+    /// Number of events the writer has seen (0 for a new workflow).
+    pub expected_version: u64,
+    pub events: Vec<Event>,
+    /// The summary after these events are applied.
+    pub summary: WorkflowSummary,
+}
+
+/// Expected outcomes of an append that wrote nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRejection {
+    #[error("version conflict: expected {expected}, stream is at {current}")]
+    VersionConflict { expected: u64, current: u64 },
+    #[error("idempotency key already used by workflow {existing}")]
+    DuplicateIdempotencyKey { existing: WorkflowId },
+}
+
+/// Failures of the log itself.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("event log I/O: {0}")]
+    Io(String),
+    #[error("event log corruption: {0}")]
+    Corruption(String),
+    #[error("event log closed")]
+    Closed,
+}
+
+/// Listing filter; `after` is the cursor (the last id of the previous page).
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub tenant: Option<TenantId>,
+    pub status: Option<Status>,
+    pub kind: Option<String>,
+    pub after: Option<WorkflowId>,
+    pub limit: usize,
+}
+
+/// Upper bound on `ListQuery::limit`.
+pub const LIST_LIMIT_MAX: usize = 500;
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Append atomically and durably (see the module contract).
+    async fn append(&self, req: AppendRequest) -> Result<Result<u64, AppendRejection>, LogError>;
+
+    /// The whole stream of one workflow, in order; empty if unknown.
+    fn read(&self, id: WorkflowId) -> Result<Vec<Event>, LogError>;
+
+    fn summary(&self, id: WorkflowId) -> Result<Option<WorkflowSummary>, LogError>;
+
+    /// Workflows matching the query, ordered by id (= creation time).
+    fn list(&self, q: &ListQuery) -> Result<Vec<WorkflowSummary>, LogError>;
+
+    /// All workflows whose status is open, ordered by id.
+    fn open(&self) -> Result<Vec<WorkflowSummary>, LogError>;
+
+    /// Unfired timers due at or before `until`, earliest first.
+    fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<DueTimer>, LogError>;
+
+    /// The earliest unfired timer, if any.
+    fn next_timer(&self) -> Result<Option<DueTimer>, LogError>;
+
+    fn find_idempotency(&self, tenant: &TenantId, key: &str)
+        -> Result<Option<WorkflowId>, LogError>;
+
+    /// Workflows of `kind` submitted by `tenant` at or after `since`.
+    fn count_submitted_since(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        since: Timestamp,
+    ) -> Result<u64, LogError>;
+
+    /// Bytes the log occupies on disk (0 for memory).
+    fn size_bytes(&self) -> u64;
+}

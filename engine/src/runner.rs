@@ -1,0 +1,99 @@
+//! Drives one workflow: asks the planner what is next, runs step code with
+//! its timeout and the cancel token, and records the outcome. Runs as one
+//! task per running workflow, started by the tenant's actor.
+
+use crate::engine::Engine;
+use crate::error::{Error, Rejection};
+use crate::ids::WorkflowId;
+use crate::plan::{Next, RunOrder};
+use crate::state::{Phase, WorkflowState};
+use crate::workflow::{StepContext, StepError};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Drive until the workflow needs nothing more from us (final, waiting for a
+/// signal, or failed). Errors of the log end the drive; the workflow stays
+/// open and is picked up again at the next start or command.
+pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationToken) -> Result<(), Error> {
+    let (mut state, mut next) = engine.advance(id).await?;
+    loop {
+        match next {
+            Next::Idle => return Ok(()),
+            Next::Append(_) => {
+                // `advance` only returns Append if it hit its chain limit.
+                (state, next) = engine.advance(id).await?;
+            }
+            Next::WaitUntil(at) => {
+                let wait = (at - engine.now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                (state, next) = engine.advance(id).await?;
+            }
+            Next::Run(order) => {
+                let (outcome, interrupted) = run_step(&engine, &state, &order, &cancel).await;
+                match engine.record_outcome(id, &order, outcome, interrupted).await {
+                    Ok(r) => (state, next) = r,
+                    // Someone else (a cancel) moved the workflow: decide again.
+                    Err(Error::Rejected(Rejection::StepNotCurrent(_))) => {
+                        (state, next) = engine.advance(id).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+async fn run_step(
+    engine: &Engine,
+    state: &WorkflowState,
+    order: &RunOrder,
+    cancel: &CancellationToken,
+) -> (Result<serde_json::Value, StepError>, bool) {
+    let def = match engine.definition(&state.kind) {
+        Ok(d) => d,
+        Err(e) => return (Err(StepError::permanent("unknown_kind", e.to_string())), false),
+    };
+    let Some(spec) = def.steps().iter().find(|s| s.name == order.step).cloned() else {
+        return (Err(StepError::permanent("unknown_step", order.step.clone())), false);
+    };
+    let ctx = StepContext::new(state, &order.step, order.attempt, cancel.clone(), engine.clone());
+    let started = Instant::now();
+    let fut = async {
+        match order.phase {
+            Phase::Forward => def.run(ctx).await,
+            Phase::Compensation => def.compensate(ctx).await,
+        }
+    };
+    let span = tracing::info_span!("step", tenant = %state.tenant, workflow = %state.id, step = %order.step, attempt = order.attempt);
+    let _enter = span.enter();
+    drop(_enter);
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(spec.timeout, fut) => match r {
+            Ok(r) => r,
+            Err(_) => Err(StepError::retryable("step_timeout", format!("step {} exceeded {:?}", order.step, spec.timeout))),
+        },
+        _ = cancel.cancelled() => Err(StepError::permanent("cancelled", "the workflow was cancelled")),
+    };
+    let interrupted = outcome.is_err() && cancel.is_cancelled();
+    let label = match (&outcome, interrupted) {
+        (Ok(_), _) => "ok",
+        (Err(_), true) => "cancelled",
+        (Err(e), false) if e.retryable => "retryable_error",
+        (Err(_), false) => "error",
+    };
+    let m = &engine.inner.metrics;
+    m.step_duration
+        .with_label_values(&[&state.kind, &order.step, label])
+        .observe(started.elapsed().as_secs_f64());
+    if label == "retryable_error" {
+        m.step_retries.with_label_values(&[&state.kind, &order.step]).inc();
+    }
+    match &outcome {
+        Ok(_) => tracing::info!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "step succeeded"),
+        Err(e) => tracing::warn!(parent: &span, code = %e.code, error = %e.message, interrupted, "step failed"),
+    }
+    (outcome, interrupted)
+}

@@ -1,0 +1,89 @@
+//! The durable-timer loop: fires due timers from the log's due-timers index,
+//! so timers survive restarts. A timer's callback must be idempotent: a crash
+//! after the callback and before `TimerFired` is recorded fires it again.
+
+use crate::engine::Engine;
+use crate::ids::WorkflowId;
+use crate::workflow::TimerContext;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Timers fired per look at the index.
+const FIRE_BATCH_MAX: usize = 256;
+/// Back-off after a timer callback failed.
+const FAILED_TIMER_RETRY: Duration = Duration::from_secs(10);
+
+pub(crate) fn spawn_loop(engine: Engine) {
+    engine.runtime().spawn(async move {
+        let mut failed: HashMap<(WorkflowId, String), Instant> = HashMap::new();
+        loop {
+            update_queue_age(&engine);
+            let poll = engine.inner.config.timer_poll;
+            let now = engine.now();
+            match engine.log().due_timers(now, FIRE_BATCH_MAX) {
+                Ok(due) => {
+                    for t in due {
+                        let key = (t.workflow, t.name.clone());
+                        if failed.get(&key).is_some_and(|until| *until > Instant::now()) {
+                            continue;
+                        }
+                        match fire(&engine, t.workflow, &t.name, t.due_at).await {
+                            Ok(()) => {
+                                failed.remove(&key);
+                            }
+                            Err(e) => {
+                                tracing::warn!(workflow = %t.workflow, timer = %t.name, error = %e, "timer callback failed; will retry");
+                                failed.insert(key, Instant::now() + FAILED_TIMER_RETRY);
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading due timers failed"),
+            }
+            let sleep = match engine.log().next_timer() {
+                Ok(Some(next)) => (next.due_at - engine.now()).to_std().unwrap_or_default().min(poll),
+                _ => poll,
+            };
+            tokio::time::sleep(sleep.max(Duration::from_millis(20))).await;
+        }
+    });
+}
+
+fn update_queue_age(engine: &Engine) {
+    let m = &engine.inner.metrics;
+    let age = engine
+        .inner
+        .queue
+        .oldest()
+        .and_then(|t| (engine.now() - t).to_std().ok())
+        .unwrap_or_default();
+    m.queue_oldest_wait.set(age.as_secs_f64());
+}
+
+async fn fire(engine: &Engine, id: WorkflowId, name: &str, due_at: crate::Timestamp) -> Result<(), String> {
+    let state = engine
+        .get(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("workflow {id} not found"))?;
+    let def = engine.definition(&state.kind).map_err(|e| e.to_string())?;
+    let ctx = TimerContext {
+        workflow: id,
+        tenant: state.tenant.clone(),
+        name: name.to_owned(),
+        due_at,
+        input: Arc::new(state.input.clone()),
+        outputs: Arc::new(state.outputs.clone()),
+    };
+    let outcome = def.on_timer(ctx).await;
+    let label = if outcome.is_ok() { "ok" } else { "error" };
+    engine
+        .inner
+        .metrics
+        .timers_fired
+        .with_label_values(&[&state.kind, name, label])
+        .inc();
+    outcome.map_err(|e| e.to_string())?;
+    engine.mark_timer_fired(id, name).await.map_err(|e| e.to_string())
+}

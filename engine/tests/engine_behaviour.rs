@@ -1,0 +1,400 @@
+//! Whole workflows run through the real engine (actors, runner, timers) on
+//! the in-memory reference log: retries, permanent failures and resume,
+//! cancel, compensation, timers, idempotency, per-tenant concurrency and
+//! recovery after a "crash" (a second engine over the same log).
+
+use async_trait::async_trait;
+use ferry_engine::testkit::MemoryLog;
+use ferry_engine::{
+    Engine, EngineConfig, Event, EventLog, RetryPolicy, Status, StepContext, StepError, StepSpec,
+    SubmitRequest, SystemClock, TenantId, TimerContext, UuidV7, Workflow, WorkflowId,
+};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Behaviour = Arc<dyn Fn(&StepContext) -> Result<Value, StepError> + Send + Sync>;
+
+/// A workflow whose steps do what the test says, and which records what ran.
+struct TestFlow {
+    kind: &'static str,
+    steps: Vec<StepSpec>,
+    behaviour: Mutex<HashMap<&'static str, Behaviour>>,
+    /// Per step: how long it sleeps (cancellable) before answering.
+    delay: Mutex<HashMap<&'static str, Duration>>,
+    ran: Mutex<Vec<String>>,
+    compensated: Mutex<Vec<String>>,
+    timers: Mutex<Vec<String>>,
+    concurrent: AtomicUsize,
+    concurrent_max_by_tenant: Mutex<HashMap<String, usize>>,
+    in_flight_by_tenant: Mutex<HashMap<String, usize>>,
+}
+
+impl TestFlow {
+    fn new(kind: &'static str, steps: Vec<StepSpec>) -> Arc<Self> {
+        Arc::new(TestFlow {
+            kind,
+            steps,
+            behaviour: Mutex::new(HashMap::new()),
+            delay: Mutex::new(HashMap::new()),
+            ran: Mutex::new(vec![]),
+            compensated: Mutex::new(vec![]),
+            timers: Mutex::new(vec![]),
+            concurrent: AtomicUsize::new(0),
+            concurrent_max_by_tenant: Mutex::new(HashMap::new()),
+            in_flight_by_tenant: Mutex::new(HashMap::new()),
+        })
+    }
+    fn on(&self, step: &'static str, f: impl Fn(&StepContext) -> Result<Value, StepError> + Send + Sync + 'static) {
+        self.behaviour.lock().insert(step, Arc::new(f));
+    }
+    fn slow(&self, step: &'static str, d: Duration) {
+        self.delay.lock().insert(step, d);
+    }
+}
+
+#[async_trait]
+impl Workflow for TestFlow {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn steps(&self) -> &[StepSpec] {
+        &self.steps
+    }
+    async fn run(&self, ctx: StepContext) -> Result<Value, StepError> {
+        let tenant = ctx.tenant.to_string();
+        {
+            let mut f = self.in_flight_by_tenant.lock();
+            let n = f.entry(tenant.clone()).or_insert(0);
+            *n += 1;
+            let mut m = self.concurrent_max_by_tenant.lock();
+            let max = m.entry(tenant.clone()).or_insert(0);
+            *max = (*max).max(*n);
+        }
+        self.concurrent.fetch_add(1, Ordering::SeqCst);
+        self.ran.lock().push(format!("{}:{}", ctx.step, ctx.attempt));
+        let delay = self.delay.lock().get(ctx.step.as_str()).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let f = self.behaviour.lock().get(ctx.step.as_str()).cloned();
+        let out = match f {
+            Some(f) => f(&ctx),
+            None => Ok(json!({"step": ctx.step})),
+        };
+        self.concurrent.fetch_sub(1, Ordering::SeqCst);
+        *self.in_flight_by_tenant.lock().get_mut(&tenant).unwrap() -= 1;
+        out
+    }
+    async fn compensate(&self, ctx: StepContext) -> Result<Value, StepError> {
+        self.compensated.lock().push(ctx.step.clone());
+        Ok(json!("undone"))
+    }
+    async fn on_timer(&self, ctx: TimerContext) -> Result<(), StepError> {
+        self.timers.lock().push(ctx.name.clone());
+        Ok(())
+    }
+}
+
+fn fast_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        attempts_max: attempts,
+        backoff_initial: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(20),
+        multiplier: 2.0,
+        jitter: 0.5,
+    }
+}
+
+fn three_steps() -> Vec<StepSpec> {
+    vec![
+        StepSpec::new("a").retry(fast_retry(3)),
+        StepSpec::new("b").retry(fast_retry(3)).compensable(),
+        StepSpec::new("c").retry(fast_retry(3)),
+    ]
+}
+
+async fn engine_with(log: Arc<dyn EventLog>, flow: Arc<TestFlow>) -> Engine {
+    let engine = Engine::new(
+        log,
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig {
+            timer_poll: Duration::from_millis(20),
+            actor_idle: Duration::from_millis(200),
+            seed: Some(42),
+            ..EngineConfig::default()
+        },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    engine.register(flow);
+    engine.start().await.unwrap();
+    engine
+}
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+async fn submit(engine: &Engine, t: &str, key: Option<&str>) -> WorkflowId {
+    engine
+        .submit(SubmitRequest {
+            tenant: tenant(t),
+            kind: "test".into(),
+            input: json!({"n": 1}),
+            idempotency_key: key.map(str::to_owned),
+            requested_by: Some("tester".into()),
+        })
+        .await
+        .unwrap()
+        .state
+        .id
+}
+
+async fn wait_for(engine: &Engine, id: WorkflowId, want: Status) -> ferry_engine::WorkflowState {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = engine.get(id).await.unwrap().unwrap();
+        if s.status == want {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "workflow {id} is {} not {want}; error {:?}", s.status, s.last_error);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[actix::test]
+async fn three_steps_complete_with_one_commit_per_transition() {
+    let flow = TestFlow::new("test", three_steps());
+    let log = MemoryLog::shared();
+    let engine = engine_with(log.clone(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let s = wait_for(&engine, id, Status::Completed).await;
+    assert_eq!(s.outputs.len(), 3);
+    let tags: Vec<_> = log.read(id).unwrap().iter().map(|e| e.tag()).collect();
+    assert_eq!(
+        tags,
+        [
+            "submitted.v1", "started.v1", "step_started.v1", "step_succeeded.v1", "step_started.v1",
+            "step_succeeded.v1", "step_started.v1", "step_succeeded.v1", "completed.v1"
+        ]
+    );
+    assert_eq!(*flow.ran.lock(), ["a:1", "b:1", "c:1"]);
+}
+
+#[actix::test]
+async fn a_retryable_failure_is_retried_with_backoff() {
+    let flow = TestFlow::new("test", three_steps());
+    flow.on("a", |ctx| {
+        if ctx.attempt < 3 {
+            Err(StepError::retryable("flaky", "try again"))
+        } else {
+            Ok(json!("ok"))
+        }
+    });
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    wait_for(&engine, id, Status::Completed).await;
+    assert_eq!(&flow.ran.lock()[..3], ["a:1", "a:2", "a:3"]);
+    let failed = engine.events(id).unwrap().iter().filter(|e| matches!(e, Event::StepFailed { retry_at: Some(_), .. })).count();
+    assert_eq!(failed, 2);
+}
+
+#[actix::test]
+async fn a_permanent_failure_fails_and_resume_continues_from_the_failed_step() {
+    let flow = TestFlow::new("test", vec![StepSpec::new("a"), StepSpec::new("b").retry(fast_retry(2)), StepSpec::new("c")]);
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let b2 = broken.clone();
+    flow.on("b", move |_| {
+        if b2.load(Ordering::SeqCst) {
+            Err(StepError::permanent("bad_input", "no"))
+        } else {
+            Ok(json!("fixed"))
+        }
+    });
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let s = wait_for(&engine, id, Status::Failed).await;
+    assert_eq!(s.last_error.unwrap().code, "bad_input");
+    assert_eq!(*flow.ran.lock(), ["a:1", "b:1"], "a permanent error is not retried");
+    broken.store(false, Ordering::SeqCst);
+    engine.resume(id).await.unwrap();
+    wait_for(&engine, id, Status::Completed).await;
+    assert_eq!(*flow.ran.lock(), ["a:1", "b:1", "b:1", "c:1"], "a is not run again");
+    let err = engine.resume(id).await.unwrap_err();
+    assert!(matches!(err, ferry_engine::Error::Rejected(ferry_engine::Rejection::NotResumable(Status::Completed))));
+}
+
+#[actix::test]
+async fn exhausted_retries_after_a_compensable_step_roll_back() {
+    let flow = TestFlow::new("test", three_steps());
+    flow.on("c", |_| Err(StepError::retryable("down", "still down")));
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let s = wait_for(&engine, id, Status::RolledBack).await;
+    assert_eq!(s.last_error.unwrap().code, "down");
+    assert_eq!(*flow.compensated.lock(), ["b"]);
+    assert_eq!(flow.ran.lock().iter().filter(|r| r.starts_with("c:")).count(), 3);
+}
+
+#[actix::test]
+async fn cancel_pending_and_running() {
+    let flow = TestFlow::new("test", three_steps());
+    flow.slow("a", Duration::from_secs(30));
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let running = submit(&engine, "acme", None).await;
+    let queued = submit(&engine, "acme", None).await;
+    wait_for(&engine, running, Status::Running).await;
+    // The second waits behind the first (one per tenant) and is still pending.
+    assert_eq!(engine.get(queued).await.unwrap().unwrap().status, Status::Pending);
+    let q = engine.tenant_queue(&tenant("acme")).await.unwrap();
+    assert_eq!(q.running, vec![running]);
+    assert_eq!(q.waiting, vec![queued]);
+    let s = engine.cancel(queued, Some("op".into())).await.unwrap();
+    assert_eq!(s.status, Status::Cancelled);
+    let t0 = Instant::now();
+    engine.cancel(running, Some("op".into())).await.unwrap();
+    wait_for(&engine, running, Status::Cancelled).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "a running step is interrupted, not waited for");
+    assert!(flow.compensated.lock().is_empty(), "nothing compensable ran");
+    let err = engine.cancel(running, None).await.unwrap_err();
+    assert!(matches!(err, ferry_engine::Error::Rejected(ferry_engine::Rejection::NotCancellable(Status::Cancelled))));
+}
+
+#[actix::test]
+async fn cancel_after_a_compensable_step_compensates() {
+    let flow = TestFlow::new("test", three_steps());
+    flow.slow("c", Duration::from_secs(30));
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.get(id).await.unwrap().unwrap().current_step.as_deref() != Some("c") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    engine.cancel(id, None).await.unwrap();
+    wait_for(&engine, id, Status::RolledBack).await;
+    assert_eq!(*flow.compensated.lock(), ["b"]);
+}
+
+#[actix::test]
+async fn one_tenant_runs_one_at_a_time_and_does_not_delay_another() {
+    let flow = TestFlow::new("test", three_steps());
+    flow.slow("b", Duration::from_millis(300));
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let a1 = submit(&engine, "slow-a", None).await;
+    let a2 = submit(&engine, "slow-a", None).await;
+    let a3 = submit(&engine, "slow-a", None).await;
+    // Tenant b's steps are also slow-ish but b must not wait for a's queue.
+    let b1 = submit(&engine, "b", None).await;
+    let sb = wait_for(&engine, b1, Status::Completed).await;
+    assert!(sb.outputs.len() == 3);
+    let sa3 = engine.get(a3).await.unwrap().unwrap();
+    assert_eq!(sa3.status, Status::Pending, "a3 waits behind a1 and a2 while b completes");
+    for id in [a1, a2, a3] {
+        wait_for(&engine, id, Status::Completed).await;
+    }
+    let s1 = engine.get(a1).await.unwrap().unwrap();
+    let s2 = engine.get(a2).await.unwrap().unwrap();
+    let s3 = engine.get(a3).await.unwrap().unwrap();
+    // FIFO and never overlapping.
+    assert!(s1.finished_at.unwrap() <= s2.started_at.unwrap());
+    assert!(s2.finished_at.unwrap() <= s3.started_at.unwrap());
+    assert_eq!(flow.concurrent_max_by_tenant.lock()["slow-a"], 1);
+}
+
+#[actix::test]
+async fn idempotency_key_returns_the_same_workflow() {
+    let flow = TestFlow::new("test", three_steps());
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let a = submit(&engine, "acme", Some("k1")).await;
+    let b = submit(&engine, "acme", Some("k1")).await;
+    let c = submit(&engine, "other", Some("k1")).await;
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+/// A workflow that schedules a timer in its last step.
+struct TimerFlow {
+    steps: Vec<StepSpec>,
+    fired: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Workflow for TimerFlow {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn steps(&self) -> &[StepSpec] {
+        &self.steps
+    }
+    async fn run(&self, ctx: StepContext) -> Result<Value, StepError> {
+        let due = ctx.now() + chrono::Duration::milliseconds(150);
+        ctx.schedule_timer("expire", due).await?;
+        Ok(json!({"expiresAt": due}))
+    }
+    async fn on_timer(&self, ctx: TimerContext) -> Result<(), StepError> {
+        self.fired.lock().push(ctx.name);
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn durable_timers_fire_after_completion_and_survive_a_restart() {
+    let log = MemoryLog::shared();
+    let flow = Arc::new(TimerFlow { steps: vec![StepSpec::new("expire")], fired: Mutex::new(vec![]) });
+    let id = {
+        let engine = Engine::new(log.clone(), Arc::new(SystemClock), Arc::new(UuidV7), EngineConfig { timer_poll: Duration::from_secs(3600), ..Default::default() }, &prometheus::Registry::new()).unwrap();
+        engine.register(flow.clone());
+        engine.start().await.unwrap();
+        let id = submit(&engine, "acme", None).await;
+        wait_for(&engine, id, Status::Completed).await;
+        id
+        // This engine's timer loop sleeps for an hour: as if it had crashed.
+    };
+    assert!(log.next_timer().unwrap().is_some());
+    let flow2 = Arc::new(TimerFlow { steps: vec![StepSpec::new("expire")], fired: Mutex::new(vec![]) });
+    let engine2 = Engine::new(log.clone(), Arc::new(SystemClock), Arc::new(UuidV7), EngineConfig { timer_poll: Duration::from_millis(20), ..Default::default() }, &prometheus::Registry::new()).unwrap();
+    engine2.register(flow2.clone());
+    engine2.start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while flow2.fired.lock().is_empty() {
+        assert!(Instant::now() < deadline, "timer never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(*flow2.fired.lock(), ["expire"]);
+    assert!(log.next_timer().unwrap().is_none(), "fired timers leave the index");
+    let s = engine2.get(id).await.unwrap().unwrap();
+    assert!(s.timers["expire"].fired);
+}
+
+#[actix::test]
+async fn a_second_engine_over_the_same_log_finishes_open_workflows() {
+    let log = MemoryLog::shared();
+    let flow = TestFlow::new("test", three_steps());
+    flow.slow("b", Duration::from_secs(3600));
+    let engine = engine_with(log.clone(), flow.clone()).await;
+    let ids = [submit(&engine, "acme", None).await, submit(&engine, "acme", None).await, submit(&engine, "zeta", None).await];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.get(ids[0]).await.unwrap().unwrap().current_step.as_deref() != Some("b") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // "Crash": the first engine's step hangs forever; a new engine takes over.
+    let flow2 = TestFlow::new("test", three_steps());
+    let engine2 = engine_with(log.clone(), flow2.clone()).await;
+    for id in ids {
+        let s = wait_for(&engine2, id, Status::Completed).await;
+        assert_eq!(s.outputs.len(), 3);
+    }
+    // Two workflows were inside b when the first engine stopped; the third
+    // had not started. Finished steps are never run again.
+    let ran = flow2.ran.lock().clone();
+    let count = |s: &str| ran.iter().filter(|r| *r == s).count();
+    assert_eq!((count("a:1"), count("b:1"), count("c:1")), (1, 3, 3), "{ran:?}");
+}

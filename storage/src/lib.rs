@@ -1,1 +1,11 @@
-//! placeholder
+//! Adapters that implement the traits `ferry-engine` and `ferry-workflows`
+//! define: the sled event log, tenant databases (diesel), the object store,
+//! mail and the audit log. Nothing here decides *what* to do; it only knows
+//! *how* to talk to one backend.
+
+pub mod audit_sqlite;
+pub mod mail_outbox;
+pub mod objects_local;
+pub mod sample;
+pub mod sled_log;
+pub mod tenant_sqlite;

@@ -1,0 +1,162 @@
+//! Wiring: builds the embedded default services from the configuration,
+//! the engine with its workflows, and the shared state handlers use.
+
+use crate::auth::{Caller, JwtKeys};
+use crate::config::Config;
+use crate::keys::Keys;
+use actix_web::HttpRequest;
+use anyhow::Context;
+use ferry_engine::{Engine, EngineConfig, SystemClock, UuidV7, WorkflowState};
+use ferry_storage::audit_sqlite::SqliteAudit;
+use ferry_storage::mail_outbox::OutboxMailer;
+use ferry_storage::objects_local::LocalObjects;
+use ferry_storage::sled_log::SledLog;
+use ferry_storage::tenant_sqlite::SqliteTenants;
+use ferry_workflows::export::{ExportConfig, ExportDeps, ExportWorkflow};
+use ferry_workflows::links::LinkSigner;
+use ferry_workflows::ports::audit::{AuditEntry, AuditLog};
+use ferry_workflows::ports::objects::ObjectStore;
+use ferry_workflows::ports::tenant::TenantStore;
+use ferry_workflows::bundle::BundleSigner;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// HTTP metrics, labelled by route pattern (bounded), never by raw path.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new("ferry_http_requests_total", "HTTP requests by method, route and status."),
+            &["method", "route", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("ferry_http_request_duration_seconds", "HTTP request latency by method and route.")
+                .buckets(prometheus::exponential_buckets(0.0005, 2.5, 12)?),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(HttpMetrics { requests, duration })
+    }
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub engine: Engine,
+    pub config: Config,
+    pub audit: Arc<dyn AuditLog>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub links: LinkSigner,
+    pub registry: Registry,
+    pub http: HttpMetrics,
+}
+
+/// Built services, before the engine starts.
+pub struct Services {
+    pub state: AppState,
+    pub jwt: JwtKeys,
+    pub keys: Keys,
+}
+
+impl AppState {
+    /// Record an audit entry for an HTTP request (who, IP, user agent).
+    pub async fn audit_request(&self, req: &HttpRequest, caller: &Caller, action: &str, wf: &WorkflowState, details: Value) {
+        let entry = request_entry(req, &caller.actor(), action, wf, details, caller.impersonating);
+        if let Err(e) = self.audit.append(entry).await {
+            tracing::error!(error = %e, action, "audit append failed");
+        }
+    }
+}
+
+pub fn request_entry(req: &HttpRequest, actor: &str, action: &str, wf: &WorkflowState, mut details: Value, impersonating: bool) -> AuditEntry {
+    if impersonating {
+        if let Some(obj) = details.as_object_mut() {
+            obj.insert("platformAdminActingOnTenant".into(), Value::Bool(true));
+        }
+    }
+    let mut entry = AuditEntry::new(
+        chrono::Utc::now(),
+        actor,
+        Some(wf.tenant.clone()),
+        action,
+        wf.kind.as_str(),
+        wf.id.to_string(),
+    )
+    .details(details);
+    entry.ip = req.connection_info().realip_remote_addr().map(str::to_owned);
+    entry.user_agent = req
+        .headers()
+        .get("User-Agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    entry
+}
+
+/// Build the embedded-default services. `step_runtime` runs workflow steps.
+pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Result<Services> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
+    let registry = Registry::new();
+    let log = SledLog::open(config.events_dir()).context("opening the event log")?;
+    log.register_metrics(&registry)?;
+    let tenants: Arc<dyn TenantStore> = Arc::new(SqliteTenants::new(config.tenants_dir()));
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjects::new(config.objects_dir()).context("opening the object store")?);
+    let mail = Arc::new(OutboxMailer::new(config.outbox_dir(), &config.mail_from).context("opening the outbox")?);
+    let audit: Arc<dyn AuditLog> = Arc::new(SqliteAudit::open(&config.platform_db()).context("opening the platform database")?);
+    let links = LinkSigner::new(keys.link_secret);
+    let mut export_config = ExportConfig::new(config.work_dir(), config.public_url.clone());
+    export_config.bundle_ttl = config.bundle_ttl;
+    export_config.max_bundle_bytes = config.bundle_bytes_max;
+    export_config.analytics_timestamp_column = config.analytics_timestamp_column.clone();
+    let export = ExportWorkflow::new(
+        ExportDeps {
+            tenants: tenants.clone(),
+            objects: objects.clone(),
+            mailer: mail,
+            audit: audit.clone(),
+            signer: Arc::new(BundleSigner::new(keys.signing.clone())),
+            links: links.clone(),
+        },
+        export_config,
+    );
+    let engine = Engine::new(
+        Arc::new(log),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig {
+            running_per_tenant_max: config.running_per_tenant_max,
+            runtime: Some(step_runtime),
+            ..EngineConfig::default()
+        },
+        &registry,
+    )?;
+    engine.register(Arc::new(export));
+    let http = HttpMetrics::new(&registry)?;
+    let jwt = JwtKeys::new(&keys.jwt_secret);
+    Ok(Services {
+        state: AppState {
+            engine,
+            config,
+            audit,
+            objects,
+            tenants,
+            links,
+            registry,
+            http,
+        },
+        jwt,
+        keys,
+    })
+}
+
+/// How long a presigned/served download target stays valid after a click.
+pub const DOWNLOAD_TARGET_TTL: Duration = Duration::from_secs(300);

@@ -1,0 +1,105 @@
+//! The command line: `serve`, `sample`, `demo`, `token`, `verify`, `export`,
+//! `audit-verify`. Each subcommand lives in its own file.
+
+mod demo;
+mod export;
+mod sample;
+mod serve;
+mod token;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Durable tenant export and rehydration")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the workflow engine (FERRY_BIND, FERRY_DATA_DIR).
+    Serve,
+    /// Create a realistic sample tenant in the embedded tenant store.
+    Sample {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Replace the tenant if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Sample a tenant, export it in every profile, verify every bundle.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+    },
+    /// Print a bearer token for local use.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "tenant_admin")]
+        role: String,
+        #[arg(long, default_value = "admin")]
+        sub: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+    /// Check a bundle's signature and every checksum, offline.
+    Verify {
+        bundle: PathBuf,
+        /// The server's public key (default: <data>/keys/signing.pub).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Submit an export through the API (and wait for it with --wait).
+    Export(export::ExportArgs),
+    /// Recompute the audit log's hash chain.
+    AuditVerify,
+}
+
+fn init_tracing(default: &str) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let json = std::env::var("FERRY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    if json {
+        let _ = fmt().with_env_filter(filter).json().with_writer(std::io::stderr).try_init();
+    } else {
+        let _ = fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs its work; the other commands print their own story.
+    init_tracing(match cli.command {
+        Command::Serve => "info,sled=warn,actix_server=warn",
+        _ => "warn",
+    });
+    let result = match cli.command {
+        Command::Serve => serve::run(),
+        Command::Sample { tenant, scale, seed, overwrite } => sample::run(&tenant, scale, seed, overwrite),
+        Command::Demo { tenant, scale } => demo::run(&tenant, scale),
+        Command::Token { tenant, role, sub, email, ttl_hours } => token::run(&tenant, &role, &sub, email, ttl_hours),
+        Command::Verify { bundle, public_key } => verify::run(&bundle, public_key.as_deref()),
+        Command::Export(args) => export::run(args),
+        Command::AuditVerify => verify::audit(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Configuration from the environment, with embedded defaults: with no
+//! variables set everything runs under `./ferry-data` with no services.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// Base of links in emails; defaults to `http://<bind>`.
+    pub public_url: String,
+    /// Token key; `None`: a random key kept in `<data>/keys/jwt.secret`.
+    pub jwt_secret: Option<String>,
+    pub exports_per_day_max: u64,
+    pub bundle_bytes_max: u64,
+    /// How long a bundle is kept before its durable timer deletes it.
+    pub bundle_ttl: std::time::Duration,
+    pub running_per_tenant_max: usize,
+    pub analytics_timestamp_column: String,
+    /// Sender address of notification emails.
+    pub mail_from: String,
+    /// Worker threads running workflow steps.
+    pub step_threads: usize,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
+        _ => Ok(default),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        let data_dir: PathBuf = env_or("FERRY_DATA_DIR", PathBuf::from("./ferry-data"))?;
+        let bind: SocketAddr = env_or("FERRY_BIND", "127.0.0.1:8080".parse().expect("literal"))?;
+        let public_url = env_or("FERRY_PUBLIC_URL", format!("http://{bind}"))?;
+        Ok(Config {
+            data_dir,
+            bind,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            jwt_secret: std::env::var("FERRY_JWT_SECRET").ok().filter(|s| !s.is_empty()),
+            exports_per_day_max: env_or("FERRY_EXPORTS_PER_DAY", 50)?,
+            bundle_bytes_max: env_or("FERRY_BUNDLE_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
+            bundle_ttl: std::time::Duration::from_secs(env_or("FERRY_BUNDLE_TTL_SECS", 24 * 3600)?),
+            running_per_tenant_max: env_or("FERRY_RUNNING_PER_TENANT", 1)?,
+            analytics_timestamp_column: env_or("FERRY_ANALYTICS_COLUMN", "created_at".to_owned())?,
+            mail_from: env_or("FERRY_MAIL_FROM", "ferry <ferry@localhost>".to_owned())?,
+            step_threads: env_or("FERRY_STEP_THREADS", 2)?,
+        })
+    }
+
+    pub fn events_dir(&self) -> PathBuf {
+        self.data_dir.join("events")
+    }
+    pub fn tenants_dir(&self) -> PathBuf {
+        self.data_dir.join("tenants")
+    }
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+    pub fn assets_dir(&self) -> PathBuf {
+        self.objects_dir().join("assets")
+    }
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
+    }
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+    pub fn platform_db(&self) -> PathBuf {
+        self.data_dir.join("platform.sqlite")
+    }
+}

@@ -1,0 +1,58 @@
+//! Audit endpoints: the caller's tenant's entries, and a verification of the
+//! whole hash chain.
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use actix_web::{get, web, HttpResponse};
+use ferry_workflows::ports::audit::{AuditQuery, Order, AUDIT_LIST_LIMIT_MAX};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    action: Option<String>,
+    #[serde(rename = "entityId")]
+    entity_id: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    order: Option<String>,
+}
+
+#[get("/api/v1/audit")]
+async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<AuditParams>) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > AUDIT_LIST_LIMIT_MAX {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1..={AUDIT_LIST_LIMIT_MAX}")));
+    }
+    let order = match q.order.as_deref() {
+        None | Some("asc") => Order::Asc,
+        Some("desc") => Order::Desc,
+        Some(other) => return Err(ApiError::bad_request("invalid_order", format!("order must be asc or desc, not {other:?}"))),
+    };
+    let records = state
+        .audit
+        .list(&AuditQuery {
+            tenant: Some(caller.tenant.clone()),
+            action: q.action.clone(),
+            entity_id: q.entity_id.clone(),
+            after: q.after,
+            order,
+            limit,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let next = if records.len() == limit { records.last().map(|r| r.seq) } else { None };
+    Ok(HttpResponse::Ok().json(json!({"entries": records, "nextCursor": next})))
+}
+
+#[get("/api/v1/audit/verify")]
+async fn verify(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+    let report = state.audit.verify_chain().await.map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(verify).service(list);
+}

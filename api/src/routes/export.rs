@@ -1,0 +1,139 @@
+//! The seed's export endpoints, with exactly the request and response shapes
+//! of SPEC: create (202 + job), status, and download (audited, then a
+//! redirect to a short-lived link).
+
+use super::visible_workflow;
+use crate::app::{AppState, DOWNLOAD_TARGET_TTL};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use ferry_engine::SubmitRequest;
+use ferry_workflows::export::{self, artifact, parse_request, ArtifactError, ExportInput, ExportStatusView, Requester};
+use ferry_workflows::ports::objects::{Area, DownloadTarget};
+use serde_json::json;
+
+/// Longest accepted `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("Idempotency-Key") else { return Ok(None) };
+    let s = v.to_str().map_err(|_| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be printable ASCII"))?;
+    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_LEN_MAX || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_LEN_MAX} printable characters"),
+        ));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+fn artifact_error(e: ArtifactError) -> ApiError {
+    let http_status = match e {
+        ArtifactError::NotAnExport => StatusCode::NOT_FOUND,
+        ArtifactError::NotReady => StatusCode::CONFLICT,
+        ArtifactError::Expired => StatusCode::GONE,
+    };
+    ApiError::new(http_status, e.code(), e.to_string())
+}
+
+#[post("/api/v1/tenant/export")]
+async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let request = parse_request(&body).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let tenant = caller.tenant.clone();
+    let tenants = state.tenants.clone();
+    let t = tenant.clone();
+    let tables = web::block(move || tenants.list_tables(&t))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e.code.as_str() {
+            "tenant_not_found" => ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", format!("tenant {tenant} has no data")),
+            _ => ApiError::internal(e),
+        })?;
+    request
+        .check_tables(tables.iter().map(String::as_str))
+        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let key = idempotency_key(&req)?;
+    let known = match &key {
+        Some(k) => state.engine.log().find_idempotency(&caller.tenant, k).map_err(ApiError::internal)?.is_some(),
+        None => false,
+    };
+    if !known {
+        let midnight = Utc.from_utc_datetime(&Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("valid time"));
+        let today = state.engine.count_submitted_since(&caller.tenant, export::KIND, midnight)?;
+        if today >= state.config.exports_per_day_max {
+            let reset = midnight + ChronoDuration::days(1);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("daily export limit of {} reached; it resets at {}", state.config.exports_per_day_max, reset.to_rfc3339()),
+            ));
+        }
+    }
+    let input = ExportInput::new(request, Requester { sub: caller.sub.clone(), email: caller.email.clone() });
+    let submitted = state
+        .engine
+        .submit(SubmitRequest {
+            tenant: caller.tenant.clone(),
+            kind: export::KIND.to_owned(),
+            input: input.to_value(),
+            idempotency_key: key,
+            requested_by: Some(caller.actor()),
+        })
+        .await?;
+    let wf = submitted.state;
+    if submitted.created {
+        state
+            .audit_request(&req, &caller, "EXPORT_REQUESTED", &wf, json!({"profile": input.request.profile.as_str(), "includeAssets": input.request.include_assets}))
+            .await;
+    }
+    Ok(HttpResponse::Accepted().json(json!({
+        "message": "Export job created successfully",
+        "job": {
+            "id": wf.id,
+            "tenantId": wf.tenant,
+            "profile": input.request.profile.as_str(),
+            "status": wf.status,
+            "requestedAt": wf.created_at,
+        }
+    })))
+}
+
+#[get("/api/v1/tenant/export/{id}/status")]
+async fn status(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
+    let view = ExportStatusView::from_state(&wf, Utc::now())
+        .with_download_url(|id| format!("{}/api/v1/tenant/export/{id}/download", state.config.public_url));
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[get("/api/v1/tenant/export/{id}/download")]
+async fn download(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
+    let art = artifact(&wf, Utc::now()).map_err(artifact_error)?;
+    let target = state
+        .objects
+        .download_target(Area::Exports, &art.key, DOWNLOAD_TARGET_TTL)
+        .await
+        .map_err(ApiError::internal)?;
+    let location = match target {
+        DownloadTarget::Redirect(url) => url,
+        // Local store: ferry serves the file itself through a short link.
+        DownloadTarget::LocalFile(_) => {
+            let exp = Utc::now() + ChronoDuration::from_std(DOWNLOAD_TARGET_TTL).expect("small duration");
+            state.links.sign(&wf.id, &wf.tenant, exp.min(art.expires_at))
+        }
+    };
+    state
+        .audit_request(&req, &caller, "EXPORT_DOWNLOAD_REQUESTED", &wf, json!({"sizeBytes": art.size_bytes, "checksum": art.checksum}))
+        .await;
+    Ok(HttpResponse::Found().insert_header(("Location", location)).finish())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(crate::server::JSON_BODY_BYTES_MAX))
+        .service(create)
+        .service(status)
+        .service(download);
+}

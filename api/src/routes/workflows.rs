@@ -1,0 +1,152 @@
+//! Generic workflow endpoints: list, get, events, resume, cancel. Scoped to
+//! the caller's tenant.
+
+use super::visible_workflow;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use ferry_engine::{ListQuery, Status, WorkflowId, WorkflowState, WorkflowSummary};
+use ferry_workflows::ports::audit::AuditEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+pub const PAGE_DEFAULT: usize = 50;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryView<'a> {
+    id: WorkflowId,
+    tenant_id: &'a str,
+    kind: &'a str,
+    status: Status,
+    created_at: ferry_engine::Timestamp,
+    updated_at: ferry_engine::Timestamp,
+}
+
+fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
+    SummaryView {
+        id: s.id,
+        tenant_id: s.tenant.as_str(),
+        kind: &s.kind,
+        status: s.status,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
+/// The generic view of one workflow.
+pub fn workflow_view(s: &WorkflowState) -> Value {
+    json!({
+        "id": s.id,
+        "tenantId": s.tenant,
+        "kind": s.kind,
+        "status": s.status,
+        "phase": s.phase,
+        "currentStep": s.current_step,
+        "attempt": s.current_attempt,
+        "progress": s.progress,
+        "retryAt": s.retry_at,
+        "cancelRequested": s.cancel_requested,
+        "awaitingSignal": s.awaiting_signal,
+        "completedSteps": s.outputs.keys().collect::<Vec<_>>(),
+        "outputs": s.outputs,
+        "timers": s.timers,
+        "error": s.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "requestedBy": s.requested_by,
+        "createdAt": s.created_at,
+        "startedAt": s.started_at,
+        "finishedAt": s.finished_at,
+        "updatedAt": s.updated_at,
+        "version": s.version,
+    })
+}
+
+#[get("/api/v1/workflows")]
+async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+    let status = match &q.status {
+        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::bad_request("invalid_status", format!("unknown status {s:?}")))?),
+        None => None,
+    };
+    let after = match &q.after {
+        Some(a) => Some(a.parse::<WorkflowId>().map_err(|_| ApiError::bad_request("invalid_cursor", "after must be a workflow id"))?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > ferry_engine::log::LIST_LIMIT_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1..={}", ferry_engine::log::LIST_LIMIT_MAX),
+        ));
+    }
+    let page = state.engine.list(&ListQuery {
+        tenant: Some(caller.tenant.clone()),
+        status,
+        kind: q.kind.clone(),
+        after,
+        limit,
+    })?;
+    let next = if page.len() == limit { page.last().map(|s| s.id) } else { None };
+    Ok(HttpResponse::Ok().json(json!({
+        "workflows": page.iter().map(summary_view).collect::<Vec<_>>(),
+        "nextCursor": next,
+    })))
+}
+
+#[get("/api/v1/workflows/{id}")]
+async fn get_one(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
+    Ok(HttpResponse::Ok().json(workflow_view(&wf)))
+}
+
+#[get("/api/v1/workflows/{id}/events")]
+async fn events(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
+    let events = state.engine.events(wf.id)?;
+    let items: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            if let Some(obj) = v.as_object_mut() {
+                let tag = obj.remove("t").unwrap_or(Value::Null);
+                obj.insert("seq".into(), json!(i + 1));
+                obj.insert("type".into(), tag);
+            }
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"workflowId": wf.id, "events": items})))
+}
+
+#[post("/api/v1/workflows/{id}/resume")]
+async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
+    let after = state.engine.resume(wf.id).await?;
+    state.audit_request(&req, &caller, "WORKFLOW_RESUMED", &after, json!({"kind": after.kind})).await;
+    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+}
+
+#[post("/api/v1/workflows/{id}/cancel")]
+async fn cancel(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
+    let after = state.engine.cancel(wf.id, Some(caller.actor())).await?;
+    state.audit_request(&req, &caller, "WORKFLOW_CANCEL_REQUESTED", &after, json!({"kind": after.kind, "status": after.status})).await;
+    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list).service(get_one).service(events).service(resume).service(cancel);
+}
+
+/// Keep the audit entry type in one import for handlers.
+pub type Entry = AuditEntry;

@@ -1,0 +1,216 @@
+//! The export workflow end to end through the real binary: every profile
+//! completes, its bundle verifies and opens with standard unzip, every
+//! manifest checksum matches, the emailed link serves the bundle without a
+//! token and is audited, tampering is detected, limits and idempotency hold,
+//! and the durable expiry timer deletes the bundle even across a restart.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Unpack with the system's `unzip` and check every manifest entry's size
+/// and blake3 against the files unzip produced.
+fn unzip_and_check(bundle: &Path) -> Value {
+    let test = Command::new("unzip").arg("-tq").arg(bundle).output().expect("unzip installed");
+    assert!(test.status.success(), "unzip -t: {}", String::from_utf8_lossy(&test.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unzip").arg("-q").arg(bundle).arg("-d").arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    assert!(dir.path().join("manifest.sig").exists());
+    let entries = manifest["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for e in entries {
+        let path = dir.path().join(e["path"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        assert_eq!(bytes.len() as u64, e["bytes"].as_u64().unwrap(), "{}", e["path"]);
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), e["blake3"].as_str().unwrap(), "{}", e["path"]);
+    }
+    manifest
+}
+
+fn entry_names(manifest: &Value) -> Vec<String> {
+    manifest["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn every_profile_exports_a_verified_bundle_that_unzip_opens() {
+    let mut f = Ferry::new();
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    let lite = f.export(&tok, json!({"profile": "lite", "includeAssets": true}));
+    let native = f.export(&tok, json!({"profile": "native"}));
+    let analytics = f.export(&tok, json!({"profile": "analytics", "dateRange": {"from": "2000-01-01", "to": "2099-12-31"}}));
+    for id in [&lite, &native, &analytics] {
+        let s = f.wait_export(&tok, id, "completed", WAIT);
+        assert_eq!(s["progress"], 100, "{s}");
+        assert!(s["sizeBytes"].as_u64().unwrap() > 0);
+        assert_eq!(s["checksum"].as_str().unwrap().len(), 64);
+        assert!(s["expiresAt"].is_string());
+        let bundle = f.bundle_path("acme", id);
+        let name = bundle.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("export_acme_") && name.ends_with(".zip"), "{name}");
+        let bytes = std::fs::read(&bundle).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), s["checksum"].as_str().unwrap());
+        let v = f.verify(&bundle);
+        assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stderr));
+        let manifest = unzip_and_check(&bundle);
+        assert_eq!(manifest["tenantId"], "acme");
+        assert_eq!(manifest["exportId"], id.as_str());
+        assert!(manifest["database"]["schemaFingerprint"].is_string());
+        assert!(entry_names(&manifest).contains(&"database/schema.json".to_owned()));
+    }
+    let lite_m = unzip_and_check(&f.bundle_path("acme", &lite));
+    let names = entry_names(&lite_m);
+    assert!(names.iter().any(|n| n == "database/accounts.ndjson"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("assets/")), "assets included: {names:?}");
+    assert!(lite_m["database"]["rowCount"].as_u64().unwrap() > 100);
+    let native_m = unzip_and_check(&f.bundle_path("acme", &native));
+    assert!(entry_names(&native_m).contains(&"database/tenant.sqlite".to_owned()));
+    let analytics_m = unzip_and_check(&f.bundle_path("acme", &analytics));
+    assert!(entry_names(&analytics_m).iter().any(|n| n.ends_with(".csv")));
+
+    // One email per export, each with a working link that needs no token.
+    let mails = f.outbox();
+    assert_eq!(mails.len(), 3, "one email per export");
+    for id in [&lite, &native, &analytics] {
+        let mail = mails.iter().find(|m| m.contains(id.as_str())).expect("email names the export");
+        let link = link_in_email(mail).expect("email has a link");
+        let r = f.client.get(f.url(&link)).header("User-Agent", "e2e-browser").send().unwrap();
+        assert_eq!(r.status(), 200, "{link}");
+        let body = r.bytes().unwrap();
+        assert_eq!(body.as_ref(), std::fs::read(f.bundle_path("acme", id)).unwrap().as_slice());
+    }
+    let audit = f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok);
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{audit}");
+    assert_eq!(entries[0]["entry"]["userAgent"], "e2e-browser");
+    assert!(entries[0]["entry"]["ip"].as_str().unwrap().starts_with("127.0.0.1"));
+    let verify = f.get_json("/api/v1/audit/verify", &tok);
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    // The authenticated download endpoint audits and redirects to a short link.
+    let r = f.get(&format!("/api/v1/tenant/export/{lite}/download"), Some(&tok));
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = f.client.get(if loc.starts_with("http") { loc.clone() } else { f.url(&loc) }).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Rewrite one entry of a zip with Python's zipfile (a standard tool).
+fn rewrite_entry(src: &Path, dst: &Path, entry: &str, py_transform: &str) {
+    let script = format!(
+        r#"
+import sys, zipfile
+src, dst, name = sys.argv[1], sys.argv[2], sys.argv[3]
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+    for item in zin.infolist():
+        data = zin.read(item.filename)
+        if item.filename == name:
+            data = {py_transform}
+        zout.writestr(item, data)
+"#
+    );
+    let out = Command::new("python3").arg("-c").arg(script).arg(src).arg(dst).arg(entry).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_tampered_bundle_fails_verify() {
+    let mut f = Ferry::new();
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    let id = f.export(&tok, json!({"profile": "lite"}));
+    f.wait_export(&tok, &id, "completed", WAIT);
+    let bundle = f.bundle_path("acme", &id);
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("changed entry", "database/accounts.ndjson", "data.replace(b'acme', b'acmf', 1)"),
+        ("changed manifest", "manifest.json", "data.replace(b'\"tenantId\":\"acme\"', b'\"tenantId\":\"evil\"')"),
+        ("bad signature", "manifest.sig", "data[:-12] + b'AAAAAAAA\"}\\n'[:len(data[-12:])]"),
+    ];
+    for (what, entry, transform) in cases {
+        let dst = dir.path().join(format!("{}.zip", what.replace(' ', "_")));
+        rewrite_entry(&bundle, &dst, entry, transform);
+        assert_ne!(std::fs::read(&dst).unwrap(), std::fs::read(&bundle).unwrap(), "{what}: the rewrite changed something");
+        let v = f.verify(&dst);
+        assert!(!v.status.success(), "{what}: verify must fail");
+        assert!(String::from_utf8_lossy(&v.stderr).contains("FAILED"), "{what}");
+    }
+    // A flipped byte in the middle of the file (compressed data).
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x55;
+    let flipped = dir.path().join("flipped.zip");
+    std::fs::write(&flipped, &bytes).unwrap();
+    assert!(!f.verify(&flipped).status.success());
+    // The untouched bundle still verifies.
+    assert!(f.verify(&bundle).status.success());
+}
+
+#[test]
+fn daily_limit_survives_restart_and_idempotency_keys_return_the_same_job() {
+    let mut f = Ferry::new().env("FERRY_EXPORTS_PER_DAY", "2");
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    fn submit_keyed(f: &Ferry, tok: &str, key: &str) -> reqwest::blocking::Response {
+        f.client
+            .post(f.url("/api/v1/tenant/export"))
+            .bearer_auth(tok)
+            .header("Idempotency-Key", key)
+            .json(&json!({"profile": "lite"}))
+            .send()
+            .unwrap()
+    }
+    let submit = |f: &Ferry, key: &str| submit_keyed(f, &tok, key);
+    let a: Value = submit(&f, "k-1").json().unwrap();
+    let a2: Value = submit(&f, "k-1").json().unwrap();
+    assert_eq!(a["job"]["id"], a2["job"]["id"], "same key, same job");
+    let b = submit(&f, "k-2");
+    assert_eq!(b.status(), 202);
+    let c = submit(&f, "k-3");
+    assert_eq!(c.status(), 429);
+    let err: Value = c.json().unwrap();
+    assert_eq!(err["error"]["code"], "rate_limited");
+    f.restart();
+    let d = submit(&f, "k-4");
+    assert_eq!(d.status(), 429, "the count comes from the event log, so it survives a restart");
+    // A repeated key is still answered (it is not a new export).
+    assert_eq!(submit(&f, "k-1").status(), 202);
+}
+
+#[test]
+fn the_expiry_timer_deletes_the_bundle_even_across_a_restart() {
+    let mut f = Ferry::new().env("FERRY_BUNDLE_TTL_SECS", "3");
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    let id = f.export(&tok, json!({"profile": "lite"}));
+    f.wait_export(&tok, &id, "completed", WAIT);
+    let bundle = f.bundle_path("acme", &id);
+    let link = link_in_email(&f.outbox()[0]).unwrap();
+    f.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(bundle.exists(), "nothing ran while ferry was down");
+    f.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while bundle.exists() {
+        assert!(std::time::Instant::now() < deadline, "the expiry timer did not delete the bundle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = f.export_status(&tok, &id);
+    assert_eq!(s["expired"], true, "{s}");
+    let r = f.client.get(f.url(&link)).send().unwrap();
+    assert!(r.status() == 410 || r.status() == 403, "{}", r.status());
+    let audit = f.get_json("/api/v1/audit?action=EXPORT_EXPIRED", &tok);
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,213 @@
+//! Shared harness of the end-to-end tests: runs the real `ferry` binary as a
+//! child process on a free port with its own data folder, talks to it over
+//! HTTP, kills it with SIGKILL and restarts it.
+
+#![allow(dead_code)]
+
+use reqwest::blocking::{Client, Response};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+pub struct Ferry {
+    pub data: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    pub client: Client,
+    extra_env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Ferry {
+    /// A data folder and a port, no server yet.
+    pub fn new() -> Ferry {
+        Ferry {
+            data: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            client: Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            extra_env: vec![],
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Ferry {
+        self.extra_env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("FERRY_DATA_DIR", self.data.path())
+            .env("FERRY_BIND", format!("127.0.0.1:{}", self.port))
+            .env("FERRY_LOG", "warn");
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run a `ferry` subcommand with this instance's data folder.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).stdin(Stdio::null()).output().expect("run ferry")
+    }
+
+    pub fn sample(&self, tenant: &str, scale: u32) {
+        let out = self.cli(&["sample", "--tenant", tenant, "--scale", &scale.to_string()]);
+        assert!(out.status.success(), "sample failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn token(&self, tenant: &str, role: &str) -> String {
+        let out = self.cli(&["token", "--tenant", tenant, "--role", role, "--sub", &format!("{tenant}-admin"), "--email", &format!("admin@{tenant}.example")]);
+        assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Start `ferry serve` and wait until it answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.path().join("server.log")).unwrap();
+        let child = self.command().arg("serve").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("spawn ferry serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/healthz")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ferry serve exited with {status}; log:\n{}", self.server_log());
+            }
+            assert!(Instant::now() < deadline, "ferry serve did not come up; log:\n{}", self.server_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        let mut r = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    }
+
+    pub fn post_raw(&self, path: &str, token: &str, body: &str) -> Response {
+        self.client.post(self.url(path)).bearer_auth(token).header("Content-Type", "application/json").body(body.to_owned()).send().unwrap()
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    }
+
+    pub fn get_json(&self, path: &str, token: &str) -> Value {
+        let r = self.get(path, Some(token));
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().unwrap()
+    }
+
+    /// Submit an export; returns its id.
+    pub fn export(&self, token: &str, body: Value) -> String {
+        let r = self.post("/api/v1/tenant/export", Some(token), &body);
+        let status = r.status();
+        let v: Value = r.json().unwrap();
+        assert_eq!(status, 202, "{v}");
+        v["job"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn export_status(&self, token: &str, id: &str) -> Value {
+        self.get_json(&format!("/api/v1/tenant/export/{id}/status"), token)
+    }
+
+    /// Wait until the export has status `want` (panics on another final one).
+    pub fn wait_export(&self, token: &str, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.export_status(token, id);
+            let st = s["status"].as_str().unwrap().to_owned();
+            if st == want {
+                return s;
+            }
+            let final_ = ["completed", "failed", "cancelled", "rolled_back"].contains(&st.as_str());
+            assert!(!final_, "export {id} ended {st}, wanted {want}: {s}\nlog:\n{}", self.server_log());
+            assert!(Instant::now() < deadline, "export {id} still {st} after {within:?}: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The emails in the outbox, as text.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.data.path().join("outbox");
+        let mut mails: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default();
+        mails.sort();
+        mails.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+
+    /// Path of an export's bundle in the local object store.
+    pub fn bundle_path(&self, tenant: &str, id: &str) -> PathBuf {
+        let dir = self.data.path().join("objects").join("exports").join(tenant).join(id);
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "zip")).collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    }
+
+    pub fn verify(&self, bundle: &Path) -> std::process::Output {
+        self.cli(&["verify", bundle.to_str().unwrap()])
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Undo quoted-printable soft breaks and find the first ferry download link.
+pub fn link_in_email(mail: &str) -> Option<String> {
+    let unfolded = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let start = unfolded.find("/dl/")?;
+    let rest = &unfolded[start..];
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>').unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+pub fn lite_body() -> Value {
+    json!({"profile": "lite", "includeAssets": true})
+}

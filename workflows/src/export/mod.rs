@@ -1,0 +1,336 @@
+//! The export workflow (kind `export`): hand one tenant all of its data as a
+//! signed, checksummed bundle, durably and resumably.
+//!
+//! Steps, in order: `plan` (resolve the tenant and its tables) → `snapshot`
+//! (every table read in one consistent snapshot, streamed to files in the
+//! workflow's work directory, checkpointed per table) → `assets` (the
+//! tenant's files, only under its own prefix) → `bundle` (the ZIP, streamed,
+//! with a signed manifest) → `upload` (into the private exports area, under
+//! the tenant) → `notify` (email with a signed ferry link) → `expire` (a
+//! durable timer deletes the bundle after its TTL). Each step is idempotent,
+//! because a crash between doing a step and recording it repeats the step,
+//! and each appends an audit entry naming the workflow and the step.
+//!
+//! The tenant always comes from the engine (`ctx.tenant`, i.e. the token),
+//! never from the input. No step is compensable: a failed export stays
+//! `failed` and can be resumed from the step that failed.
+
+pub mod input;
+pub mod status;
+pub mod steps;
+
+use crate::bundle::BundleSigner;
+use crate::links::LinkSigner;
+use crate::ports::audit::{AuditEntry, AuditLog};
+use crate::ports::mail::Mailer;
+use crate::ports::objects::{Area, ObjectKey, ObjectStore};
+use crate::ports::tenant::TenantStore;
+use async_trait::async_trait;
+use ferry_engine::{
+    RetryPolicy, StepContext, StepError, StepSpec, TimerContext, Workflow, WorkflowId,
+};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use input::{
+    parse_request, validate_request, DateRange, ExportInput, ExportRequest, InputError, Profile,
+    Requester,
+};
+pub use status::{artifact, ArtifactError, ExportArtifact, ExportStatusView, StatusError};
+
+/// The kind name stored in events.
+pub const KIND: &str = "export";
+/// The durable timer that deletes the bundle.
+pub const EXPIRE_TIMER: &str = "expire";
+/// Entity name used in audit entries.
+pub const AUDIT_ENTITY: &str = "export";
+/// Actor of audit entries the engine writes itself.
+pub const AUDIT_ACTOR: &str = "ferry";
+
+/// The step names, in order.
+pub const STEP_NAMES: [&str; 7] = [
+    "plan", "snapshot", "assets", "bundle", "upload", "notify", "expire",
+];
+
+/// The adapters the steps use.
+#[derive(Clone)]
+pub struct ExportDeps {
+    pub tenants: Arc<dyn TenantStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub mailer: Arc<dyn Mailer>,
+    pub audit: Arc<dyn AuditLog>,
+    pub signer: Arc<BundleSigner>,
+    pub links: LinkSigner,
+}
+
+/// Settings of the export workflow.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// Root of the per-workflow work directories (`<data>/work`).
+    pub work_dir: PathBuf,
+    /// Prefix of the emailed links, e.g. `http://127.0.0.1:8080`.
+    pub public_base_url: String,
+    /// How long a bundle is kept after the export completes.
+    pub bundle_ttl: Duration,
+    /// How long an emailed link works.
+    pub link_ttl: Duration,
+    /// Largest bundle (compressed archive) allowed.
+    pub max_bundle_bytes: u64,
+    /// The column the analytics profile's date range filters on.
+    pub analytics_timestamp_column: String,
+    /// Written into the manifest's `producer.version`.
+    pub producer_version: String,
+}
+
+impl ExportConfig {
+    /// Defaults: 24 h bundle and link lives, 10 GiB bundles, `created_at`.
+    pub fn new(work_dir: impl Into<PathBuf>, public_base_url: impl Into<String>) -> Self {
+        ExportConfig {
+            work_dir: work_dir.into(),
+            public_base_url: public_base_url.into(),
+            bundle_ttl: Duration::from_secs(24 * 3600),
+            link_ttl: Duration::from_secs(24 * 3600),
+            max_bundle_bytes: 10 * 1024 * 1024 * 1024,
+            analytics_timestamp_column: "created_at".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// The export workflow definition; register it with the engine.
+pub struct ExportWorkflow {
+    pub(crate) deps: ExportDeps,
+    pub(crate) config: ExportConfig,
+    steps: Vec<StepSpec>,
+}
+
+fn policy(attempts_max: u32, initial: Duration, max: Duration) -> RetryPolicy {
+    RetryPolicy {
+        attempts_max,
+        backoff_initial: initial,
+        backoff_max: max,
+        multiplier: 2.0,
+        jitter: 0.5,
+    }
+}
+
+fn step_specs() -> Vec<StepSpec> {
+    let secs = Duration::from_secs;
+    vec![
+        // Unknown tenants and tables are permanent errors; only I/O retries.
+        StepSpec::new("plan")
+            .retry(policy(5, secs(1), secs(60)))
+            .timeout(secs(300)),
+        StepSpec::new("snapshot")
+            .retry(policy(5, secs(2), secs(300)))
+            .timeout(secs(6 * 3600)),
+        StepSpec::new("assets")
+            .retry(policy(6, secs(2), secs(300)))
+            .timeout(secs(6 * 3600)),
+        StepSpec::new("bundle")
+            .retry(policy(3, secs(2), secs(120)))
+            .timeout(secs(6 * 3600)),
+        StepSpec::new("upload")
+            .retry(policy(8, secs(2), secs(600)))
+            .timeout(secs(4 * 3600)),
+        // Mail servers go away for a while: many attempts, long backoff,
+        // and a failed send never repeats the steps before it.
+        StepSpec::new("notify")
+            .retry(policy(20, secs(10), secs(1800)))
+            .timeout(secs(120)),
+        StepSpec::new("expire")
+            .retry(policy(10, secs(1), secs(300)))
+            .timeout(secs(60)),
+    ]
+}
+
+impl ExportWorkflow {
+    pub fn new(deps: ExportDeps, config: ExportConfig) -> Self {
+        ExportWorkflow {
+            deps,
+            config,
+            steps: step_specs(),
+        }
+    }
+
+    /// Replace one step's retry policy (operators tune them; tests shorten
+    /// backoffs). Unknown step names are ignored.
+    pub fn with_retry(mut self, step: &str, retry: RetryPolicy) -> Self {
+        if let Some(spec) = self.steps.iter_mut().find(|s| s.name == step) {
+            spec.retry = retry;
+        }
+        self
+    }
+
+    pub fn config(&self) -> &ExportConfig {
+        &self.config
+    }
+
+    /// The private work directory of one export.
+    pub fn work_dir_of(&self, id: WorkflowId) -> PathBuf {
+        self.config.work_dir.join(id.to_string())
+    }
+
+    /// Remove work directories of exports that are no longer open (failed
+    /// exports that were cancelled, crashed leftovers). Call at start-up with
+    /// the ids of open export workflows. Returns how many were removed.
+    pub async fn sweep_work_dirs(&self, open: &HashSet<WorkflowId>) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut dir = match tokio::fs::read_dir(&self.config.work_dir).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = dir.next_entry().await? {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|s| s.parse::<WorkflowId>().ok()) else {
+                continue;
+            };
+            if !open.contains(&id) {
+                remove_dir_all_idempotent(&entry.path()).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Append an audit entry for a step of export `id`, recognisable by the
+    /// workflow id, the step and the attempt (a step may repeat).
+    pub(crate) async fn audit(
+        &self,
+        ctx: &StepContext,
+        action: &str,
+        details: Value,
+    ) -> Result<(), StepError> {
+        let input = ExportInput::from_value(&ctx.input).ok();
+        let mut d = json!({
+            "workflowId": ctx.workflow.to_string(),
+            "step": ctx.step,
+            "attempt": ctx.attempt,
+            "requestedBy": input.as_ref().map(|i| i.requested_by.sub.clone()),
+        });
+        if let (Some(obj), Value::Object(extra)) = (d.as_object_mut(), details) {
+            obj.extend(extra);
+        }
+        let entry = AuditEntry::new(
+            ctx.now(),
+            AUDIT_ACTOR,
+            Some(ctx.tenant.clone()),
+            action,
+            AUDIT_ENTITY,
+            ctx.workflow.to_string(),
+        )
+        .details(d);
+        self.deps
+            .audit
+            .append(entry)
+            .await
+            .map(|_| ())
+            .map_err(|e| StepError::retryable("audit_failed", e.message))
+    }
+}
+
+#[async_trait]
+impl Workflow for ExportWorkflow {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn steps(&self) -> &[StepSpec] {
+        &self.steps
+    }
+
+    async fn run(&self, mut ctx: StepContext) -> Result<Value, StepError> {
+        let result = match ctx.step.as_str() {
+            "plan" => steps::plan::run(self, &mut ctx).await,
+            "snapshot" => steps::snapshot::run(self, &mut ctx).await,
+            "assets" => steps::assets::run(self, &mut ctx).await,
+            "bundle" => steps::bundle::run(self, &mut ctx).await,
+            "upload" => steps::upload::run(self, &mut ctx).await,
+            "notify" => steps::notify::run(self, &mut ctx).await,
+            "expire" => steps::expire::run(self, &mut ctx).await,
+            other => Err(StepError::permanent(
+                "unknown_step",
+                format!("export has no step {other:?}"),
+            )),
+        };
+        if let Err(e) = &result {
+            if e.code == "cancelled" {
+                // Cancelled exports never resume: their files can go now.
+                let _ = remove_dir_all_idempotent(&self.work_dir_of(ctx.workflow)).await;
+            }
+            // Best effort: the failure itself is already in the event log.
+            let details = json!({"code": e.code, "message": e.message, "retryable": e.retryable});
+            if let Err(audit_err) = self.audit(&ctx, "EXPORT_STEP_FAILED", details).await {
+                tracing::warn!(workflow = %ctx.workflow, error = %audit_err, "could not audit a failed export step");
+            }
+        }
+        result
+    }
+
+    async fn on_timer(&self, ctx: TimerContext) -> Result<(), StepError> {
+        if ctx.name != EXPIRE_TIMER {
+            return Ok(());
+        }
+        steps::expire::on_expire(self, &ctx).await
+    }
+}
+
+/// Remove a directory tree; a missing one is fine.
+pub(crate) async fn remove_dir_all_idempotent(path: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_dir_all(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The exports-area key of a bundle: `<tenant>/<export-id>/<file name>`.
+pub fn bundle_key(
+    tenant: &ferry_engine::TenantId,
+    id: WorkflowId,
+    file_name: &str,
+) -> Result<ObjectKey, StepError> {
+    ObjectKey::for_tenant(tenant, &format!("{id}/{file_name}"))
+        .map_err(|e| StepError::permanent("invalid_object_key", e.to_string()))
+}
+
+/// The audit entry the API appends before it serves a bundle (by a signed
+/// link or the authenticated endpoint), so every download is recorded with
+/// who, from where and what: action `EXPORT_DOWNLOADED`.
+#[allow(clippy::too_many_arguments)]
+pub fn download_audit_entry(
+    at: ferry_engine::Timestamp,
+    tenant: &ferry_engine::TenantId,
+    export_id: WorkflowId,
+    artifact: &ExportArtifact,
+    actor: &str,
+    via: &str,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> AuditEntry {
+    let mut entry = AuditEntry::new(
+        at,
+        actor,
+        Some(tenant.clone()),
+        "EXPORT_DOWNLOADED",
+        AUDIT_ENTITY,
+        export_id.to_string(),
+    )
+    .details(json!({
+        "workflowId": export_id.to_string(),
+        "via": via,
+        "key": artifact.key.as_str(),
+        "fileName": artifact.file_name,
+        "sizeBytes": artifact.size_bytes,
+        "checksum": artifact.checksum,
+    }));
+    entry.ip = ip;
+    entry.user_agent = user_agent;
+    entry
+}
+
+/// Which area bundles live in.
+pub const BUNDLE_AREA: Area = Area::Exports;

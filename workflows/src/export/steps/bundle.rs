@@ -1,0 +1,210 @@
+//! Step `bundle`: stream the work directory's files into
+//! `export_{tenant}_{timestamp}.zip`, with the signed manifest.
+//!
+//! Only the files the earlier steps recorded go in (never whatever happens
+//! to lie in the directory). Each file is hashed again while it is
+//! compressed, and that hash must equal the one recorded when the file was
+//! written: a work file damaged between steps fails the export rather than
+//! ship silently. The file name and every timestamp inside derive from the
+//! workflow's recorded times, so a repeated attempt writes the same bytes.
+
+use super::assets::{AssetIndexLine, AssetsOutput};
+use super::snapshot::SnapshotOutput;
+use super::{io_error, output_of, WorkDirs};
+use crate::bundle::{
+    AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Producer, WriteError,
+    FORMAT_VERSION,
+};
+use crate::export::ExportWorkflow;
+use ferry_engine::{Progress, StepContext, StepError, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+
+/// How often progress is recorded.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleOutput {
+    pub file_name: String,
+    /// Local path of the archive (until `upload` removes the work directory).
+    pub bundle_path: String,
+    pub size_bytes: u64,
+    /// blake3 of the whole archive, hex.
+    pub checksum: String,
+    pub entries: usize,
+    pub exported_at: Timestamp,
+}
+
+/// `export_{tenant}_{yyyymmddThhmmssZ}.zip`, from the workflow's creation time.
+pub fn bundle_file_name(tenant: &str, created_at: &Timestamp) -> String {
+    format!(
+        "export_{tenant}_{}.zip",
+        created_at.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+fn write_err(e: WriteError) -> StepError {
+    StepError {
+        code: e.code().to_owned(),
+        message: e.to_string(),
+        retryable: e.retryable(),
+    }
+}
+
+/// Add one recorded file and check it still has the recorded hash.
+async fn add_checked(
+    w: &mut BundleWriter,
+    files: &std::path::Path,
+    recorded: &ManifestEntry,
+) -> Result<(), StepError> {
+    let got = w
+        .add_file(
+            &recorded.path,
+            &files.join(&recorded.path),
+            recorded.rows,
+            recorded.table.clone(),
+        )
+        .await
+        .map_err(write_err)?;
+    if got.blake3 != recorded.blake3 || got.bytes != recorded.bytes {
+        return Err(StepError::permanent(
+            "work_file_corrupt",
+            format!(
+                "{} changed after it was written; start a new export",
+                recorded.path
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn write_bundle(
+    ctx: &mut StepContext,
+    w: &mut BundleWriter,
+    dirs: &WorkDirs,
+    snap: &SnapshotOutput,
+    assets: &AssetsOutput,
+) -> Result<AssetsSection, StepError> {
+    let total = (snap.bytes + assets.total_size).max(1) as f64;
+    let mut done_bytes = 0u64;
+    let mut last_progress = Instant::now();
+    for e in &snap.entries {
+        ctx.check_cancelled()?;
+        add_checked(w, &dirs.files, e).await?;
+        done_bytes += e.bytes;
+        if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            last_progress = Instant::now();
+            let p = Progress {
+                fraction: done_bytes as f64 / total,
+                rows: 0,
+                bytes: done_bytes,
+            };
+            ctx.checkpoint(json!({}), Some(p)).await?;
+        }
+    }
+    let mut section = AssetsSection::default();
+    if assets.included {
+        let index = tokio::fs::File::open(dirs.assets_index())
+            .await
+            .map_err(|e| io_error("bundle_io", e))?;
+        let mut lines = tokio::io::BufReader::new(index).lines();
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(|e| io_error("bundle_io", e))?
+        {
+            ctx.check_cancelled()?;
+            let a: AssetIndexLine = serde_json::from_str(&line).map_err(|e| {
+                StepError::permanent("work_file_corrupt", format!("assets index: {e}"))
+            })?;
+            let recorded = ManifestEntry {
+                path: a.path.clone(),
+                bytes: a.bytes,
+                rows: None,
+                table: None,
+                blake3: a.blake3,
+            };
+            add_checked(w, &dirs.files, &recorded).await?;
+            section
+                .files
+                .push(a.path.trim_start_matches("assets/").to_owned());
+            section.total_size += a.bytes;
+            done_bytes += a.bytes;
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                last_progress = Instant::now();
+                let p = Progress {
+                    fraction: done_bytes as f64 / total,
+                    rows: 0,
+                    bytes: done_bytes,
+                };
+                ctx.checkpoint(json!({}), Some(p)).await?;
+            }
+        }
+    }
+    Ok(section)
+}
+
+pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let snap: SnapshotOutput = output_of(ctx, "snapshot")?;
+    let assets: AssetsOutput = output_of(ctx, "assets")?;
+    let input = super::input_of(ctx)?;
+    let dirs = WorkDirs::new(wf, ctx.workflow);
+    dirs.create().await?;
+    let file_name = bundle_file_name(ctx.tenant.as_str(), &ctx.created_at);
+    let path = dirs.out.join(&file_name);
+
+    let mut w = BundleWriter::create(&path, snap.taken_at, wf.config.max_bundle_bytes)
+        .await
+        .map_err(write_err)?;
+    let assets_section = match write_bundle(ctx, &mut w, &dirs, &snap, &assets).await {
+        Ok(s) => s,
+        Err(e) => {
+            w.abort().await;
+            return Err(e);
+        }
+    };
+    let manifest = Manifest {
+        tenant_id: ctx.tenant.clone(),
+        export_id: ctx.workflow.to_string(),
+        exported_at: snap.taken_at,
+        profile: input.request.profile.as_str().to_owned(),
+        version: FORMAT_VERSION.to_owned(),
+        database: DatabaseSection {
+            tables: snap.tables.clone(),
+            row_count: snap.row_count,
+            format: snap.format.clone(),
+            engine: snap.engine.clone(),
+            isolation: snap.isolation.clone(),
+            schema_fingerprint: snap.schema_fingerprint.clone(),
+            date_range: snap.date_range.clone(),
+        },
+        assets: assets_section,
+        entries: vec![],
+        producer: Producer {
+            name: "ferry".into(),
+            version: wf.config.producer_version.clone(),
+        },
+    };
+    let (done, manifest) = w
+        .finish_signed(manifest, &wf.deps.signer)
+        .await
+        .map_err(write_err)?;
+    let out = BundleOutput {
+        file_name,
+        bundle_path: done.path.to_string_lossy().into_owned(),
+        size_bytes: done.size_bytes,
+        checksum: done.checksum,
+        entries: manifest.entries.len(),
+        exported_at: manifest.exported_at,
+    };
+    wf.audit(
+        ctx,
+        "EXPORT_BUNDLED",
+        json!({"fileName": out.file_name, "sizeBytes": out.size_bytes, "checksum": out.checksum, "entries": out.entries}),
+    )
+    .await?;
+    serde_json::to_value(&out).map_err(|e| StepError::permanent("invalid_output", e.to_string()))
+}

@@ -1,0 +1,99 @@
+//! Step `expire` and the `expire` timer: the bundle lives for the bundle TTL
+//! after the export completes, then a durable timer deletes it.
+//!
+//! The step fixes the expiry time on its first attempt (kept in its
+//! checkpoint, so a repeat schedules the same time, which the engine treats
+//! as a no-op), schedules the timer and records `EXPORT_COMPLETED`. The timer
+//! survives restarts; its callback deletes the object (deleting a missing
+//! object is fine, so a repeated callback is harmless) and records
+//! `EXPORT_EXPIRED`. Expiry never depends on a bucket lifecycle rule.
+
+use super::bundle::BundleOutput;
+use super::upload::UploadOutput;
+use super::{output_of, secs};
+use crate::export::{ExportWorkflow, AUDIT_ACTOR, AUDIT_ENTITY, BUNDLE_AREA, EXPIRE_TIMER};
+use crate::ports::audit::AuditEntry;
+use crate::ports::objects::ObjectKey;
+use ferry_engine::{StepContext, StepError, TimerContext, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpireOutput {
+    pub expires_at: Timestamp,
+}
+
+pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let upload: UploadOutput = output_of(ctx, "upload")?;
+    let bundle: BundleOutput = output_of(ctx, "bundle")?;
+    let expires_at = match ctx
+        .checkpoint_value()
+        .and_then(|v| serde_json::from_value::<ExpireOutput>(v.clone()).ok())
+    {
+        Some(cp) => cp.expires_at,
+        None => {
+            let at = ctx.now() + secs(wf.config.bundle_ttl);
+            let cp = serde_json::to_value(ExpireOutput { expires_at: at })
+                .map_err(|e| StepError::permanent("invalid_output", e.to_string()))?;
+            ctx.checkpoint(cp, None).await?;
+            at
+        }
+    };
+    ctx.schedule_timer(EXPIRE_TIMER, expires_at).await?;
+    wf.audit(
+        ctx,
+        "EXPORT_COMPLETED",
+        json!({
+            "sizeBytes": upload.size_bytes,
+            "checksum": upload.checksum,
+            "fileName": upload.file_name,
+            "entries": bundle.entries,
+            "expiresAt": expires_at,
+        }),
+    )
+    .await?;
+    serde_json::to_value(ExpireOutput { expires_at })
+        .map_err(|e| StepError::permanent("invalid_output", e.to_string()))
+}
+
+/// The `expire` timer: delete the bundle, then audit.
+pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), StepError> {
+    let Some(upload) = ctx.outputs.get("upload") else {
+        // Nothing was ever uploaded: nothing to delete.
+        return Ok(());
+    };
+    let upload: UploadOutput = serde_json::from_value(upload.clone())
+        .map_err(|e| StepError::permanent("invalid_output", format!("output of upload: {e}")))?;
+    let key = ObjectKey::parse(&upload.key)
+        .map_err(|e| StepError::permanent("invalid_object_key", e.to_string()))?;
+    if !key.is_under(&ctx.tenant) {
+        return Err(StepError::permanent(
+            "invalid_object_key",
+            "bundle key is outside the tenant",
+        ));
+    }
+    let existed = wf.deps.objects.delete(BUNDLE_AREA, &key).await?;
+    let entry = AuditEntry::new(
+        // The timer context carries no clock; the audit log records wall time.
+        chrono::Utc::now(),
+        AUDIT_ACTOR,
+        Some(ctx.tenant.clone()),
+        "EXPORT_EXPIRED",
+        AUDIT_ENTITY,
+        ctx.workflow.to_string(),
+    )
+    .details(json!({
+        "workflowId": ctx.workflow.to_string(),
+        "timer": ctx.name,
+        "key": upload.key,
+        "deleted": existed,
+        "dueAt": ctx.due_at,
+    }));
+    wf.deps
+        .audit
+        .append(entry)
+        .await
+        .map_err(|e| StepError::retryable("audit_failed", e.message))?;
+    Ok(())
+}

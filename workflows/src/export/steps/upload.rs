@@ -1,0 +1,75 @@
+//! Step `upload`: put the bundle into the private exports area at
+//! `<tenant>/<export-id>/<file name>`, then remove the work directory.
+//!
+//! Idempotent: putting the same file again replaces the object with the same
+//! bytes, and if an earlier attempt already removed the work directory (a
+//! crash after removing it, before recording success), the object must be
+//! there with the recorded size, which is then accepted as the upload.
+
+use super::bundle::BundleOutput;
+use super::output_of;
+use crate::export::{bundle_key, remove_dir_all_idempotent, ExportWorkflow, BUNDLE_AREA};
+use ferry_engine::{StepContext, StepError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadOutput {
+    /// Key in the exports area.
+    pub key: String,
+    pub file_name: String,
+    pub size_bytes: u64,
+    pub checksum: String,
+}
+
+pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let bundle: BundleOutput = output_of(ctx, "bundle")?;
+    let key = bundle_key(&ctx.tenant, ctx.workflow, &bundle.file_name)?;
+    let local = Path::new(&bundle.bundle_path);
+    ctx.check_cancelled()?;
+    let local_ok = tokio::fs::metadata(local)
+        .await
+        .is_ok_and(|m| m.is_file() && m.len() == bundle.size_bytes);
+    if local_ok {
+        let meta = wf.deps.objects.put_file(BUNDLE_AREA, &key, local).await?;
+        if meta.size != bundle.size_bytes {
+            return Err(StepError::retryable(
+                "upload_size_mismatch",
+                format!(
+                    "stored {} bytes, the bundle has {}",
+                    meta.size, bundle.size_bytes
+                ),
+            ));
+        }
+    } else {
+        match wf.deps.objects.head(BUNDLE_AREA, &key).await? {
+            Some(meta) if meta.size == bundle.size_bytes => {}
+            _ => {
+                return Err(StepError::permanent(
+                    "bundle_lost",
+                    "the bundle is neither in the work directory nor in the object store",
+                ))
+            }
+        }
+    }
+    // The bundle is safe in the store: the work files (a full copy of the
+    // tenant's data) must not linger.
+    if let Err(e) = remove_dir_all_idempotent(&wf.work_dir_of(ctx.workflow)).await {
+        tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove the export work directory");
+    }
+    let out = UploadOutput {
+        key: key.to_string(),
+        file_name: bundle.file_name,
+        size_bytes: bundle.size_bytes,
+        checksum: bundle.checksum,
+    };
+    wf.audit(
+        ctx,
+        "EXPORT_UPLOADED",
+        json!({"key": out.key, "area": BUNDLE_AREA.as_str(), "sizeBytes": out.size_bytes, "checksum": out.checksum}),
+    )
+    .await?;
+    serde_json::to_value(&out).map_err(|e| StepError::permanent("invalid_output", e.to_string()))
+}

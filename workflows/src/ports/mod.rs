@@ -1,0 +1,33 @@
+//! Ports: the traits export (and later rehydration) steps use to reach the
+//! outside world. `ferry-storage` implements them for each backend; tests and
+//! the binary pick implementations. Keeping them here, not in `storage`,
+//! keeps the dependency direction `storage → workflows → engine`.
+
+pub mod audit;
+pub mod mail;
+pub mod objects;
+pub mod tenant;
+
+/// An adapter's failure, with a stable code and whether retrying may help.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct PortError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl PortError {
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        PortError { code: code.into(), message: message.into(), retryable: true }
+    }
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        PortError { code: code.into(), message: message.into(), retryable: false }
+    }
+}
+
+impl From<PortError> for ferry_engine::StepError {
+    fn from(e: PortError) -> Self {
+        ferry_engine::StepError { code: e.code, message: e.message, retryable: e.retryable }
+    }
+}

@@ -73,13 +73,13 @@ fn resume_continues_a_failed_export_from_the_failed_step() {
     f.sample("acme", 1);
     f.start();
     let tok = f.token("acme", "tenant_admin");
-    // Make the tenant's database unreadable as SQLite: the plan step fails.
-    let db = f.data_dir().join("tenants/acme.sqlite");
-    let saved = f.data_dir().join("acme.sqlite.saved");
-    std::fs::rename(&db, &saved).unwrap();
-    std::fs::write(&db, b"this is not a database").unwrap();
-    // The tenant file exists, so the request is accepted; its steps fail.
-    let id = f.export(&tok, json!({"profile": "lite"}));
+    // Break the tenant's assets folder (a file where the folder should be):
+    // the request is valid, plan and snapshot succeed, the assets step fails.
+    let assets = f.data_dir().join("objects/assets/acme");
+    let saved = f.data_dir().join("assets.saved");
+    std::fs::rename(&assets, &saved).unwrap();
+    std::fs::write(&assets, b"not a folder").unwrap();
+    let id = f.export(&tok, json!({"profile": "lite", "includeAssets": true}));
     let deadline = std::time::Instant::now() + WAIT;
     let failed = loop {
         let s = f.export_status(&tok, &id);
@@ -90,8 +90,10 @@ fn resume_continues_a_failed_export_from_the_failed_step() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(failed["error"]["code"].is_string(), "{failed}");
-    // Repair the database, then resume.
-    std::fs::rename(&saved, &db).unwrap();
+    assert_eq!(failed["currentStep"], "assets", "{failed}");
+    // Repair, then resume: it continues from the assets step.
+    std::fs::remove_file(&assets).unwrap();
+    std::fs::rename(&saved, &assets).unwrap();
     let r = f.post(&format!("/api/v1/workflows/{id}/resume"), Some(&tok), &json!({}));
     assert_eq!(r.status(), 202);
     let done = f.wait_export(&tok, &id, "completed", WAIT);
@@ -100,6 +102,9 @@ fn resume_continues_a_failed_export_from_the_failed_step() {
     let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
     let types: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"failed.v1") && types.contains(&"resumed.v1"), "{types:?}");
+    // plan and snapshot ran once: resume started from the failed step.
+    let started = |step: &str| events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_started.v1" && e["step"] == step).count();
+    assert_eq!((started("plan"), started("snapshot")), (1, 1), "{types:?}");
     // Resuming a completed workflow is refused.
     let r = f.post(&format!("/api/v1/workflows/{id}/resume"), Some(&tok), &json!({}));
     assert_eq!(r.status(), 409);

@@ -28,7 +28,7 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
     let mut f = Ferry::new();
     let tenants = ["t-alpha", "t-beta", "t-gamma", "t-delta"];
     for (i, t) in tenants.iter().enumerate() {
-        f.sample(t, 2 + i as u32);
+        f.sample(t, 6 + 2 * i as u32);
     }
     f.start();
     let tokens: BTreeMap<&str, String> = tenants.iter().map(|t| (*t, f.token(t, "tenant_admin"))).collect();
@@ -36,6 +36,10 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
     // Acknowledged workflows and the events seen for each.
     let mut acked: Vec<(&str, String)> = vec![];
     let mut seen: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    // Kills that interrupted at least one unfinished export, and the steps
+    // they interrupted: the test must not pass by killing an idle server.
+    let mut kills_in_flight = 0;
+    let mut interrupted_steps: BTreeMap<String, usize> = BTreeMap::new();
     for kill in 0..kills {
         for _ in 0..rng.gen_range(1..=2) {
             let t = tenants[rng.gen_range(0..tenants.len())];
@@ -47,12 +51,22 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
             let id = f.export(&tokens[t], body);
             acked.push((t, id));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..600)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
         for (t, id) in &acked {
             seen.insert(id.clone(), events_of(&f, &tokens[t], id));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..200)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..100)));
         f.kill();
+        let mut in_flight = false;
+        for events in seen.values() {
+            let last = events.last().unwrap();
+            if last["type"] != "completed.v1" && last["type"] != "timer_fired.v1" {
+                in_flight = true;
+                let step = events.iter().rev().find_map(|e| e["step"].as_str()).unwrap_or("(not started)");
+                *interrupted_steps.entry(step.to_owned()).or_default() += 1;
+            }
+        }
+        kills_in_flight += usize::from(in_flight);
         f.start();
         for (t, id) in &acked {
             let after = events_of(&f, &tokens[t], id);
@@ -61,6 +75,8 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
             assert_eq!(&after[..before.len()], &before[..], "seed {seed}, kill {kill}: acknowledged events of {id} changed");
         }
     }
+    eprintln!("seed {seed}: {kills_in_flight}/{kills} kills hit unfinished exports; interrupted near steps {interrupted_steps:?}");
+    assert!(kills_in_flight * 2 >= kills, "seed {seed}: only {kills_in_flight} of {kills} kills hit work in flight");
     let deadline = Instant::now() + Duration::from_secs(600);
     for (t, id) in &acked {
         loop {

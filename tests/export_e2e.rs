@@ -91,10 +91,30 @@ fn every_profile_exports_a_verified_bundle_that_unzip_opens() {
     let audit = f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok);
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 3, "{audit}");
-    assert_eq!(entries[0]["entry"]["userAgent"], "e2e-browser");
-    assert!(entries[0]["entry"]["ip"].as_str().unwrap().starts_with("127.0.0.1"));
+    assert_eq!(entries[0]["userAgent"], "e2e-browser");
+    assert!(entries[0]["ip"].as_str().unwrap().starts_with("127.0.0.1"));
     let verify = f.get_json("/api/v1/audit/verify", &tok);
     assert_eq!(verify["ok"], true, "{verify}");
+
+    // Engine and export counters.
+    let metrics = f.get("/metrics", None).text().unwrap();
+    for needle in [
+        r#"ferry_workflows_submitted_total{kind="export"} 3"#,
+        r#"ferry_workflows_finished_total{kind="export",outcome="completed"} 3"#,
+        r#"ferry_export_bundle_size_bytes_count{profile="lite"} 1"#,
+        r#"ferry_export_downloads_total{via="link"} 3"#,
+        "ferry_eventlog_commit_seconds_bucket",
+        r#"ferry_step_duration_seconds_count{kind="export",outcome="ok",step="snapshot"} 3"#,
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
+    }
+    let rows: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"ferry_export_rows_total{profile="lite"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("rows counter");
+    assert_eq!(rows as u64, lite_m["database"]["rowCount"].as_u64().unwrap());
 
     // The authenticated download endpoint audits and redirects to a short link.
     let r = f.get(&format!("/api/v1/tenant/export/{lite}/download"), Some(&tok));
@@ -108,7 +128,7 @@ fn every_profile_exports_a_verified_bundle_that_unzip_opens() {
 fn rewrite_entry(src: &Path, dst: &Path, entry: &str, py_transform: &str) {
     let script = format!(
         r#"
-import sys, zipfile
+import json, sys, zipfile
 src, dst, name = sys.argv[1], sys.argv[2], sys.argv[3]
 with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
     for item in zin.infolist():
@@ -134,7 +154,7 @@ fn a_tampered_bundle_fails_verify() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("changed entry", "database/accounts.ndjson", "data.replace(b'acme', b'acmf', 1)"),
-        ("changed manifest", "manifest.json", "data.replace(b'\"tenantId\":\"acme\"', b'\"tenantId\":\"evil\"')"),
+        ("changed manifest", "manifest.json", "json.dumps(dict(json.loads(data), tenantId='evil')).encode()"),
         ("bad signature", "manifest.sig", "data[:-12] + b'AAAAAAAA\"}\\n'[:len(data[-12:])]"),
     ];
     for (what, entry, transform) in cases {

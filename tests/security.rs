@@ -78,7 +78,7 @@ fn bad_requests_get_400_with_stable_codes_and_create_nothing() {
         ("{", "invalid_body"),
         ("[]", "invalid_body"),
         ("\"lite\"", "invalid_body"),
-        (r#"{"profile": 7}"#, "invalid_body"),
+        (r#"{"profile": 7}"#, "invalid_profile"),
         (r#"{}"#, "invalid_profile"),
         (r#"{"profile": "excel"}"#, "invalid_profile"),
         (r#"{"profile": "lite", "includeAssets": "yes"}"#, "invalid_body"),

@@ -6,13 +6,15 @@ use crate::config::Config;
 use crate::keys::Keys;
 use actix_web::HttpRequest;
 use anyhow::Context;
-use ferry_engine::{Engine, EngineConfig, SystemClock, UuidV7, WorkflowState};
+use ferry_engine::{Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState};
+use std::collections::HashSet;
 use ferry_storage::audit_sqlite::SqliteAudit;
 use ferry_storage::mail_outbox::OutboxMailer;
 use ferry_storage::objects_local::LocalObjects;
 use ferry_storage::sled_log::SledLog;
 use ferry_storage::tenant_sqlite::SqliteTenants;
 use ferry_workflows::export::{ExportConfig, ExportDeps, ExportWorkflow};
+use ferry_workflows::export::metrics::ExportMetrics;
 use ferry_workflows::links::LinkSigner;
 use ferry_workflows::ports::audit::{AuditEntry, AuditLog};
 use ferry_workflows::ports::objects::ObjectStore;
@@ -57,11 +59,13 @@ pub struct AppState {
     pub links: LinkSigner,
     pub registry: Registry,
     pub http: HttpMetrics,
+    pub export_metrics: ExportMetrics,
 }
 
 /// Built services, before the engine starts.
 pub struct Services {
     pub state: AppState,
+    pub export: Arc<ExportWorkflow>,
     pub jwt: JwtKeys,
     pub keys: Keys,
 }
@@ -139,7 +143,9 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
         },
         &registry,
     )?;
-    engine.register(Arc::new(export));
+    let export_metrics = ExportMetrics::new(&registry)?;
+    let export = Arc::new(export.with_metrics(export_metrics.clone()));
+    engine.register(export.clone());
     let http = HttpMetrics::new(&registry)?;
     let jwt = JwtKeys::new(&keys.jwt_secret);
     Ok(Services {
@@ -152,10 +158,48 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
             links,
             registry,
             http,
+            export_metrics,
         },
+        export,
         jwt,
         keys,
     })
+}
+
+/// Start the engine (recovery included), then remove the work folders of
+/// exports that can never continue (completed, cancelled): a cancel drops a
+/// running step, so its clean-up never ran. Folders of open and of failed
+/// exports stay: a resumed export's later steps read its earlier steps' files.
+pub async fn start(services: &Services) -> anyhow::Result<ferry_engine::engine::RecoveryReport> {
+    let engine = &services.state.engine;
+    let report = engine.start().await?;
+    let mut keep: HashSet<WorkflowId> = engine
+        .log()
+        .open()?
+        .into_iter()
+        .filter(|s| s.kind == ferry_workflows::export::KIND)
+        .map(|s| s.id)
+        .collect();
+    let mut after = None;
+    loop {
+        let page = engine.list(&ListQuery {
+            status: Some(Status::Failed),
+            kind: Some(ferry_workflows::export::KIND.to_owned()),
+            after,
+            limit: ferry_engine::log::LIST_LIMIT_MAX,
+            ..ListQuery::default()
+        })?;
+        keep.extend(page.iter().map(|s| s.id));
+        match page.last() {
+            Some(last) if page.len() == ferry_engine::log::LIST_LIMIT_MAX => after = Some(last.id),
+            _ => break,
+        }
+    }
+    let removed = services.export.sweep_work_dirs(&keep).await?;
+    if removed > 0 {
+        tracing::info!(removed, "removed work folders of finished exports");
+    }
+    Ok(report)
 }
 
 /// How long a presigned/served download target stays valid after a click.

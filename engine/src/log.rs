@@ -11,6 +11,11 @@
 //! - Index queries (`list`, `open`, `due_timers`, `find_idempotency`,
 //!   `count_submitted_since`) reflect every acknowledged append, never a stale
 //!   one, because indexes are written in the same transaction as events.
+//! - `append` returns the stream's new version (its event count).
+//! - `ListQuery::limit` of 0 means `LIST_LIMIT_MAX`; larger limits are capped.
+//! - A malformed request (no events, a summary of another workflow, or a
+//!   summary version other than `expected_version + events.len()`) is a bug
+//!   of the caller and panics.
 
 use crate::event::{Event, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
@@ -57,6 +62,22 @@ pub struct AppendRequest {
     pub events: Vec<Event>,
     /// The summary after these events are applied.
     pub summary: WorkflowSummary,
+}
+
+impl AppendRequest {
+    /// Panics on a request no correct caller builds: the summary must
+    /// describe the same workflow after exactly these events. Every log
+    /// calls this first, so a malformed request fails the same way anywhere.
+    pub fn assert_well_formed(&self) {
+        assert!(!self.events.is_empty(), "append of no events to {}", self.id);
+        assert_eq!(self.summary.id, self.id, "summary of another workflow");
+        assert_eq!(
+            self.summary.version,
+            self.expected_version + self.events.len() as u64,
+            "summary version does not match expected_version + events in {}",
+            self.id
+        );
+    }
 }
 
 /// Expected outcomes of an append that wrote nothing.

@@ -133,6 +133,10 @@ impl WorkflowState {
             event.tag(),
             self.id
         );
+        if self.status == Status::AwaitingConfirmation && to != Status::AwaitingConfirmation {
+            // Whatever the way out, the workflow no longer waits for it.
+            self.awaiting_signal = None;
+        }
         self.status = to;
     }
 

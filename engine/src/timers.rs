@@ -21,13 +21,17 @@ pub(crate) fn spawn_loop(engine: Engine) {
             update_queue_age(&engine);
             let poll = engine.inner.config.timer_poll;
             let now = engine.now();
-            match engine.log().due_timers(now, FIRE_BATCH_MAX) {
+            // Timers backing off after a failure are skipped; fetch past them
+            // so they cannot starve the timers behind them.
+            let mut fired_or_tried = 0;
+            match engine.log().due_timers(now, FIRE_BATCH_MAX + failed.len()) {
                 Ok(due) => {
                     for t in due {
                         let key = (t.workflow, t.name.clone());
                         if failed.get(&key).is_some_and(|until| *until > Instant::now()) {
                             continue;
                         }
+                        fired_or_tried += 1;
                         match fire(&engine, t.workflow, &t.name, t.due_at).await {
                             Ok(()) => {
                                 failed.remove(&key);
@@ -41,8 +45,12 @@ pub(crate) fn spawn_loop(engine: Engine) {
                 }
                 Err(e) => tracing::error!(error = %e, "reading due timers failed"),
             }
+            // Sleep until the next timer, unless the only due ones are backing
+            // off (then a poll interval, not a busy loop).
             let sleep = match engine.log().next_timer() {
-                Ok(Some(next)) => (next.due_at - engine.now()).to_std().unwrap_or_default().min(poll),
+                Ok(Some(next)) if next.due_at > engine.now() || fired_or_tried > 0 => {
+                    (next.due_at - engine.now()).to_std().unwrap_or_default().min(poll)
+                }
                 _ => poll,
             };
             tokio::time::sleep(sleep.max(Duration::from_millis(20))).await;

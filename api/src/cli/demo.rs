@@ -25,6 +25,7 @@ pub fn run(tenant: &str, scale: u32) -> anyhow::Result<ExitCode> {
     let services = app::build(config.clone(), steps.handle().clone())?;
     let verifying_key = services.keys.signing.verifying_key();
     let engine = services.state.engine.clone();
+    let services_ref = &services;
     let objects_dir = config.objects_dir();
     let tenant_name = tenant.to_string();
     let requests = [
@@ -33,7 +34,7 @@ pub fn run(tenant: &str, scale: u32) -> anyhow::Result<ExitCode> {
         json!({"profile": "analytics", "dateRange": {"from": "2000-01-01", "to": "2099-12-31"}}),
     ];
     let ok = actix_web::rt::System::new().block_on(async move {
-        engine.start().await?;
+        app::start(services_ref).await?;
         let mut ids = vec![];
         for body in &requests {
             let request = validate_request(body).map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;

@@ -23,7 +23,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let bind = config.bind;
     let services = app::build(config, steps.handle().clone())?;
     actix_web::rt::System::new().block_on(async move {
-        let report = services.state.engine.start().await?;
+        let report = app::start(&services).await?;
         tracing::info!(open = report.open, resumed = report.resumed, "engine started");
         crate::server::run(web::Data::new(services.state), web::Data::new(services.jwt), bind)
             .await

@@ -53,6 +53,7 @@ async fn download(state: web::Data<AppState>, path: web::Path<(String, String)>,
     // cannot record it, nothing is served.
     let entry = request_entry(&req, "download-link", "EXPORT_DOWNLOADED", &wf, json!({"sizeBytes": art.size_bytes, "checksum": art.checksum, "linkExpiresAt": link.expires_at}), false);
     state.audit.append(entry).await.map_err(ApiError::internal)?;
+    state.export_metrics.downloads.with_label_values(&["link"]).inc();
     match target {
         DownloadTarget::Redirect(url) => Ok(HttpResponse::Found().insert_header(("Location", url)).finish()),
         DownloadTarget::LocalFile(file) => {

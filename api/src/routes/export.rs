@@ -49,7 +49,12 @@ async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, bo
         .map_err(ApiError::internal)?
         .map_err(|e| match e.code.as_str() {
             "tenant_not_found" => ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", format!("tenant {tenant} has no data")),
-            _ => ApiError::internal(e),
+            // The database is there but unreadable now (locked, corrupt):
+            // say so with its code, without paths or driver text.
+            code => {
+                tracing::warn!(%tenant, code, error = %e.message, "tenant database unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable", format!("the tenant's database cannot be read now ({code})"))
+            }
         })?;
     request
         .check_tables(tables.iter().map(String::as_str))

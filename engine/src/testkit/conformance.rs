@@ -1099,7 +1099,8 @@ macro_rules! declare_cases {
         pub const CASES: &[&str] = &[$(stringify!($case)),*];
 
         /// Run every case in turn against `factory`, naming each on stderr so
-        /// a failure says which guarantee broke.
+        /// a failure says which guarantee broke. Needs a Tokio runtime (some
+        /// cases spawn tasks); a multi-threaded one exercises more races.
         pub async fn run_all<F: LogFactory>(factory: &F) {
             $(
                 eprintln!("eventlog conformance: {}", stringify!($case));
@@ -1130,7 +1131,7 @@ declare_cases!(
 /// One `#[tokio::test]` per conformance case, for the factory expression
 /// given (evaluated afresh in each test):
 ///
-/// ```ignore
+/// ```text
 /// mod memory {
 ///     ferry_engine::eventlog_conformance_tests!(ferry_engine::testkit::MemoryFactory);
 /// }

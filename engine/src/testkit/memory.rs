@@ -107,19 +107,6 @@ impl Inner {
     }
 }
 
-/// Panics on a request no correct caller builds: the summary must describe
-/// the same workflow after exactly these events.
-pub(crate) fn assert_well_formed(req: &AppendRequest) {
-    assert!(!req.events.is_empty(), "append of no events to {}", req.id);
-    assert_eq!(req.summary.id, req.id, "summary of another workflow");
-    assert_eq!(
-        req.summary.version,
-        req.expected_version + req.events.len() as u64,
-        "summary version does not match expected_version + events in {}",
-        req.id
-    );
-}
-
 /// `ListQuery::limit` as every implementation reads it: 0 means "as many as
 /// allowed", and nothing returns more than `LIST_LIMIT_MAX` rows.
 pub(crate) fn effective_limit(limit: usize) -> usize {
@@ -137,7 +124,7 @@ fn injected() -> LogError {
 #[async_trait]
 impl EventLog for MemoryLog {
     async fn append(&self, req: AppendRequest) -> Result<Result<u64, AppendRejection>, LogError> {
-        assert_well_formed(&req);
+        req.assert_well_formed();
         let mut g = self.inner.lock();
         if g.faults.fail_before_write > 0 {
             g.faults.fail_before_write -= 1;

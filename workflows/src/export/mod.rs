@@ -16,6 +16,7 @@
 //! `failed` and can be resumed from the step that failed.
 
 pub mod input;
+pub mod metrics;
 pub mod status;
 pub mod steps;
 
@@ -104,6 +105,7 @@ impl ExportConfig {
 pub struct ExportWorkflow {
     pub(crate) deps: ExportDeps,
     pub(crate) config: ExportConfig,
+    pub(crate) metrics: Option<metrics::ExportMetrics>,
     steps: Vec<StepSpec>,
 }
 
@@ -152,8 +154,15 @@ impl ExportWorkflow {
         ExportWorkflow {
             deps,
             config,
+            metrics: None,
             steps: step_specs(),
         }
+    }
+
+    /// Count exports in these metrics.
+    pub fn with_metrics(mut self, metrics: metrics::ExportMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Replace one step's retry policy (operators tune them; tests shorten

@@ -81,6 +81,25 @@ async fn add_checked(
     Ok(())
 }
 
+/// Record progress at most every `PROGRESS_INTERVAL` (each is a durable append).
+async fn report_progress(
+    ctx: &mut StepContext,
+    last: &mut Instant,
+    done_bytes: u64,
+    total: f64,
+) -> Result<(), StepError> {
+    if last.elapsed() < PROGRESS_INTERVAL {
+        return Ok(());
+    }
+    *last = Instant::now();
+    let p = Progress {
+        fraction: done_bytes as f64 / total,
+        rows: 0,
+        bytes: done_bytes,
+    };
+    ctx.checkpoint(json!({}), Some(p)).await
+}
+
 async fn write_bundle(
     ctx: &mut StepContext,
     w: &mut BundleWriter,
@@ -95,15 +114,7 @@ async fn write_bundle(
         ctx.check_cancelled()?;
         add_checked(w, &dirs.files, e).await?;
         done_bytes += e.bytes;
-        if last_progress.elapsed() >= PROGRESS_INTERVAL {
-            last_progress = Instant::now();
-            let p = Progress {
-                fraction: done_bytes as f64 / total,
-                rows: 0,
-                bytes: done_bytes,
-            };
-            ctx.checkpoint(json!({}), Some(p)).await?;
-        }
+        report_progress(ctx, &mut last_progress, done_bytes, total).await?;
     }
     let mut section = AssetsSection::default();
     if assets.included {
@@ -133,15 +144,7 @@ async fn write_bundle(
                 .push(a.path.trim_start_matches("assets/").to_owned());
             section.total_size += a.bytes;
             done_bytes += a.bytes;
-            if last_progress.elapsed() >= PROGRESS_INTERVAL {
-                last_progress = Instant::now();
-                let p = Progress {
-                    fraction: done_bytes as f64 / total,
-                    rows: 0,
-                    bytes: done_bytes,
-                };
-                ctx.checkpoint(json!({}), Some(p)).await?;
-            }
+            report_progress(ctx, &mut last_progress, done_bytes, total).await?;
         }
     }
     Ok(section)

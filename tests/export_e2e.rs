@@ -234,3 +234,28 @@ fn the_expiry_timer_deletes_the_bundle_even_across_a_restart() {
     let audit = f.get_json("/api/v1/audit?action=EXPORT_EXPIRED", &tok);
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_cli_demo_export_wait_and_audit_verify_work() {
+    // `ferry demo` on an empty data folder, as a new user runs it.
+    let f = Ferry::new();
+    let out = f.cli(&["demo", "--tenant", "newcomer"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("entries verified").count(), 3, "{stdout}");
+    let out = f.cli(&["audit-verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // `ferry export --wait` drives the API and follows progress to the end.
+    let mut f = Ferry::new();
+    f.sample("acme", 1);
+    f.start();
+    let out = f.cli(&["export", "--tenant", "acme", "--profile", "analytics", "--from", "2000-01-01", "--to", "2099-12-31", "--wait", "--url", &f.url("")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "export --wait failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"status\": \"completed\""), "{stdout}");
+    // A refused request exits non-zero with the API's error.
+    let out = f.cli(&["export", "--tenant", "acme", "--profile", "excel", "--url", &f.url("")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_profile"));
+}

@@ -534,8 +534,7 @@ impl Engine {
     }
 
     /// Record the next decisions that need no step code; what to do next.
-    pub(crate) async fn advance(&self, id: WorkflowId) -> Result<(WorkflowState, Next), Error> {
-        let def = self.definition_of(id).await?;
+    pub(crate) async fn advance(&self, id: WorkflowId, def: &dyn Workflow) -> Result<(WorkflowState, Next), Error> {
         let now = self.now();
         self.transact(id, |s| Ok(plan::advance(s, def.steps(), now)))
             .await
@@ -545,11 +544,11 @@ impl Engine {
     pub(crate) async fn record_outcome(
         &self,
         id: WorkflowId,
+        def: &dyn Workflow,
         order: &RunOrder,
         outcome: Result<Value, StepError>,
         interrupted: bool,
     ) -> Result<(WorkflowState, Next), Error> {
-        let def = self.definition_of(id).await?;
         let now = self.now();
         self.transact(id, |s| {
             let expected_status = match order.phase {

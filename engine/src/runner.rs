@@ -7,7 +7,7 @@ use crate::error::{Error, Rejection};
 use crate::ids::WorkflowId;
 use crate::plan::{Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
-use crate::workflow::{StepContext, StepError};
+use crate::workflow::{StepContext, StepError, Workflow};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,13 +15,18 @@ use tokio_util::sync::CancellationToken;
 /// signal, or failed). Errors of the log end the drive; the workflow stays
 /// open and is picked up again at the next start or command.
 pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationToken) -> Result<(), Error> {
-    let (mut state, mut next) = engine.advance(id).await?;
+    let kind = match engine.get(id).await? {
+        Some(s) => s.kind,
+        None => return Err(Error::NotFound(id)),
+    };
+    let def = engine.definition(&kind)?;
+    let (mut state, mut next) = engine.advance(id, &*def).await?;
     loop {
         match next {
             Next::Idle => return Ok(()),
             Next::Append(_) => {
                 // `advance` only returns Append if it hit its chain limit.
-                (state, next) = engine.advance(id).await?;
+                (state, next) = engine.advance(id, &*def).await?;
             }
             Next::WaitUntil(at) => {
                 let wait = (at - engine.now()).to_std().unwrap_or_default();
@@ -29,15 +34,15 @@ pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationTo
                     _ = tokio::time::sleep(wait) => {}
                     _ = cancel.cancelled() => {}
                 }
-                (state, next) = engine.advance(id).await?;
+                (state, next) = engine.advance(id, &*def).await?;
             }
             Next::Run(order) => {
-                let (outcome, interrupted) = run_step(&engine, &state, &order, &cancel).await;
-                match engine.record_outcome(id, &order, outcome, interrupted).await {
+                let (outcome, interrupted) = run_step(&engine, &*def, &state, &order, &cancel).await;
+                match engine.record_outcome(id, &*def, &order, outcome, interrupted).await {
                     Ok(r) => (state, next) = r,
                     // Someone else (a cancel) moved the workflow: decide again.
                     Err(Error::Rejected(Rejection::StepNotCurrent(_))) => {
-                        (state, next) = engine.advance(id).await?
+                        (state, next) = engine.advance(id, &*def).await?
                     }
                     Err(e) => return Err(e),
                 }
@@ -48,14 +53,11 @@ pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationTo
 
 async fn run_step(
     engine: &Engine,
+    def: &dyn Workflow,
     state: &WorkflowState,
     order: &RunOrder,
     cancel: &CancellationToken,
 ) -> (Result<serde_json::Value, StepError>, bool) {
-    let def = match engine.definition(&state.kind) {
-        Ok(d) => d,
-        Err(e) => return (Err(StepError::permanent("unknown_kind", e.to_string())), false),
-    };
     let Some(spec) = def.steps().iter().find(|s| s.name == order.step).cloned() else {
         return (Err(StepError::permanent("unknown_step", order.step.clone())), false);
     };
@@ -68,8 +70,6 @@ async fn run_step(
         }
     };
     let span = tracing::info_span!("step", tenant = %state.tenant, workflow = %state.id, step = %order.step, attempt = order.attempt);
-    let _enter = span.enter();
-    drop(_enter);
     let outcome = tokio::select! {
         r = tokio::time::timeout(spec.timeout, fut) => match r {
             Ok(r) => r,

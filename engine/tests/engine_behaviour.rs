@@ -398,3 +398,54 @@ async fn a_second_engine_over_the_same_log_finishes_open_workflows() {
     let count = |s: &str| ran.iter().filter(|r| *r == s).count();
     assert_eq!((count("a:1"), count("b:1"), count("c:1")), (1, 3, 3), "{ran:?}");
 }
+
+#[actix::test]
+async fn a_step_past_its_timeout_is_retried_then_fails_with_step_timeout() {
+    let flow = TestFlow::new(
+        "test",
+        vec![StepSpec::new("a").retry(fast_retry(2)).timeout(Duration::from_millis(50))],
+    );
+    flow.slow("a", Duration::from_secs(30));
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let s = wait_for(&engine, id, Status::Failed).await;
+    assert_eq!(s.last_error.unwrap().code, "step_timeout");
+    assert_eq!(*flow.ran.lock(), ["a:1", "a:2"], "two attempts, both cut off");
+}
+
+#[actix::test]
+async fn idle_tenant_actors_stop_and_come_back_on_demand() {
+    let flow = TestFlow::new("test", three_steps());
+    let registry = prometheus::Registry::new();
+    let engine = Engine::new(
+        MemoryLog::shared(),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig { actor_idle: Duration::from_millis(100), timer_poll: Duration::from_millis(20), ..EngineConfig::default() },
+        &registry,
+    )
+    .unwrap();
+    engine.register(flow.clone());
+    engine.start().await.unwrap();
+    let active = || {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.get_name() == "ferry_active_tenants")
+            .map(|f| f.get_metric()[0].get_gauge().get_value())
+            .unwrap_or(0.0)
+    };
+    let a = submit(&engine, "acme", None).await;
+    let b = submit(&engine, "globex", None).await;
+    wait_for(&engine, a, Status::Completed).await;
+    wait_for(&engine, b, Status::Completed).await;
+    assert_eq!(active(), 2.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while active() > 0.0 {
+        assert!(Instant::now() < deadline, "idle actors never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A stopped tenant's actor is started again by the next submission.
+    let c = submit(&engine, "acme", None).await;
+    wait_for(&engine, c, Status::Completed).await;
+}

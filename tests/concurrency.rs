@@ -10,7 +10,10 @@ const WAIT: Duration = Duration::from_secs(300);
 
 fn times(f: &Ferry, tok: &str, id: &str) -> (String, String) {
     let w = f.get_json(&format!("/api/v1/workflows/{id}"), tok);
-    (w["startedAt"].as_str().unwrap().to_owned(), w["finishedAt"].as_str().unwrap().to_owned())
+    (
+        w["startedAt"].as_str().unwrap().to_owned(),
+        w["finishedAt"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[test]
@@ -26,14 +29,21 @@ fn one_tenant_never_overlaps_and_a_slow_tenant_does_not_delay_another() {
     let s1 = f.export(&small, json!({"profile": "lite"}));
     f.wait_export(&small, &s1, "completed", WAIT);
     // When small is done, big's second export has not even started.
-    assert_eq!(f.export_status(&big, &b2)["status"], "pending", "b2 waits for b1");
+    assert_eq!(
+        f.export_status(&big, &b2)["status"],
+        "pending",
+        "b2 waits for b1"
+    );
     f.wait_export(&big, &b1, "completed", WAIT);
     f.wait_export(&big, &b2, "completed", WAIT);
     let (b1_start, b1_end) = times(&f, &big, &b1);
     let (b2_start, _) = times(&f, &big, &b2);
     let (s1_start, s1_end) = times(&f, &small, &s1);
     // RFC 3339 UTC strings of one format compare in time order.
-    assert!(b1_end <= b2_start, "exports of one tenant never overlap: {b1_end} > {b2_start}");
+    assert!(
+        b1_end <= b2_start,
+        "exports of one tenant never overlap: {b1_end} > {b2_start}"
+    );
     assert!(s1_start < b1_end && s1_end < b1_end, "small ran while big's first export ran: small {s1_start}..{s1_end}, big {b1_start}..{b1_end}");
 }
 
@@ -46,14 +56,26 @@ fn cancel_pending_and_running_exports() {
     let running = f.export(&tok, json!({"profile": "lite"}));
     let pending = f.export(&tok, json!({"profile": "lite"}));
     f.wait_export(&tok, &running, "running", WAIT);
-    let r = f.post(&format!("/api/v1/workflows/{pending}/cancel"), Some(&tok), &json!({}));
+    let r = f.post(
+        &format!("/api/v1/workflows/{pending}/cancel"),
+        Some(&tok),
+        &json!({}),
+    );
     assert_eq!(r.status(), 202);
     assert_eq!(f.export_status(&tok, &pending)["status"], "cancelled");
-    let r = f.post(&format!("/api/v1/workflows/{running}/cancel"), Some(&tok), &json!({}));
+    let r = f.post(
+        &format!("/api/v1/workflows/{running}/cancel"),
+        Some(&tok),
+        &json!({}),
+    );
     assert_eq!(r.status(), 202);
     f.wait_export(&tok, &running, "cancelled", Duration::from_secs(30));
     // Cancelling again is refused with a stable code.
-    let r = f.post(&format!("/api/v1/workflows/{running}/cancel"), Some(&tok), &json!({}));
+    let r = f.post(
+        &format!("/api/v1/workflows/{running}/cancel"),
+        Some(&tok),
+        &json!({}),
+    );
     assert_eq!(r.status(), 409);
     let v: Value = r.json().unwrap();
     assert_eq!(v["error"]["code"], "not_cancellable");
@@ -94,18 +116,41 @@ fn resume_continues_a_failed_export_from_the_failed_step() {
     // Repair, then resume: it continues from the assets step.
     std::fs::remove_file(&assets).unwrap();
     std::fs::rename(&saved, &assets).unwrap();
-    let r = f.post(&format!("/api/v1/workflows/{id}/resume"), Some(&tok), &json!({}));
+    let r = f.post(
+        &format!("/api/v1/workflows/{id}/resume"),
+        Some(&tok),
+        &json!({}),
+    );
     assert_eq!(r.status(), 202);
     let done = f.wait_export(&tok, &id, "completed", WAIT);
     assert_eq!(done["progress"], 100);
     assert!(f.verify(&f.bundle_path("acme", &id)).status.success());
     let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
-    let types: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert!(types.contains(&"failed.v1") && types.contains(&"resumed.v1"), "{types:?}");
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"failed.v1") && types.contains(&"resumed.v1"),
+        "{types:?}"
+    );
     // plan and snapshot ran once: resume started from the failed step.
-    let started = |step: &str| events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_started.v1" && e["step"] == step).count();
+    let started = |step: &str| {
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "step_started.v1" && e["step"] == step)
+            .count()
+    };
     assert_eq!((started("plan"), started("snapshot")), (1, 1), "{types:?}");
     // Resuming a completed workflow is refused.
-    let r = f.post(&format!("/api/v1/workflows/{id}/resume"), Some(&tok), &json!({}));
+    let r = f.post(
+        &format!("/api/v1/workflows/{id}/resume"),
+        Some(&tok),
+        &json!({}),
+    );
     assert_eq!(r.status(), 409);
 }

@@ -16,13 +16,22 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn events_of(f: &Ferry, tok: &str, id: &str) -> Vec<Value> {
-    f.get_json(&format!("/api/v1/workflows/{id}/events"), tok)["events"].as_array().unwrap().clone()
+    f.get_json(&format!("/api/v1/workflows/{id}/events"), tok)["events"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::random());
-    let kills: usize = std::env::var("FERRY_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random());
+    let kills: usize = std::env::var("FERRY_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     eprintln!("crash test seed {seed} (FERRY_CRASH_SEED={seed} to replay), {kills} kills");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut f = Ferry::new();
@@ -31,7 +40,10 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
         f.sample(t, 6 + 2 * i as u32);
     }
     f.start();
-    let tokens: BTreeMap<&str, String> = tenants.iter().map(|t| (*t, f.token(t, "tenant_admin"))).collect();
+    let tokens: BTreeMap<&str, String> = tenants
+        .iter()
+        .map(|t| (*t, f.token(t, "tenant_admin")))
+        .collect();
     let profiles = ["lite", "native", "analytics"];
     // Acknowledged workflows and the events seen for each.
     let mut acked: Vec<(&str, String)> = vec![];
@@ -62,7 +74,11 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
             let last = events.last().unwrap();
             if last["type"] != "completed.v1" && last["type"] != "timer_fired.v1" {
                 in_flight = true;
-                let step = events.iter().rev().find_map(|e| e["step"].as_str()).unwrap_or("(not started)");
+                let step = events
+                    .iter()
+                    .rev()
+                    .find_map(|e| e["step"].as_str())
+                    .unwrap_or("(not started)");
                 *interrupted_steps.entry(step.to_owned()).or_default() += 1;
             }
         }
@@ -71,39 +87,72 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
         for (t, id) in &acked {
             let after = events_of(&f, &tokens[t], id);
             let before = &seen[id];
-            assert!(after.len() >= before.len(), "seed {seed}, kill {kill}: workflow {id} lost events ({} -> {})", before.len(), after.len());
-            assert_eq!(&after[..before.len()], &before[..], "seed {seed}, kill {kill}: acknowledged events of {id} changed");
+            assert!(
+                after.len() >= before.len(),
+                "seed {seed}, kill {kill}: workflow {id} lost events ({} -> {})",
+                before.len(),
+                after.len()
+            );
+            assert_eq!(
+                &after[..before.len()],
+                &before[..],
+                "seed {seed}, kill {kill}: acknowledged events of {id} changed"
+            );
         }
     }
     eprintln!("seed {seed}: {kills_in_flight}/{kills} kills hit unfinished exports; interrupted near steps {interrupted_steps:?}");
-    assert!(kills_in_flight * 2 >= kills, "seed {seed}: only {kills_in_flight} of {kills} kills hit work in flight");
+    assert!(
+        kills_in_flight * 2 >= kills,
+        "seed {seed}: only {kills_in_flight} of {kills} kills hit work in flight"
+    );
     let deadline = Instant::now() + Duration::from_secs(600);
     for (t, id) in &acked {
         loop {
             let s = f.export_status(&tokens[t], id);
             match s["status"].as_str().unwrap() {
                 "completed" => break,
-                "failed" | "cancelled" | "rolled_back" => panic!("seed {seed}: export {id} ended {s}\n{}", f.server_log()),
+                "failed" | "cancelled" | "rolled_back" => {
+                    panic!("seed {seed}: export {id} ended {s}\n{}", f.server_log())
+                }
                 _ => {
-                    assert!(Instant::now() < deadline, "seed {seed}: export {id} stuck: {s}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "seed {seed}: export {id} stuck: {s}"
+                    );
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
         let bundle = f.bundle_path(t, id);
         let v = f.verify(&bundle);
-        assert!(v.status.success(), "seed {seed}: bundle of {id} does not verify: {}", String::from_utf8_lossy(&v.stderr));
+        assert!(
+            v.status.success(),
+            "seed {seed}: bundle of {id} does not verify: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
     }
     // Every export mailed its requester (a kill between sending and recording
     // may repeat a send; the outbox keys mails by export, so no duplicates).
     let mails = f.outbox();
     for (_, id) in &acked {
-        assert_eq!(mails.iter().filter(|m| m.contains(id.as_str())).count(), 1, "seed {seed}: one email for {id}");
+        assert_eq!(
+            mails.iter().filter(|m| m.contains(id.as_str())).count(),
+            1,
+            "seed {seed}: one email for {id}"
+        );
     }
     let verify = f.get_json("/api/v1/audit/verify", &tokens["t-alpha"]);
-    assert_eq!(verify["ok"], true, "seed {seed}: audit chain broken: {verify}");
+    assert_eq!(
+        verify["ok"], true,
+        "seed {seed}: audit chain broken: {verify}"
+    );
     // No work folders are left behind by completed exports.
     let work = f.data_dir().join("work");
     let left = std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0, "seed {seed}: work folders left in {}", work.display());
+    assert_eq!(
+        left,
+        0,
+        "seed {seed}: work folders left in {}",
+        work.display()
+    );
 }

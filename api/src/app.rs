@@ -6,22 +6,20 @@ use crate::config::Config;
 use crate::keys::Keys;
 use actix_web::HttpRequest;
 use anyhow::Context;
-use ferry_engine::{Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState};
-use std::collections::HashSet;
-use ferry_storage::audit_sqlite::SqliteAudit;
-use ferry_storage::mail_outbox::OutboxMailer;
-use ferry_storage::objects_local::LocalObjects;
+use ferry_engine::{
+    Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState,
+};
 use ferry_storage::sled_log::SledLog;
-use ferry_storage::tenant_sqlite::SqliteTenants;
-use ferry_workflows::export::{ExportConfig, ExportDeps, ExportWorkflow};
+use ferry_workflows::bundle::BundleSigner;
 use ferry_workflows::export::metrics::ExportMetrics;
+use ferry_workflows::export::{ExportConfig, ExportDeps, ExportWorkflow};
 use ferry_workflows::links::LinkSigner;
 use ferry_workflows::ports::audit::{AuditEntry, AuditLog};
 use ferry_workflows::ports::objects::ObjectStore;
 use ferry_workflows::ports::tenant::TenantStore;
-use ferry_workflows::bundle::BundleSigner;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,12 +33,18 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     fn new(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("ferry_http_requests_total", "HTTP requests by method, route and status."),
+            Opts::new(
+                "ferry_http_requests_total",
+                "HTTP requests by method, route and status.",
+            ),
             &["method", "route", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("ferry_http_request_duration_seconds", "HTTP request latency by method and route.")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.5, 12)?),
+            HistogramOpts::new(
+                "ferry_http_request_duration_seconds",
+                "HTTP request latency by method and route.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.5, 12)?),
             &["method", "route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -72,15 +76,36 @@ pub struct Services {
 
 impl AppState {
     /// Record an audit entry for an HTTP request (who, IP, user agent).
-    pub async fn audit_request(&self, req: &HttpRequest, caller: &Caller, action: &str, wf: &WorkflowState, details: Value) {
-        let entry = request_entry(req, &caller.actor(), action, wf, details, caller.impersonating);
+    pub async fn audit_request(
+        &self,
+        req: &HttpRequest,
+        caller: &Caller,
+        action: &str,
+        wf: &WorkflowState,
+        details: Value,
+    ) {
+        let entry = request_entry(
+            req,
+            &caller.actor(),
+            action,
+            wf,
+            details,
+            caller.impersonating,
+        );
         if let Err(e) = self.audit.append(entry).await {
             tracing::error!(error = %e, action, "audit append failed");
         }
     }
 }
 
-pub fn request_entry(req: &HttpRequest, actor: &str, action: &str, wf: &WorkflowState, mut details: Value, impersonating: bool) -> AuditEntry {
+pub fn request_entry(
+    req: &HttpRequest,
+    actor: &str,
+    action: &str,
+    wf: &WorkflowState,
+    mut details: Value,
+    impersonating: bool,
+) -> AuditEntry {
     if impersonating {
         if let Some(obj) = details.as_object_mut() {
             obj.insert("platformAdminActingOnTenant".into(), Value::Bool(true));
@@ -95,7 +120,10 @@ pub fn request_entry(req: &HttpRequest, actor: &str, action: &str, wf: &Workflow
         wf.id.to_string(),
     )
     .details(details);
-    entry.ip = req.connection_info().realip_remote_addr().map(str::to_owned);
+    entry.ip = req
+        .connection_info()
+        .realip_remote_addr()
+        .map(str::to_owned);
     entry.user_agent = req
         .headers()
         .get("User-Agent")
@@ -112,10 +140,16 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     let registry = Registry::new();
     let log = SledLog::open(config.events_dir()).context("opening the event log")?;
     log.register_metrics(&registry)?;
-    let tenants: Arc<dyn TenantStore> = Arc::new(SqliteTenants::new(config.tenants_dir()));
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjects::new(config.objects_dir()).context("opening the object store")?);
-    let mail = Arc::new(OutboxMailer::new(config.outbox_dir(), &config.mail_from).context("opening the outbox")?);
-    let audit: Arc<dyn AuditLog> = Arc::new(SqliteAudit::open(&config.platform_db()).context("opening the platform database")?);
+    let backends = crate::backends::from_env(&config, &step_runtime)?;
+    for line in &backends.described {
+        tracing::info!("{line}");
+    }
+    let (tenants, objects, mail, audit) = (
+        backends.tenants,
+        backends.objects,
+        backends.mailer,
+        backends.audit,
+    );
     let links = LinkSigner::new(keys.link_secret);
     let mut export_config = ExportConfig::new(config.work_dir(), config.public_url.clone());
     export_config.bundle_ttl = config.bundle_ttl;

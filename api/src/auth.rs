@@ -97,8 +97,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let claims = keys
         .check(token.trim())
         .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
-    let role = Role::parse(&claims.role)
-        .ok_or_else(|| ApiError::forbidden(format!("role {:?} may not use this API", claims.role)))?;
+    let role = Role::parse(&claims.role).ok_or_else(|| {
+        ApiError::forbidden(format!("role {:?} may not use this API", claims.role))
+    })?;
     let named = req
         .headers()
         .get("X-Tenant-Id")
@@ -109,11 +110,14 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
             (t, other)
         }
         (Role::TenantAdmin, Some(t)) if t != claims.tenant => {
-            return Err(ApiError::forbidden("only a platform_admin may act on another tenant"))
+            return Err(ApiError::forbidden(
+                "only a platform_admin may act on another tenant",
+            ))
         }
         (_, _) => (claims.tenant.clone(), false),
     };
-    let tenant = TenantId::parse(&tenant_str).map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))?;
+    let tenant = TenantId::parse(&tenant_str)
+        .map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))?;
     Ok(Caller {
         sub: claims.sub,
         email: claims.email,

@@ -42,7 +42,9 @@ impl Config {
             data_dir,
             bind,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            jwt_secret: std::env::var("FERRY_JWT_SECRET").ok().filter(|s| !s.is_empty()),
+            jwt_secret: std::env::var("FERRY_JWT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
             exports_per_day_max: env_or("FERRY_EXPORTS_PER_DAY", 50)?,
             bundle_bytes_max: env_or("FERRY_BUNDLE_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
             bundle_ttl: std::time::Duration::from_secs(env_or("FERRY_BUNDLE_TTL_SECS", 24 * 3600)?),

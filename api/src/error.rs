@@ -31,7 +31,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     /// Log the detail, show only a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -66,35 +70,50 @@ impl From<ferry_engine::Error> for ApiError {
         match e {
             E::NotFound(_) => ApiError::not_found("workflow"),
             E::Rejected(r) => ApiError::new(StatusCode::CONFLICT, r.code(), r.to_string()),
-            E::UnknownKind(k) => ApiError::bad_request("unknown_kind", format!("unknown workflow kind {k:?}")),
+            E::UnknownKind(k) => {
+                ApiError::bad_request("unknown_kind", format!("unknown workflow kind {k:?}"))
+            }
             other => ApiError::internal(other),
         }
     }
 }
 
 /// Body and query errors from actix's extractors, with stable codes.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     let api = match &err {
-        J::OverflowKnownLength { .. } | J::Overflow { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
-        }
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
         J::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected Content-Type: application/json",
         ),
-        J::Deserialize(e) => ApiError::bad_request("invalid_body", format!("malformed JSON body: {e}")),
+        J::Deserialize(e) => {
+            ApiError::bad_request("invalid_body", format!("malformed JSON body: {e}"))
+        }
         _ => ApiError::bad_request("invalid_body", "malformed JSON body"),
     };
     api.into()
 }
 
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     ApiError::bad_request("invalid_query", format!("bad query string: {err}")).into()
 }
 
-pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     // A malformed id can never name a workflow the caller may see.
     let _ = err;
     ApiError::not_found("resource").into()

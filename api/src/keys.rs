@@ -23,7 +23,8 @@ pub const VERIFYING_KEY_FILE: &str = "signing.pub";
 fn secret_32(dir: &Path, name: &str) -> anyhow::Result<[u8; 32]> {
     let path = dir.join(name);
     if let Ok(text) = fs::read_to_string(&path) {
-        let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+        let bytes =
+            hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
         return bytes
             .try_into()
             .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()));
@@ -45,7 +46,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -64,7 +67,10 @@ impl Keys {
         let signing = SigningKey::from_bytes(&seed);
         let pub_path = keys_dir.join(VERIFYING_KEY_FILE);
         if !pub_path.exists() {
-            fs::write(&pub_path, ferry_workflows::bundle::sign::encode_public_key(&signing.verifying_key()))?;
+            fs::write(
+                &pub_path,
+                ferry_workflows::bundle::sign::encode_public_key(&signing.verifying_key()),
+            )?;
         }
         let link_secret = secret_32(keys_dir, "link.secret")?;
         let jwt_secret = match jwt_secret {
@@ -81,8 +87,10 @@ impl Keys {
 
 /// The public key `ferry verify` checks signatures with.
 pub fn load_verifying_key(path: &Path) -> anyhow::Result<VerifyingKey> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading public key {}", path.display()))?;
-    ferry_workflows::bundle::sign::parse_public_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading public key {}", path.display()))?;
+    ferry_workflows::bundle::sign::parse_public_key(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn verifying_key_path(keys_dir: &Path) -> PathBuf {

@@ -38,15 +38,23 @@ pub fn app(
     App::new()
         .app_data(state)
         .app_data(jwt)
-        .app_data(web::JsonConfig::default().limit(JSON_BODY_BYTES_MAX).error_handler(json_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(JSON_BODY_BYTES_MAX)
+                .error_handler(json_error),
+        )
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .configure(configure)
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found("route")) }))
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::not_found("route"))
+        }))
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let method = req.method().as_str().to_owned();
-            let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+            let route = req
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
             let http = http.clone();
             let fut = srv.call(req);
             async move {
@@ -66,7 +74,11 @@ pub fn app(
         })
 }
 
-pub async fn run(state: web::Data<AppState>, jwt: web::Data<JwtKeys>, bind: SocketAddr) -> std::io::Result<()> {
+pub async fn run(
+    state: web::Data<AppState>,
+    jwt: web::Data<JwtKeys>,
+    bind: SocketAddr,
+) -> std::io::Result<()> {
     tracing::info!(%bind, "ferry listening");
     HttpServer::new(move || app(state.clone(), jwt.clone()))
         .bind(bind)?

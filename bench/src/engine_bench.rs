@@ -11,8 +11,8 @@
 
 use async_trait::async_trait;
 use ferry_engine::{
-    AppendRequest, Engine, EngineConfig, Event, EventLog, StepContext, StepError,
-    StepSpec, SubmitRequest, SystemClock, TenantId, UuidV7, Workflow, WorkflowId, WorkflowState,
+    AppendRequest, Engine, EngineConfig, Event, EventLog, StepContext, StepError, StepSpec,
+    SubmitRequest, SystemClock, TenantId, UuidV7, Workflow, WorkflowId, WorkflowState,
 };
 use ferry_storage::sled_log::SledLog;
 use serde_json::{json, Value};
@@ -46,7 +46,11 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 /// Steps run on their own multi-threaded runtime, as in `ferry serve`.
-fn engine_on(log: Arc<dyn EventLog>, steps: &tokio::runtime::Runtime, registry: &prometheus::Registry) -> Engine {
+fn engine_on(
+    log: Arc<dyn EventLog>,
+    steps: &tokio::runtime::Runtime,
+    registry: &prometheus::Registry,
+) -> Engine {
     let engine = Engine::new(
         log,
         Arc::new(SystemClock),
@@ -59,7 +63,11 @@ fn engine_on(log: Arc<dyn EventLog>, steps: &tokio::runtime::Runtime, registry: 
     )
     .expect("metrics register");
     engine.register(Arc::new(NoOp {
-        steps: vec![StepSpec::new("one"), StepSpec::new("two"), StepSpec::new("three")],
+        steps: vec![
+            StepSpec::new("one"),
+            StepSpec::new("two"),
+            StepSpec::new("three"),
+        ],
     }));
     engine
 }
@@ -70,7 +78,11 @@ fn finished(registry: &prometheus::Registry) -> u64 {
         .gather()
         .iter()
         .filter(|f| f.get_name() == "ferry_workflows_finished_total")
-        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64))
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+        })
         .sum()
 }
 
@@ -78,7 +90,12 @@ fn tenant(i: usize) -> TenantId {
     TenantId::parse(&format!("tenant-{i}")).expect("valid id")
 }
 
-async fn throughput(dir: &std::path::Path, steps: &tokio::runtime::Runtime, workflows: usize, tenants: usize) -> anyhow::Result<Value> {
+async fn throughput(
+    dir: &std::path::Path,
+    steps: &tokio::runtime::Runtime,
+    workflows: usize,
+    tenants: usize,
+) -> anyhow::Result<Value> {
     let log = Arc::new(SledLog::open(dir.join("throughput"))?);
     let registry = prometheus::Registry::new();
     let engine = engine_on(log.clone(), steps, &registry);
@@ -122,7 +139,10 @@ async fn throughput(dir: &std::path::Path, steps: &tokio::runtime::Runtime, work
     for id in &ids {
         let events = log.read(*id)?;
         assert!(matches!(events.last(), Some(Event::Completed { .. })));
-        transitions += events.iter().filter(|e| matches!(e, Event::StepSucceeded { .. })).count();
+        transitions += events
+            .iter()
+            .filter(|e| matches!(e, Event::StepSucceeded { .. }))
+            .count();
     }
     let secs = elapsed.as_secs_f64();
     Ok(json!({
@@ -163,20 +183,30 @@ async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<Value>
     for i in 0..samples {
         let (id, ev, state) = submitted(i);
         let t = Instant::now();
-        log.append(AppendRequest { id, expected_version: 0, events: vec![ev], summary: state.summary() })
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        log.append(AppendRequest {
+            id,
+            expected_version: 0,
+            events: vec![ev],
+            summary: state.summary(),
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         lat.push(t.elapsed());
     }
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
     Ok(json!({"samples": samples, "p50Ms": pct(0.50), "p99Ms": pct(0.99), "maxMs": pct(1.0)}))
 }
 
 /// Write `open` running workflows, close the log, then time a fresh
 /// engine's start: reopening the log and replaying (folding) every open
 /// workflow and queueing it; then the time until all of them completed.
-async fn recovery(dir: &std::path::Path, steps: &tokio::runtime::Runtime, open: usize) -> anyhow::Result<Value> {
+async fn recovery(
+    dir: &std::path::Path,
+    steps: &tokio::runtime::Runtime,
+    open: usize,
+) -> anyhow::Result<Value> {
     let path = dir.join("recovery");
     {
         let log = Arc::new(SledLog::open(&path)?);
@@ -190,17 +220,26 @@ async fn recovery(dir: &std::path::Path, steps: &tokio::runtime::Runtime, open: 
                     let now = chrono::Utc::now();
                     let more = vec![
                         Event::Started { at: now },
-                        Event::StepStarted { step: "one".into(), attempt: 1, at: now },
+                        Event::StepStarted {
+                            step: "one".into(),
+                            attempt: 1,
+                            at: now,
+                        },
                     ];
                     for e in &more {
                         state.apply(e);
                     }
                     let mut events = vec![ev];
                     events.extend(more);
-                    log.append(AppendRequest { id, expected_version: 0, events, summary: state.summary() })
-                        .await
-                        .expect("append")
-                        .expect("fresh id");
+                    log.append(AppendRequest {
+                        id,
+                        expected_version: 0,
+                        events,
+                        summary: state.summary(),
+                    })
+                    .await
+                    .expect("append")
+                    .expect("fresh id");
                 }
             }));
         }
@@ -234,13 +273,20 @@ fn main() -> anyhow::Result<()> {
     let tenants = arg("--tenants", 100);
     let samples = arg("--latency-samples", 2_000);
     let open = arg("--recovery", 10_000);
-    let dir = tempfile::Builder::new().prefix("ferry-engine-bench").tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
-    let steps = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-engine-bench")
+        .tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
+    let steps = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let report = actix::System::new().block_on(async {
         let t = throughput(dir.path(), &steps, workflows, tenants).await?;
         let l = latency(dir.path(), samples).await?;
         let r = recovery(dir.path(), &steps, open).await?;
-        Ok::<Value, anyhow::Error>(json!({"throughput": t, "singleCommitLatency": l, "recovery": r}))
+        Ok::<Value, anyhow::Error>(
+            json!({"throughput": t, "singleCommitLatency": l, "recovery": r}),
+        )
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -203,7 +203,9 @@ impl TenantActor {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let max = self.engine.inner.config.running_per_tenant_max.max(1);
         while self.running.len() < max {
-            let Some((id, since)) = self.waiting.pop_front() else { break };
+            let Some((id, since)) = self.waiting.pop_front() else {
+                break;
+            };
             self.engine.inner.queue.remove(since, id);
             self.engine.inner.metrics.queue_depth.dec();
             let token = CancellationToken::new();
@@ -248,7 +250,8 @@ impl Handler<Enqueue> for TenantActor {
     type Result = ();
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         self.handled += 1;
-        let known = self.running.contains_key(&msg.id) || self.waiting.iter().any(|(id, _)| *id == msg.id);
+        let known =
+            self.running.contains_key(&msg.id) || self.waiting.iter().any(|(id, _)| *id == msg.id);
         if !known {
             self.waiting.push_back((msg.id, msg.since));
             self.engine.inner.queue.add(msg.since, msg.id);

@@ -218,7 +218,12 @@ impl Engine {
             .recovery_seconds
             .set(report.elapsed.as_secs_f64());
         self.inner.metrics.recovered.set(report.open as i64);
-        tracing::info!(open = report.open, resumed, elapsed_ms = report.elapsed.as_millis() as u64, "recovered open workflows");
+        tracing::info!(
+            open = report.open,
+            resumed,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "recovered open workflows"
+        );
         Ok(report)
     }
 
@@ -277,7 +282,11 @@ impl Engine {
             }
             Err(AppendRejection::VersionConflict { .. }) => return Err(Rejection::Conflict.into()),
         }
-        self.inner.metrics.submitted.with_label_values(&[&req.kind]).inc();
+        self.inner
+            .metrics
+            .submitted
+            .with_label_values(&[&req.kind])
+            .inc();
         self.inner
             .slots
             .lock()
@@ -416,7 +425,10 @@ impl Engine {
                 let events = match s.status {
                     Status::Pending => vec![Event::Cancelled { at: now }],
                     Status::Running if s.cancel_requested => vec![],
-                    Status::Running => vec![Event::CancelRequested { by: by.clone(), at: now }],
+                    Status::Running => vec![Event::CancelRequested {
+                        by: by.clone(),
+                        at: now,
+                    }],
                     Status::AwaitingConfirmation | Status::Paused | Status::Failed
                         if s.phase == Phase::Forward =>
                     {
@@ -479,11 +491,18 @@ impl Engine {
     }
 
     /// Deliver a signal the workflow is waiting for (e.g. a confirmation).
-    pub async fn signal(&self, id: WorkflowId, name: &str, payload: Value) -> Result<WorkflowState, Error> {
+    pub async fn signal(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        payload: Value,
+    ) -> Result<WorkflowState, Error> {
         let now = self.now();
         let (state, ()) = self
             .transact(id, |s| {
-                if s.status == Status::AwaitingConfirmation && s.awaiting_signal.as_deref() == Some(name) {
+                if s.status == Status::AwaitingConfirmation
+                    && s.awaiting_signal.as_deref() == Some(name)
+                {
                     Ok((
                         vec![Event::SignalReceived {
                             name: name.to_owned(),
@@ -534,7 +553,11 @@ impl Engine {
     }
 
     /// Record the next decisions that need no step code; what to do next.
-    pub(crate) async fn advance(&self, id: WorkflowId, def: &dyn Workflow) -> Result<(WorkflowState, Next), Error> {
+    pub(crate) async fn advance(
+        &self,
+        id: WorkflowId,
+        def: &dyn Workflow,
+    ) -> Result<(WorkflowState, Next), Error> {
         let now = self.now();
         self.transact(id, |s| Ok(plan::advance(s, def.steps(), now)))
             .await
@@ -555,7 +578,8 @@ impl Engine {
                 Phase::Forward => Status::Running,
                 Phase::Compensation => Status::Compensating,
             };
-            if s.current_step.as_deref() != Some(order.step.as_str()) || s.status != expected_status {
+            if s.current_step.as_deref() != Some(order.step.as_str()) || s.status != expected_status
+            {
                 return Err(Rejection::StepNotCurrent(order.step.clone()));
             }
             let mut events = match (&outcome, interrupted) {

@@ -54,9 +54,10 @@ impl TenantId {
         let first_ok = bytes
             .first()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let rest_ok = bytes.iter().skip(1).all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-'
-        });
+        let rest_ok = bytes
+            .iter()
+            .skip(1)
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
         if first_ok && rest_ok && bytes.len() <= TENANT_ID_LEN_MAX {
             Ok(TenantId(s.to_owned()))
         } else {
@@ -91,8 +92,18 @@ mod tests {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "-a", "_a", "A", "acme.", "ac me", "../x", "a/b", "é", &"a".repeat(64),
-            "acme\0", "acme;drop",
+            "",
+            "-a",
+            "_a",
+            "A",
+            "acme.",
+            "ac me",
+            "../x",
+            "a/b",
+            "é",
+            &"a".repeat(64),
+            "acme\0",
+            "acme;drop",
         ] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?}");
         }

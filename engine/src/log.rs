@@ -10,7 +10,7 @@
 //! - A stream is read back in append order, exactly as appended.
 //! - Index queries (`list`, `open`, `due_timers`, `find_idempotency`,
 //!   `count_submitted_since`) reflect every acknowledged append, never a stale
-//!   one, because indexes are written in the same transaction as events.
+//!   one, because indexes are written atomically with the events.
 //! - `append` returns the stream's new version (its event count).
 //! - `ListQuery::limit` of 0 means `LIST_LIMIT_MAX`; larger limits are capped.
 //! - A malformed request (no events, a summary of another workflow, or a
@@ -69,7 +69,11 @@ impl AppendRequest {
     /// describe the same workflow after exactly these events. Every log
     /// calls this first, so a malformed request fails the same way anywhere.
     pub fn assert_well_formed(&self) {
-        assert!(!self.events.is_empty(), "append of no events to {}", self.id);
+        assert!(
+            !self.events.is_empty(),
+            "append of no events to {}",
+            self.id
+        );
         assert_eq!(self.summary.id, self.id, "summary of another workflow");
         assert_eq!(
             self.summary.version,
@@ -135,8 +139,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// The earliest unfired timer, if any.
     fn next_timer(&self) -> Result<Option<DueTimer>, LogError>;
 
-    fn find_idempotency(&self, tenant: &TenantId, key: &str)
-        -> Result<Option<WorkflowId>, LogError>;
+    fn find_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<WorkflowId>, LogError>;
 
     /// Workflows of `kind` submitted by `tenant` at or after `since`.
     fn count_submitted_since(

@@ -26,7 +26,10 @@ impl EngineMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = EngineMetrics {
             submitted: IntCounterVec::new(
-                Opts::new("ferry_workflows_submitted_total", "Workflows submitted, by kind."),
+                Opts::new(
+                    "ferry_workflows_submitted_total",
+                    "Workflows submitted, by kind.",
+                ),
                 &["kind"],
             )?,
             finished: IntCounterVec::new(
@@ -53,7 +56,10 @@ impl EngineMetrics {
                 &["kind", "step", "outcome"],
             )?,
             step_retries: IntCounterVec::new(
-                Opts::new("ferry_step_retries_total", "Step attempts that failed and were scheduled again."),
+                Opts::new(
+                    "ferry_step_retries_total",
+                    "Step attempts that failed and were scheduled again.",
+                ),
                 &["kind", "step"],
             )?,
             queue_depth: IntGauge::new(
@@ -64,7 +70,10 @@ impl EngineMetrics {
                 "ferry_queue_oldest_wait_seconds",
                 "How long the oldest waiting workflow has waited.",
             )?,
-            running: IntGauge::new("ferry_workflows_running", "Workflows whose steps are running now.")?,
+            running: IntGauge::new(
+                "ferry_workflows_running",
+                "Workflows whose steps are running now.",
+            )?,
             active_tenants: IntGauge::new(
                 "ferry_active_tenants",
                 "Tenants with a live actor (work queued or running, or recently so).",
@@ -78,7 +87,10 @@ impl EngineMetrics {
                 "Open workflows found at the last start.",
             )?,
             timers_fired: IntCounterVec::new(
-                Opts::new("ferry_timers_fired_total", "Durable timers fired, by kind, timer and outcome."),
+                Opts::new(
+                    "ferry_timers_fired_total",
+                    "Durable timers fired, by kind, timer and outcome.",
+                ),
                 &["kind", "timer", "outcome"],
             )?,
         };

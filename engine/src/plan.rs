@@ -53,7 +53,9 @@ pub fn needs_compensation(state: &WorkflowState, steps: &[StepSpec]) -> bool {
 /// What to do next in the current state.
 pub fn next(state: &WorkflowState, steps: &[StepSpec], now: Timestamp) -> Next {
     match state.status {
-        Status::Pending if state.cancel_requested => Next::Append(vec![Event::Cancelled { at: now }]),
+        Status::Pending if state.cancel_requested => {
+            Next::Append(vec![Event::Cancelled { at: now }])
+        }
         Status::Pending => Next::Append(vec![Event::Started { at: now }]),
         Status::Running => forward(state, steps, now),
         Status::Compensating => backward(state, steps, now),
@@ -120,11 +122,7 @@ const ADVANCE_CHAIN_MAX: usize = 64;
 /// Chain every decision that needs no step code into one list of events,
 /// ending with the `StepStarted` of the next step to run if there is one.
 /// Returns the events (possibly empty) and what to do after appending them.
-pub fn advance(
-    state: &WorkflowState,
-    steps: &[StepSpec],
-    now: Timestamp,
-) -> (Vec<Event>, Next) {
+pub fn advance(state: &WorkflowState, steps: &[StepSpec], now: Timestamp) -> (Vec<Event>, Next) {
     let mut scratch = state.clone();
     let mut events = Vec::new();
     for _ in 0..ADVANCE_CHAIN_MAX {
@@ -152,7 +150,10 @@ pub fn advance(
             other => return (events, other),
         }
     }
-    panic!("workflow {} did not settle after {ADVANCE_CHAIN_MAX} decisions", state.id);
+    panic!(
+        "workflow {} did not settle after {ADVANCE_CHAIN_MAX} decisions",
+        state.id
+    );
 }
 
 /// Events recording a step's failure: a retry, or the end of the road
@@ -244,7 +245,10 @@ mod tests {
         vec![
             StepSpec::new("a"),
             StepSpec::new("b").compensable(),
-            StepSpec::new("c").retry(RetryPolicy { attempts_max: 2, ..RetryPolicy::default() }),
+            StepSpec::new("c").retry(RetryPolicy {
+                attempts_max: 2,
+                ..RetryPolicy::default()
+            }),
         ]
     }
 
@@ -262,7 +266,9 @@ mod tests {
         assert_eq!(evs.len(), 2, "{evs:?}");
         assert!(matches!(next, Next::Run(ref o) if o.step == "a" && o.attempt == 1));
         apply_all(&mut s, &evs);
-        let Next::Run(order) = next else { unreachable!() };
+        let Next::Run(order) = next else {
+            unreachable!()
+        };
         s.apply(&after_success(&order, json!(1), t(2)));
         let (evs, next) = advance(&s, &steps, t(2));
         assert_eq!(evs.len(), 1);
@@ -285,18 +291,38 @@ mod tests {
         let Next::Run(order) = next else { panic!() };
         let spec = &steps[2];
         let err = StepError::retryable("boom", "x");
-        let evs = after_failure(&s, &steps, spec, &order, err.clone(), |_| Duration::from_secs(5), t(3));
+        let evs = after_failure(
+            &s,
+            &steps,
+            spec,
+            &order,
+            err.clone(),
+            |_| Duration::from_secs(5),
+            t(3),
+        );
         assert_eq!(evs.len(), 1);
         apply_all(&mut s, &evs);
         assert_eq!(next_of(&s, &steps, t(4)), Next::WaitUntil(t(8)));
-        let Next::Run(order) = next_of(&s, &steps, t(9)) else { panic!() };
+        let Next::Run(order) = next_of(&s, &steps, t(9)) else {
+            panic!()
+        };
         assert_eq!(order.attempt, 2);
-        let evs = after_failure(&s, &steps, spec, &order, err, |_| Duration::from_secs(5), t(9));
+        let evs = after_failure(
+            &s,
+            &steps,
+            spec,
+            &order,
+            err,
+            |_| Duration::from_secs(5),
+            t(9),
+        );
         apply_all(&mut s, &evs);
         assert_eq!(s.status, Status::Compensating);
         let (evs, next) = advance(&s, &steps, t(10));
         apply_all(&mut s, &evs);
-        assert!(matches!(next, Next::Run(ref o) if o.step == "b" && o.phase == Phase::Compensation));
+        assert!(
+            matches!(next, Next::Run(ref o) if o.step == "b" && o.phase == Phase::Compensation)
+        );
     }
 
     fn next_of(s: &WorkflowState, steps: &[StepSpec], now: Timestamp) -> Next {

@@ -36,7 +36,9 @@ impl RetryPolicy {
 
     /// The delay before attempt `failures + 1`, given `failures` so far (>= 1).
     pub fn delay(&self, failures: u32, rng: &mut impl Rng) -> Duration {
-        let exp = self.multiplier.powi(failures.saturating_sub(1).min(30) as i32);
+        let exp = self
+            .multiplier
+            .powi(failures.saturating_sub(1).min(30) as i32);
         let base = (self.backoff_initial.as_secs_f64() * exp).min(self.backoff_max.as_secs_f64());
         let jitter = self.jitter.clamp(0.0, 1.0);
         let low = base * (1.0 - jitter);
@@ -77,8 +79,15 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for f in 1..10 {
             let d = p.delay(f, &mut rng);
-            let no_jitter = RetryPolicy { jitter: 0.0, ..p.clone() }.delay(f, &mut rng);
-            assert!(d <= no_jitter && d >= no_jitter / 2, "{d:?} vs {no_jitter:?}");
+            let no_jitter = RetryPolicy {
+                jitter: 0.0,
+                ..p.clone()
+            }
+            .delay(f, &mut rng);
+            assert!(
+                d <= no_jitter && d >= no_jitter / 2,
+                "{d:?} vs {no_jitter:?}"
+            );
         }
     }
 }

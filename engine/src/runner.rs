@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// Drive until the workflow needs nothing more from us (final, waiting for a
 /// signal, or failed). Errors of the log end the drive; the workflow stays
 /// open and is picked up again at the next start or command.
-pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationToken) -> Result<(), Error> {
+pub(crate) async fn drive(
+    engine: Engine,
+    id: WorkflowId,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let kind = match engine.get(id).await? {
         Some(s) => s.kind,
         None => return Err(Error::NotFound(id)),
@@ -37,8 +41,12 @@ pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationTo
                 (state, next) = engine.advance(id, &*def).await?;
             }
             Next::Run(order) => {
-                let (outcome, interrupted) = run_step(&engine, &*def, &state, &order, &cancel).await;
-                match engine.record_outcome(id, &*def, &order, outcome, interrupted).await {
+                let (outcome, interrupted) =
+                    run_step(&engine, &*def, &state, &order, &cancel).await;
+                match engine
+                    .record_outcome(id, &*def, &order, outcome, interrupted)
+                    .await
+                {
                     Ok(r) => (state, next) = r,
                     // Someone else (a cancel) moved the workflow: decide again.
                     Err(Error::Rejected(Rejection::StepNotCurrent(_))) => {
@@ -59,9 +67,18 @@ async fn run_step(
     cancel: &CancellationToken,
 ) -> (Result<serde_json::Value, StepError>, bool) {
     let Some(spec) = def.steps().iter().find(|s| s.name == order.step).cloned() else {
-        return (Err(StepError::permanent("unknown_step", order.step.clone())), false);
+        return (
+            Err(StepError::permanent("unknown_step", order.step.clone())),
+            false,
+        );
     };
-    let ctx = StepContext::new(state, &order.step, order.attempt, cancel.clone(), engine.clone());
+    let ctx = StepContext::new(
+        state,
+        &order.step,
+        order.attempt,
+        cancel.clone(),
+        engine.clone(),
+    );
     let started = Instant::now();
     let fut = async {
         match order.phase {
@@ -89,11 +106,17 @@ async fn run_step(
         .with_label_values(&[&state.kind, &order.step, label])
         .observe(started.elapsed().as_secs_f64());
     if label == "retryable_error" {
-        m.step_retries.with_label_values(&[&state.kind, &order.step]).inc();
+        m.step_retries
+            .with_label_values(&[&state.kind, &order.step])
+            .inc();
     }
     match &outcome {
-        Ok(_) => tracing::info!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "step succeeded"),
-        Err(e) => tracing::warn!(parent: &span, code = %e.code, error = %e.message, interrupted, "step failed"),
+        Ok(_) => {
+            tracing::info!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "step succeeded")
+        }
+        Err(e) => {
+            tracing::warn!(parent: &span, code = %e.code, error = %e.message, interrupted, "step failed")
+        }
     }
     (outcome, interrupted)
 }

@@ -81,7 +81,10 @@ impl WorkflowState {
             at,
         } = event
         else {
-            panic!("a workflow stream must start with Submitted, got {}", event.tag());
+            panic!(
+                "a workflow stream must start with Submitted, got {}",
+                event.tag()
+            );
         };
         WorkflowState {
             id: *id,

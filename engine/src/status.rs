@@ -87,7 +87,10 @@ impl Status {
 
     /// The engine must drive workflows in these statuses (after a restart too).
     pub fn needs_driving(self) -> bool {
-        matches!(self, Status::Pending | Status::Running | Status::Compensating)
+        matches!(
+            self,
+            Status::Pending | Status::Running | Status::Compensating
+        )
     }
 
     /// Open = not final; these are listed in the open-workflows index.

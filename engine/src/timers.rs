@@ -69,7 +69,12 @@ fn update_queue_age(engine: &Engine) {
     m.queue_oldest_wait.set(age.as_secs_f64());
 }
 
-async fn fire(engine: &Engine, id: WorkflowId, name: &str, due_at: crate::Timestamp) -> Result<(), String> {
+async fn fire(
+    engine: &Engine,
+    id: WorkflowId,
+    name: &str,
+    due_at: crate::Timestamp,
+) -> Result<(), String> {
     let state = engine
         .get(id)
         .await
@@ -93,5 +98,8 @@ async fn fire(engine: &Engine, id: WorkflowId, name: &str, due_at: crate::Timest
         .with_label_values(&[&state.kind, name, label])
         .inc();
     outcome.map_err(|e| e.to_string())?;
-    engine.mark_timer_fired(id, name).await.map_err(|e| e.to_string())
+    engine
+        .mark_timer_fired(id, name)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -48,7 +48,11 @@ impl TestFlow {
             in_flight_by_tenant: Mutex::new(HashMap::new()),
         })
     }
-    fn on(&self, step: &'static str, f: impl Fn(&StepContext) -> Result<Value, StepError> + Send + Sync + 'static) {
+    fn on(
+        &self,
+        step: &'static str,
+        f: impl Fn(&StepContext) -> Result<Value, StepError> + Send + Sync + 'static,
+    ) {
         self.behaviour.lock().insert(step, Arc::new(f));
     }
     fn slow(&self, step: &'static str, d: Duration) {
@@ -75,7 +79,9 @@ impl Workflow for TestFlow {
             *max = (*max).max(*n);
         }
         self.concurrent.fetch_add(1, Ordering::SeqCst);
-        self.ran.lock().push(format!("{}:{}", ctx.step, ctx.attempt));
+        self.ran
+            .lock()
+            .push(format!("{}:{}", ctx.step, ctx.attempt));
         let delay = self.delay.lock().get(ctx.step.as_str()).copied();
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -162,7 +168,12 @@ async fn wait_for(engine: &Engine, id: WorkflowId, want: Status) -> ferry_engine
         if s.status == want {
             return s;
         }
-        assert!(Instant::now() < deadline, "workflow {id} is {} not {want}; error {:?}", s.status, s.last_error);
+        assert!(
+            Instant::now() < deadline,
+            "workflow {id} is {} not {want}; error {:?}",
+            s.status,
+            s.last_error
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -179,8 +190,15 @@ async fn three_steps_complete_with_one_commit_per_transition() {
     assert_eq!(
         tags,
         [
-            "submitted.v1", "started.v1", "step_started.v1", "step_succeeded.v1", "step_started.v1",
-            "step_succeeded.v1", "step_started.v1", "step_succeeded.v1", "completed.v1"
+            "submitted.v1",
+            "started.v1",
+            "step_started.v1",
+            "step_succeeded.v1",
+            "step_started.v1",
+            "step_succeeded.v1",
+            "step_started.v1",
+            "step_succeeded.v1",
+            "completed.v1"
         ]
     );
     assert_eq!(*flow.ran.lock(), ["a:1", "b:1", "c:1"]);
@@ -200,13 +218,33 @@ async fn a_retryable_failure_is_retried_with_backoff() {
     let id = submit(&engine, "acme", None).await;
     wait_for(&engine, id, Status::Completed).await;
     assert_eq!(&flow.ran.lock()[..3], ["a:1", "a:2", "a:3"]);
-    let failed = engine.events(id).unwrap().iter().filter(|e| matches!(e, Event::StepFailed { retry_at: Some(_), .. })).count();
+    let failed = engine
+        .events(id)
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::StepFailed {
+                    retry_at: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
     assert_eq!(failed, 2);
 }
 
 #[actix::test]
 async fn a_permanent_failure_fails_and_resume_continues_from_the_failed_step() {
-    let flow = TestFlow::new("test", vec![StepSpec::new("a"), StepSpec::new("b").retry(fast_retry(2)), StepSpec::new("c")]);
+    let flow = TestFlow::new(
+        "test",
+        vec![
+            StepSpec::new("a"),
+            StepSpec::new("b").retry(fast_retry(2)),
+            StepSpec::new("c"),
+        ],
+    );
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let b2 = broken.clone();
     flow.on("b", move |_| {
@@ -220,13 +258,24 @@ async fn a_permanent_failure_fails_and_resume_continues_from_the_failed_step() {
     let id = submit(&engine, "acme", None).await;
     let s = wait_for(&engine, id, Status::Failed).await;
     assert_eq!(s.last_error.unwrap().code, "bad_input");
-    assert_eq!(*flow.ran.lock(), ["a:1", "b:1"], "a permanent error is not retried");
+    assert_eq!(
+        *flow.ran.lock(),
+        ["a:1", "b:1"],
+        "a permanent error is not retried"
+    );
     broken.store(false, Ordering::SeqCst);
     engine.resume(id).await.unwrap();
     wait_for(&engine, id, Status::Completed).await;
-    assert_eq!(*flow.ran.lock(), ["a:1", "b:1", "b:1", "c:1"], "a is not run again");
+    assert_eq!(
+        *flow.ran.lock(),
+        ["a:1", "b:1", "b:1", "c:1"],
+        "a is not run again"
+    );
     let err = engine.resume(id).await.unwrap_err();
-    assert!(matches!(err, ferry_engine::Error::Rejected(ferry_engine::Rejection::NotResumable(Status::Completed))));
+    assert!(matches!(
+        err,
+        ferry_engine::Error::Rejected(ferry_engine::Rejection::NotResumable(Status::Completed))
+    ));
 }
 
 #[actix::test]
@@ -238,7 +287,14 @@ async fn exhausted_retries_after_a_compensable_step_roll_back() {
     let s = wait_for(&engine, id, Status::RolledBack).await;
     assert_eq!(s.last_error.unwrap().code, "down");
     assert_eq!(*flow.compensated.lock(), ["b"]);
-    assert_eq!(flow.ran.lock().iter().filter(|r| r.starts_with("c:")).count(), 3);
+    assert_eq!(
+        flow.ran
+            .lock()
+            .iter()
+            .filter(|r| r.starts_with("c:"))
+            .count(),
+        3
+    );
 }
 
 #[actix::test]
@@ -250,7 +306,10 @@ async fn cancel_pending_and_running() {
     let queued = submit(&engine, "acme", None).await;
     wait_for(&engine, running, Status::Running).await;
     // The second waits behind the first (one per tenant) and is still pending.
-    assert_eq!(engine.get(queued).await.unwrap().unwrap().status, Status::Pending);
+    assert_eq!(
+        engine.get(queued).await.unwrap().unwrap().status,
+        Status::Pending
+    );
     let q = engine.tenant_queue(&tenant("acme")).await.unwrap();
     assert_eq!(q.running, vec![running]);
     assert_eq!(q.waiting, vec![queued]);
@@ -259,10 +318,19 @@ async fn cancel_pending_and_running() {
     let t0 = Instant::now();
     engine.cancel(running, Some("op".into())).await.unwrap();
     wait_for(&engine, running, Status::Cancelled).await;
-    assert!(t0.elapsed() < Duration::from_secs(5), "a running step is interrupted, not waited for");
-    assert!(flow.compensated.lock().is_empty(), "nothing compensable ran");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a running step is interrupted, not waited for"
+    );
+    assert!(
+        flow.compensated.lock().is_empty(),
+        "nothing compensable ran"
+    );
     let err = engine.cancel(running, None).await.unwrap_err();
-    assert!(matches!(err, ferry_engine::Error::Rejected(ferry_engine::Rejection::NotCancellable(Status::Cancelled))));
+    assert!(matches!(
+        err,
+        ferry_engine::Error::Rejected(ferry_engine::Rejection::NotCancellable(Status::Cancelled))
+    ));
 }
 
 #[actix::test]
@@ -272,7 +340,15 @@ async fn cancel_after_a_compensable_step_compensates() {
     let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
     let id = submit(&engine, "acme", None).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while engine.get(id).await.unwrap().unwrap().current_step.as_deref() != Some("c") {
+    while engine
+        .get(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .current_step
+        .as_deref()
+        != Some("c")
+    {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -294,7 +370,11 @@ async fn one_tenant_runs_one_at_a_time_and_does_not_delay_another() {
     let sb = wait_for(&engine, b1, Status::Completed).await;
     assert!(sb.outputs.len() == 3);
     let sa3 = engine.get(a3).await.unwrap().unwrap();
-    assert_eq!(sa3.status, Status::Pending, "a3 waits behind a1 and a2 while b completes");
+    assert_eq!(
+        sa3.status,
+        Status::Pending,
+        "a3 waits behind a1 and a2 while b completes"
+    );
     for id in [a1, a2, a3] {
         wait_for(&engine, id, Status::Completed).await;
     }
@@ -346,9 +426,22 @@ impl Workflow for TimerFlow {
 #[actix::test]
 async fn durable_timers_fire_after_completion_and_survive_a_restart() {
     let log = MemoryLog::shared();
-    let flow = Arc::new(TimerFlow { steps: vec![StepSpec::new("expire")], fired: Mutex::new(vec![]) });
+    let flow = Arc::new(TimerFlow {
+        steps: vec![StepSpec::new("expire")],
+        fired: Mutex::new(vec![]),
+    });
     let id = {
-        let engine = Engine::new(log.clone(), Arc::new(SystemClock), Arc::new(UuidV7), EngineConfig { timer_poll: Duration::from_secs(3600), ..Default::default() }, &prometheus::Registry::new()).unwrap();
+        let engine = Engine::new(
+            log.clone(),
+            Arc::new(SystemClock),
+            Arc::new(UuidV7),
+            EngineConfig {
+                timer_poll: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
         engine.register(flow.clone());
         engine.start().await.unwrap();
         let id = submit(&engine, "acme", None).await;
@@ -357,8 +450,21 @@ async fn durable_timers_fire_after_completion_and_survive_a_restart() {
         // This engine's timer loop sleeps for an hour: as if it had crashed.
     };
     assert!(log.next_timer().unwrap().is_some());
-    let flow2 = Arc::new(TimerFlow { steps: vec![StepSpec::new("expire")], fired: Mutex::new(vec![]) });
-    let engine2 = Engine::new(log.clone(), Arc::new(SystemClock), Arc::new(UuidV7), EngineConfig { timer_poll: Duration::from_millis(20), ..Default::default() }, &prometheus::Registry::new()).unwrap();
+    let flow2 = Arc::new(TimerFlow {
+        steps: vec![StepSpec::new("expire")],
+        fired: Mutex::new(vec![]),
+    });
+    let engine2 = Engine::new(
+        log.clone(),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig {
+            timer_poll: Duration::from_millis(20),
+            ..Default::default()
+        },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
     engine2.register(flow2.clone());
     engine2.start().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -368,7 +474,10 @@ async fn durable_timers_fire_after_completion_and_survive_a_restart() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(*flow2.fired.lock(), ["expire"]);
-    assert!(log.next_timer().unwrap().is_none(), "fired timers leave the index");
+    assert!(
+        log.next_timer().unwrap().is_none(),
+        "fired timers leave the index"
+    );
     let s = engine2.get(id).await.unwrap().unwrap();
     assert!(s.timers["expire"].fired);
 }
@@ -379,9 +488,21 @@ async fn a_second_engine_over_the_same_log_finishes_open_workflows() {
     let flow = TestFlow::new("test", three_steps());
     flow.slow("b", Duration::from_secs(3600));
     let engine = engine_with(log.clone(), flow.clone()).await;
-    let ids = [submit(&engine, "acme", None).await, submit(&engine, "acme", None).await, submit(&engine, "zeta", None).await];
+    let ids = [
+        submit(&engine, "acme", None).await,
+        submit(&engine, "acme", None).await,
+        submit(&engine, "zeta", None).await,
+    ];
     let deadline = Instant::now() + Duration::from_secs(5);
-    while engine.get(ids[0]).await.unwrap().unwrap().current_step.as_deref() != Some("b") {
+    while engine
+        .get(ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .current_step
+        .as_deref()
+        != Some("b")
+    {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -396,21 +517,31 @@ async fn a_second_engine_over_the_same_log_finishes_open_workflows() {
     // had not started. Finished steps are never run again.
     let ran = flow2.ran.lock().clone();
     let count = |s: &str| ran.iter().filter(|r| *r == s).count();
-    assert_eq!((count("a:1"), count("b:1"), count("c:1")), (1, 3, 3), "{ran:?}");
+    assert_eq!(
+        (count("a:1"), count("b:1"), count("c:1")),
+        (1, 3, 3),
+        "{ran:?}"
+    );
 }
 
 #[actix::test]
 async fn a_step_past_its_timeout_is_retried_then_fails_with_step_timeout() {
     let flow = TestFlow::new(
         "test",
-        vec![StepSpec::new("a").retry(fast_retry(2)).timeout(Duration::from_millis(50))],
+        vec![StepSpec::new("a")
+            .retry(fast_retry(2))
+            .timeout(Duration::from_millis(50))],
     );
     flow.slow("a", Duration::from_secs(30));
     let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
     let id = submit(&engine, "acme", None).await;
     let s = wait_for(&engine, id, Status::Failed).await;
     assert_eq!(s.last_error.unwrap().code, "step_timeout");
-    assert_eq!(*flow.ran.lock(), ["a:1", "a:2"], "two attempts, both cut off");
+    assert_eq!(
+        *flow.ran.lock(),
+        ["a:1", "a:2"],
+        "two attempts, both cut off"
+    );
 }
 
 #[actix::test]
@@ -421,7 +552,11 @@ async fn idle_tenant_actors_stop_and_come_back_on_demand() {
         MemoryLog::shared(),
         Arc::new(SystemClock),
         Arc::new(UuidV7),
-        EngineConfig { actor_idle: Duration::from_millis(100), timer_poll: Duration::from_millis(20), ..EngineConfig::default() },
+        EngineConfig {
+            actor_idle: Duration::from_millis(100),
+            timer_poll: Duration::from_millis(20),
+            ..EngineConfig::default()
+        },
         &registry,
     )
     .unwrap();

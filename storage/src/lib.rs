@@ -3,9 +3,14 @@
 //! mail and the audit log. Nothing here decides *what* to do; it only knows
 //! *how* to talk to one backend.
 
+pub mod audit_pg;
 pub mod audit_sqlite;
+pub mod export_records;
 pub mod mail_outbox;
+pub mod mail_smtp;
 pub mod objects_local;
+pub mod objects_s3;
 pub mod sample;
 pub mod sled_log;
+pub mod tenant_pg;
 pub mod tenant_sqlite;

@@ -1,13 +1,15 @@
 //! The `EventLog` conformance suite, run against every implementation: the
 //! sled log (in a temporary directory) and the in-memory reference log.
 //! Below it, what only a disk log can be asked: that it survives being
-//! closed and killed, that it reports corrupt storage as corruption, and that
-//! group commit really shares syncs (read from its own metrics).
+//! closed and killed, that it reports corrupt storage as corruption, that it
+//! refuses a folder in another format, that appends checked in one batch
+//! behave exactly as one by one, and that group commit really shares syncs
+//! (read from its own metrics).
 
 use ferry_engine::testkit::conformance::{at, tenant_id, wid, Stream};
 use ferry_engine::testkit::LogFactory;
-use ferry_engine::{Event, EventLog, ListQuery, LogError};
-use ferry_storage::sled_log::{SledLog, TREE_EVENTS, TREE_WORKFLOWS};
+use ferry_engine::{AppendRejection, Event, EventLog, ListQuery, LogError, WorkflowState};
+use ferry_storage::sled_log::{layout, SledLog};
 use parking_lot::Mutex;
 use prometheus::Encoder;
 use std::io::{BufRead, BufReader, Write};
@@ -106,14 +108,51 @@ async fn acknowledged_appends_survive_drop_and_reopen() {
     assert!(log.size_bytes() > 0);
 }
 
-/// Write raw bytes into one of the log's trees while it is closed.
-fn poke(path: &Path, tree: &str, key: &[u8], value: &[u8]) {
-    let db = sled::open(path).expect("open sled directly");
-    db.open_tree(tree)
+/// Open sled directly, waiting for a lock the log just closed has not
+/// released yet (as `SledLog::open` does).
+fn open_sled(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_millis(2_000);
+    loop {
+        match sled::open(path) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.expect("open sled directly"),
+        }
+    }
+}
+
+/// Write raw bytes into the log's tree while it is closed.
+fn poke(path: &Path, key: &[u8], value: &[u8]) {
+    let db = open_sled(path);
+    db.open_tree(layout::TREE)
         .expect("tree")
         .insert(key, value)
         .expect("insert");
     db.flush().expect("flush");
+}
+
+/// The chunk an append of `s.events[first - 1..last]` stored: the summary
+/// after them, then those events, with `event` in place of the last.
+fn chunk_with_last(s: &Stream, first: usize, last: usize, event: &[u8]) -> Vec<u8> {
+    let summary = WorkflowState::fold(&s.events[..last])
+        .expect("submitted")
+        .summary();
+    let mut events: Vec<Vec<u8>> = s.events[first - 1..last - 1]
+        .iter()
+        .map(Event::encode)
+        .collect();
+    events.push(event.to_vec());
+    layout::encode_chunk(&layout::encode_summary(&summary), &events)
+}
+
+/// Why opening the log at `path` failed; panics if it opened.
+fn open_error(path: &Path) -> LogError {
+    match SledLog::open(path) {
+        Ok(_) => panic!("{} opened", path.display()),
+        Err(e) => e,
+    }
 }
 
 #[tokio::test]
@@ -124,14 +163,17 @@ async fn unknown_event_tag_in_storage_is_corruption() {
     let s = write_workflow(&log, 1).await;
     drop(log);
 
-    // Event 2 of workflow 1, rewritten with a tag no version of ferry knows.
-    let mut key = s.id.as_bytes().to_vec();
-    key.extend_from_slice(&2u64.to_be_bytes());
+    // Event 2 of workflow 1 (appended alone), rewritten with a tag no
+    // version of ferry knows.
     poke(
         &path,
-        TREE_EVENTS,
-        &key,
-        br#"{"t":"exploded.v9","at":"2026-01-01T00:00:00Z"}"#,
+        &layout::events_key(&s.id, 2),
+        &chunk_with_last(
+            &s,
+            2,
+            2,
+            br#"{"t":"exploded.v9","at":"2026-01-01T00:00:00Z"}"#,
+        ),
     );
     let log = SledLog::open(&path).expect("reopen");
     match log.read(s.id) {
@@ -148,14 +190,17 @@ async fn a_gap_in_a_stream_is_corruption() {
     let s = write_workflow(&log, 1).await;
     drop(log);
 
-    let mut key = s.id.as_bytes().to_vec();
-    key.extend_from_slice(&9u64.to_be_bytes());
-    poke(
-        &path,
-        TREE_EVENTS,
-        &key,
-        &Event::Completed { at: at(5) }.encode(),
-    );
+    // A chunk at event 9 of a stream of 3, consistent in itself (its
+    // summary claims version 9): only the gap before it is wrong.
+    let mut completed = s.clone();
+    completed.events.push(Event::Completed { at: at(5) });
+    let mut summary = WorkflowState::fold(&completed.events)
+        .expect("submitted")
+        .summary();
+    summary.version = 9;
+    let events = [Event::Completed { at: at(5) }.encode()];
+    let chunk = layout::encode_chunk(&layout::encode_summary(&summary), &events);
+    poke(&path, &layout::events_key(&s.id, 9), &chunk);
     let log = SledLog::open(&path).expect("reopen");
     assert!(matches!(log.read(s.id), Err(LogError::Corruption(_))));
 }
@@ -168,7 +213,13 @@ async fn undecodable_summary_is_corruption() {
     let s = write_workflow(&log, 1).await;
     drop(log);
 
-    poke(&path, TREE_WORKFLOWS, s.id.as_bytes(), b"{\"id\": 42");
+    // The newest chunk (event 3), its events intact, its summary not.
+    let events = [s.events[2].encode()];
+    poke(
+        &path,
+        &layout::events_key(&s.id, 3),
+        &layout::encode_chunk(b"{\"id\": 42", &events),
+    );
     let log = SledLog::open(&path).expect("reopen");
     assert!(matches!(log.summary(s.id), Err(LogError::Corruption(_))));
     assert!(matches!(
@@ -181,6 +232,111 @@ async fn undecodable_summary_is_corruption() {
         log.append(req).await,
         Err(LogError::Corruption(_))
     ));
+}
+
+#[tokio::test]
+async fn a_truncated_event_is_corruption() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("eventlog");
+    let log = SledLog::open(&path).expect("open");
+    let s = write_workflow(&log, 1).await;
+    drop(log);
+
+    let mut chunk = chunk_with_last(&s, 3, 3, &s.events[2].encode());
+    chunk.pop();
+    poke(&path, &layout::events_key(&s.id, 3), &chunk);
+    let log = SledLog::open(&path).expect("reopen");
+    match log.read(s.id) {
+        Err(LogError::Corruption(msg)) => assert!(msg.contains("event 3"), "{msg}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_folder_in_the_first_multi_tree_layout_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("eventlog");
+    {
+        let db = open_sled(&path);
+        db.open_tree("workflows")
+            .expect("tree")
+            .insert(wid(1).as_bytes(), br#"{"id":"x"}"#.as_slice())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    match open_error(&path) {
+        LogError::Corruption(msg) => assert!(msg.contains("multi-tree layout"), "{msg}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // Refusing changed nothing: it is refused again.
+    assert!(matches!(open_error(&path), LogError::Corruption(_)));
+}
+
+#[test]
+fn a_folder_in_an_unknown_format_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("eventlog");
+    drop(SledLog::open(&path).expect("open"));
+    poke(&path, layout::FORMAT_KEY, b"ferry-eventlog/99");
+    match open_error(&path) {
+        LogError::Corruption(msg) => assert!(msg.contains("ferry-eventlog/99"), "{msg}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+/// Appends queued together are applied as one batch, checked against what
+/// earlier requests of the same batch wrote: two appends to one workflow and
+/// two submits with one idempotency key behave exactly as if sent one after
+/// the other. `join!` polls the four appends once each, in order, so all of
+/// them are queued before their answers are awaited; most rounds therefore
+/// land in one batch (which is all that can be arranged from outside; the
+/// applier's own unit test checks a batch directly), and every round must
+/// give the sequential outcome either way.
+#[tokio::test]
+async fn appends_in_one_batch_behave_as_sequential_appends() {
+    const ROUNDS: u128 = 20;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let log = SledLog::open(dir.path().join("eventlog")).expect("open");
+    for round in 0..ROUNDS {
+        let key = format!("nightly-{round}");
+        let (mut a, submit_a) = Stream::submit(10 * round + 1, "acme", "export", Some(&key), 0);
+        let (_, submit_b) = Stream::submit(10 * round + 2, "acme", "export", Some(&key), 1);
+        a.accept(submit_a.clone());
+        let start = a.request(vec![Event::Started { at: at(2) }]);
+        // The same request again is a stale writer once `start` is in.
+        let stale = start.clone();
+        let (ra, rb, rs, rstale) = tokio::join!(
+            log.append(submit_a),
+            log.append(submit_b),
+            log.append(start.clone()),
+            log.append(stale),
+        );
+        assert_eq!(ra.expect("append"), Ok(1), "round {round}");
+        assert_eq!(
+            rb.expect("append"),
+            Err(AppendRejection::DuplicateIdempotencyKey { existing: a.id }),
+            "round {round}"
+        );
+        assert_eq!(rs.expect("append"), Ok(2), "round {round}");
+        assert_eq!(
+            rstale.expect("append"),
+            Err(AppendRejection::VersionConflict {
+                expected: 1,
+                current: 2
+            }),
+            "round {round}"
+        );
+        a.accept(start);
+        assert_eq!(log.read(a.id).expect("read"), a.events);
+        assert_eq!(log.summary(a.id).expect("summary"), Some(a.summary()));
+        assert_eq!(log.read(wid(10 * round + 2)).expect("read"), vec![]);
+        assert_eq!(log.summary(wid(10 * round + 2)).expect("summary"), None);
+        assert_eq!(
+            log.find_idempotency(&tenant_id("acme"), &key)
+                .expect("find"),
+            Some(a.id)
+        );
+    }
 }
 
 /// Value of a sample in the registry's text exposition.
@@ -342,12 +498,38 @@ async fn sigkill_loses_nothing_acknowledged() {
             acked.len()
         );
         let log = SledLog::open(&path).expect("reopen after SIGKILL");
+        // Every index row names a workflow with a summary (or these fail).
+        let open: std::collections::HashSet<_> = log
+            .open()
+            .expect("open index")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         for (n, len) in &acked {
             let events = log.read(wid(*n)).expect("read");
             assert!(
                 events.len() >= *len,
                 "round {round}: workflow {n} had {len} events acknowledged, {} survived (seed {seed})",
                 events.len()
+            );
+            // What survived is whole: the summary and the indexes describe
+            // exactly the events that did.
+            let summary = log.summary(wid(*n)).expect("summary");
+            assert_eq!(
+                summary.map(|s| s.version),
+                Some(events.len() as u64),
+                "round {round}: workflow {n} (seed {seed})"
+            );
+            let tenant = tenant_id(["acme", "globex"][(*n % 2) as usize]);
+            assert_eq!(
+                log.find_idempotency(&tenant, &format!("key-{n}"))
+                    .expect("find"),
+                Some(wid(*n)),
+                "round {round}: workflow {n} (seed {seed})"
+            );
+            assert!(
+                open.contains(&wid(*n)),
+                "round {round}: workflow {n} (seed {seed})"
             );
         }
     }

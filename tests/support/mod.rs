@@ -13,27 +13,144 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
+/// Variables that select real services; cleared for every child process.
+const SERVICE_VARS: [&str; 9] = [
+    "DATABASE_URL",
+    "FERRY_TENANT_ISOLATION",
+    "FERRY_TENANT_ROW_SECURITY",
+    "MINIO_ENDPOINT",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MINIO_REGION",
+    "SMTP_URL",
+    "FERRY_JWT_SECRET",
+];
+
 pub struct Ferry {
     pub data: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
     pub client: Client,
     extra_env: Vec<(String, String)>,
+    /// The PostgreSQL databases this instance owns (dropped with it).
+    pg: Option<PgBackend>,
+}
+
+/// The tenant backend of the server under test, from `FERRY_E2E_BACKEND`:
+/// `sqlite` (default), `pg-schema`, `pg-database`, `pg-row`, `pg-row-rls`.
+/// The same tests run unchanged on each.
+pub fn backend() -> String {
+    std::env::var("FERRY_E2E_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// A fresh platform database (and a name prefix for per-tenant databases)
+/// on the PostgreSQL at `DATABASE_URL`, for one `Ferry` instance.
+struct PgBackend {
+    server: String,
+    name: String,
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()
+        .expect("psql installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl PgBackend {
+    fn create(env: &mut Vec<(String, String)>, mode: &str) -> PgBackend {
+        let server = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("ferry_e2e_{:016x}", rand_u64());
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        let base = server
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(server.clone());
+        env.push(("DATABASE_URL".into(), format!("{base}/{name}")));
+        let (isolation, rls) = match mode {
+            "pg-schema" => ("schema", "off"),
+            "pg-database" => ("database", "off"),
+            "pg-row" => ("row", "off"),
+            "pg-row-rls" => ("row", "on"),
+            other => panic!("unknown FERRY_E2E_BACKEND {other}"),
+        };
+        env.push(("FERRY_TENANT_ISOLATION".into(), isolation.into()));
+        env.push(("FERRY_TENANT_ROW_SECURITY".into(), rls.into()));
+        // Per-tenant databases are server-wide names: keep them ours.
+        env.push((
+            "FERRY_TENANT_DATABASE_TEMPLATE".into(),
+            format!("{name}_{{id}}"),
+        ));
+        PgBackend { server, name }
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        let dbs = psql(
+            &self.server,
+            &format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{}%'",
+                self.name
+            ),
+        );
+        for db in dbs.lines().filter(|l| !l.is_empty()) {
+            let _ = Command::new("psql")
+                .arg(&self.server)
+                .args([
+                    "-Atqc",
+                    &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Ferry {
     /// A data folder and a port, no server yet.
     pub fn new() -> Ferry {
+        let mut extra_env = vec![];
+        let backend = backend();
+        let pg = (backend != "sqlite").then(|| PgBackend::create(&mut extra_env, &backend));
         Ferry {
             data: tempfile::tempdir().unwrap(),
             port: free_port(),
             child: None,
-            client: Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-            extra_env: vec![],
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            extra_env,
+            pg,
         }
     }
 
@@ -52,6 +169,12 @@ impl Ferry {
 
     fn command(&self) -> Command {
         let mut c = Command::new(BIN);
+        // Only what this instance sets: the test command exports service
+        // variables for the adapter tests, and a server under test must not
+        // pick them up unless its backend asks for them.
+        for var in SERVICE_VARS {
+            c.env_remove(var);
+        }
         c.env("FERRY_DATA_DIR", self.data.path())
             .env("FERRY_BIND", format!("127.0.0.1:{}", self.port))
             .env("FERRY_LOG", "warn");
@@ -63,37 +186,97 @@ impl Ferry {
 
     /// Run a `ferry` subcommand with this instance's data folder.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        self.command().args(args).stdin(Stdio::null()).output().expect("run ferry")
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ferry")
     }
 
     pub fn sample(&self, tenant: &str, scale: u32) {
         let out = self.cli(&["sample", "--tenant", tenant, "--scale", &scale.to_string()]);
-        assert!(out.status.success(), "sample failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sample failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn token(&self, tenant: &str, role: &str) -> String {
-        let out = self.cli(&["token", "--tenant", tenant, "--role", role, "--sub", &format!("{tenant}-admin"), "--email", &format!("admin@{tenant}.example")]);
-        assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.cli(&[
+            "token",
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--sub",
+            &format!("{tenant}-admin"),
+            "--email",
+            &format!("admin@{tenant}.example"),
+        ]);
+        assert!(
+            out.status.success(),
+            "token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    /// Start `ferry serve` and wait until it answers.
+    /// Start `ferry serve` and wait until it answers. The health check must
+    /// come from our own child (by pid): while our server was down, another
+    /// test's server may have taken the port. If the port is taken, move to
+    /// a fresh one.
     pub fn start(&mut self) {
+        const BIND_ATTEMPTS_MAX: usize = 5;
+        for _ in 0..BIND_ATTEMPTS_MAX {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(log)
+                    if log.contains("Address already in use") || log.contains("os error 98") =>
+                {
+                    self.port = free_port();
+                }
+                Err(log) => panic!("ferry serve failed; log:\n{log}"),
+            }
+        }
+        panic!("no free port after {BIND_ATTEMPTS_MAX} attempts");
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.path().join("server.log")).unwrap();
-        let child = self.command().arg("serve").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("spawn ferry serve");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("server.log"))
+            .unwrap();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry serve");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = self.client.get(self.url("/healthz")).send() {
-                if r.status().is_success() {
-                    return;
+                let ours =
+                    r.status().is_success() && r.json::<Value>().is_ok_and(|v| v["pid"] == pid);
+                if ours {
+                    return Ok(());
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("ferry serve exited with {status}; log:\n{}", self.server_log());
+                self.child = None;
+                return Err(format!("exited with {status}\n{}", self.server_log()));
             }
-            assert!(Instant::now() < deadline, "ferry serve did not come up; log:\n{}", self.server_log());
+            assert!(
+                Instant::now() < deadline,
+                "ferry serve did not come up; log:\n{}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -124,7 +307,13 @@ impl Ferry {
     }
 
     pub fn post_raw(&self, path: &str, token: &str, body: &str) -> Response {
-        self.client.post(self.url(path)).bearer_auth(token).header("Content-Type", "application/json").body(body.to_owned()).send().unwrap()
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap()
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -164,8 +353,15 @@ impl Ferry {
                 return s;
             }
             let final_ = ["completed", "failed", "cancelled", "rolled_back"].contains(&st.as_str());
-            assert!(!final_, "export {id} ended {st}, wanted {want}: {s}\nlog:\n{}", self.server_log());
-            assert!(Instant::now() < deadline, "export {id} still {st} after {within:?}: {s}");
+            assert!(
+                !final_,
+                "export {id} ended {st}, wanted {want}: {s}\nlog:\n{}",
+                self.server_log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "export {id} still {st} after {within:?}: {s}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -174,16 +370,35 @@ impl Ferry {
     pub fn outbox(&self) -> Vec<String> {
         let dir = self.data.path().join("outbox");
         let mut mails: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
             .unwrap_or_default();
         mails.sort();
-        mails.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        mails
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 
     /// Path of an export's bundle in the local object store.
     pub fn bundle_path(&self, tenant: &str, id: &str) -> PathBuf {
-        let dir = self.data.path().join("objects").join("exports").join(tenant).join(id);
-        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "zip")).collect();
+        let dir = self
+            .data
+            .path()
+            .join("objects")
+            .join("exports")
+            .join(tenant)
+            .join(id);
+        let entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "zip"))
+            .collect();
         assert_eq!(entries.len(), 1, "{entries:?}");
         entries[0].clone()
     }
@@ -195,16 +410,23 @@ impl Ferry {
 
 impl Drop for Ferry {
     fn drop(&mut self) {
+        // The server first, then its databases.
         self.kill();
+        self.pg.take();
     }
 }
 
 /// Undo quoted-printable soft breaks and find the first ferry download link.
 pub fn link_in_email(mail: &str) -> Option<String> {
-    let unfolded = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let unfolded = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
     let start = unfolded.find("/dl/")?;
     let rest = &unfolded[start..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>').unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .unwrap_or(rest.len());
     Some(rest[..end].to_owned())
 }
 

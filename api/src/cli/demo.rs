@@ -7,7 +7,9 @@ use crate::config::Config;
 use chrono::Utc;
 use ferry_engine::{Status, SubmitRequest, TenantId};
 use ferry_workflows::bundle::verify::verify_file;
-use ferry_workflows::export::{self, artifact, validate_request, ExportInput, ExportStatusView, Requester};
+use ferry_workflows::export::{
+    self, artifact, validate_request, ExportInput, ExportStatusView, Requester,
+};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,7 +22,12 @@ pub fn run(tenant: &str, scale: u32) -> anyhow::Result<ExitCode> {
     let tenant = TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
     println!("ferry demo — data folder {}", config.data_dir.display());
     let summary = super::sample::create(&config, &tenant, scale, 1, true)?;
-    println!("1. sample tenant {tenant}: {}", serde_json::to_string(&summary)?);
+    println!(
+        "1. sample tenant {tenant}: {} rows in {} tables, {} asset files",
+        summary["totalRows"],
+        summary["tables"].as_object().map_or(0, |t| t.len()),
+        summary["assetFiles"].as_array().map_or(0, |a| a.len())
+    );
     let steps = super::serve::step_runtime(config.step_threads)?;
     let services = app::build(config.clone(), steps.handle().clone())?;
     let verifying_key = services.keys.signing.verifying_key();
@@ -88,10 +95,23 @@ pub fn run(tenant: &str, scale: u32) -> anyhow::Result<ExitCode> {
         }
         Ok::<bool, anyhow::Error>(all_ok)
     })?;
-    println!("4. emails (with 24 h download links): {}", config.outbox_dir().display());
-    println!("   audit log: {} (check it with `ferry audit-verify`)", config.platform_db().display());
+    println!(
+        "4. emails (with 24 h download links): {}",
+        config.outbox_dir().display()
+    );
+    println!(
+        "   audit log: {} (check it with `ferry audit-verify`)",
+        config.platform_db().display()
+    );
     println!("   event log: {}", config.events_dir().display());
-    println!("   verify a bundle offline: ferry verify <bundle>   (public key {})", crate::keys::verifying_key_path(&config.keys_dir()).display());
+    println!(
+        "   verify a bundle offline: ferry verify <bundle>   (public key {})",
+        crate::keys::verifying_key_path(&config.keys_dir()).display()
+    );
     println!("   serve the API: ferry serve   then   curl -H \"Authorization: Bearer $(ferry token --tenant {tenant_name})\" ...");
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

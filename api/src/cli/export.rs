@@ -46,11 +46,18 @@ const WAIT_MAX: Duration = Duration::from_secs(6 * 3600);
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let base = args.url.clone().unwrap_or_else(|| config.public_url.clone());
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| config.public_url.clone());
     let token = match (&args.token, &args.tenant) {
         (Some(t), _) => t.clone(),
-        (None, Some(tenant)) => super::token::mint(&config, tenant, "tenant_admin", "cli", None, 1)?,
-        (None, None) => anyhow::bail!("give --token (or FERRY_TOKEN) or --tenant to mint a local token"),
+        (None, Some(tenant)) => {
+            super::token::mint(&config, tenant, "tenant_admin", "cli", None, 1)?
+        }
+        (None, None) => {
+            anyhow::bail!("give --token (or FERRY_TOKEN) or --tenant to mint a local token")
+        }
     };
     let mut body = json!({"profile": args.profile, "includeAssets": args.include_assets});
     if args.from.is_some() || args.to.is_some() {
@@ -59,25 +66,37 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if !args.tables.is_empty() {
         body["tables"] = json!(args.tables);
     }
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let mut req = client.post(format!("{base}/api/v1/tenant/export")).bearer_auth(&token).json(&body);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut req = client
+        .post(format!("{base}/api/v1/tenant/export"))
+        .bearer_auth(&token)
+        .json(&body);
     if let Some(key) = &args.idempotency_key {
         req = req.header("Idempotency-Key", key);
     }
-    let resp = req.send().with_context(|| format!("connecting to {base} (is `ferry serve` running?)"))?;
+    let resp = req
+        .send()
+        .with_context(|| format!("connecting to {base} (is `ferry serve` running?)"))?;
     let status = resp.status();
     let created: Value = resp.json().context("reading the response")?;
     if !status.is_success() {
         eprintln!("export refused ({status}): {}", created["error"]);
         return Ok(ExitCode::from(1));
     }
-    let id = created["job"]["id"].as_str().context("response has no job id")?.to_owned();
+    let id = created["job"]["id"]
+        .as_str()
+        .context("response has no job id")?
+        .to_owned();
     println!("export {id} submitted");
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
     let bar = ProgressBar::new(100);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>3}% {msg}")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>3}% {msg}")?.progress_chars("=> "),
+    );
     let started = std::time::Instant::now();
     loop {
         let s: Value = client
@@ -86,7 +105,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .send()?
             .json()?;
         bar.set_position(s["progress"].as_u64().unwrap_or(0));
-        bar.set_message(format!("{} {}", s["status"].as_str().unwrap_or("?"), s["currentStep"].as_str().unwrap_or("")));
+        bar.set_message(format!(
+            "{} {}",
+            s["status"].as_str().unwrap_or("?"),
+            s["currentStep"].as_str().unwrap_or("")
+        ));
         match s["status"].as_str() {
             Some("completed") => {
                 bar.finish_with_message("completed");

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Durable tenant export and rehydration")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Durable tenant export and rehydration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,9 +77,16 @@ fn init_tracing(default: &str) {
     let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("FERRY_LOG_FORMAT").is_ok_and(|v| v == "json");
     if json {
-        let _ = fmt().with_env_filter(filter).json().with_writer(std::io::stderr).try_init();
+        let _ = fmt()
+            .with_env_filter(filter)
+            .json()
+            .with_writer(std::io::stderr)
+            .try_init();
     } else {
-        let _ = fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        let _ = fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 }
 
@@ -88,9 +99,20 @@ pub fn main() -> ExitCode {
     });
     let result = match cli.command {
         Command::Serve => serve::run(),
-        Command::Sample { tenant, scale, seed, overwrite } => sample::run(&tenant, scale, seed, overwrite),
+        Command::Sample {
+            tenant,
+            scale,
+            seed,
+            overwrite,
+        } => sample::run(&tenant, scale, seed, overwrite),
         Command::Demo { tenant, scale } => demo::run(&tenant, scale),
-        Command::Token { tenant, role, sub, email, ttl_hours } => token::run(&tenant, &role, &sub, email, ttl_hours),
+        Command::Token {
+            tenant,
+            role,
+            sub,
+            email,
+            ttl_hours,
+        } => token::run(&tenant, &role, &sub, email, ttl_hours),
         Command::Verify { bundle, public_key } => verify::run(&bundle, public_key.as_deref()),
         Command::Export(args) => export::run(args),
         Command::AuditVerify => verify::audit(),

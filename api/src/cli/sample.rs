@@ -12,18 +12,49 @@ pub fn run(tenant: &str, scale: u32, seed: u64, overwrite: bool) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// Create the sample in whichever backends the environment selects: rows in
+/// SQLite or PostgreSQL, asset files in the local store or S3.
 pub fn create(
     config: &Config,
     tenant: &TenantId,
     scale: u32,
     seed: u64,
     overwrite: bool,
-) -> anyhow::Result<ferry_storage::sample::SampleSummary> {
-    let options = ferry_storage::sample::SampleOptions { scale, seed, overwrite };
-    Ok(ferry_storage::sample::create_sample(
-        &config.tenants_dir(),
-        &config.assets_dir(),
+) -> anyhow::Result<serde_json::Value> {
+    use ferry_storage::sample::{create_sample, create_sample_assets, SampleOptions};
+    let options = SampleOptions {
+        scale,
+        seed,
+        overwrite,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let backends = crate::backends::from_env(config, rt.handle())?;
+    let staging = tempfile::tempdir()?;
+    let (mut summary, files) = match &backends.pg_tenants {
+        Some(pg) => {
+            let rows = ferry_storage::tenant_pg::sample::create_pg_sample(pg, tenant, &options)?;
+            let products = rows.tables.get("products").copied().unwrap_or(0);
+            let (files, _) = create_sample_assets(staging.path(), tenant, products)?;
+            (serde_json::to_value(&rows)?, files)
+        }
+        None => {
+            let s = create_sample(&config.tenants_dir(), staging.path(), tenant, &options)?;
+            let files = s.asset_files.clone();
+            (serde_json::to_value(&s)?, files)
+        }
+    };
+    // The assets go wherever objects live (local folder or S3), under the
+    // tenant's own prefix.
+    let dir = staging.path().join(tenant.as_str());
+    rt.block_on(crate::backends::upload_assets(
+        &*backends.objects,
         tenant,
-        &options,
-    )?)
+        &dir,
+        &files,
+    ))?;
+    summary["assetFiles"] = serde_json::json!(files);
+    Ok(summary)
 }

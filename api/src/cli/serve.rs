@@ -24,10 +24,18 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let services = app::build(config, steps.handle().clone())?;
     actix_web::rt::System::new().block_on(async move {
         let report = app::start(&services).await?;
-        tracing::info!(open = report.open, resumed = report.resumed, "engine started");
-        crate::server::run(web::Data::new(services.state), web::Data::new(services.jwt), bind)
-            .await
-            .context("HTTP server")
+        tracing::info!(
+            open = report.open,
+            resumed = report.resumed,
+            "engine started"
+        );
+        crate::server::run(
+            web::Data::new(services.state),
+            web::Data::new(services.jwt),
+            bind,
+        )
+        .await
+        .context("HTTP server")
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,14 @@ use crate::keys::Keys;
 use ferry_engine::TenantId;
 use std::process::ExitCode;
 
-pub fn mint(config: &Config, tenant: &str, role: &str, sub: &str, email: Option<String>, ttl_hours: u64) -> anyhow::Result<String> {
+pub fn mint(
+    config: &Config,
+    tenant: &str,
+    role: &str,
+    sub: &str,
+    email: Option<String>,
+    ttl_hours: u64,
+) -> anyhow::Result<String> {
     TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
     if Role::parse(role).is_none() {
         anyhow::bail!("role must be tenant_admin or platform_admin, not {role:?}");
@@ -23,7 +30,13 @@ pub fn mint(config: &Config, tenant: &str, role: &str, sub: &str, email: Option<
     Ok(JwtKeys::new(&keys.jwt_secret).mint(&claims)?)
 }
 
-pub fn run(tenant: &str, role: &str, sub: &str, email: Option<String>, ttl_hours: u64) -> anyhow::Result<ExitCode> {
+pub fn run(
+    tenant: &str,
+    role: &str,
+    sub: &str,
+    email: Option<String>,
+    ttl_hours: u64,
+) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     println!("{}", mint(&config, tenant, role, sub, email, ttl_hours)?);
     Ok(ExitCode::SUCCESS)

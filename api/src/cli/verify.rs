@@ -3,19 +3,22 @@
 
 use crate::config::Config;
 use crate::keys::{load_verifying_key, verifying_key_path};
-use ferry_storage::audit_sqlite::SqliteAudit;
 use ferry_workflows::bundle::verify::verify_file;
-use ferry_workflows::ports::audit::AuditLog;
 use std::path::Path;
 use std::process::ExitCode;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
 }
 
 pub fn run(bundle: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let key_path = public_key.map(Path::to_path_buf).unwrap_or_else(|| verifying_key_path(&config.keys_dir()));
+    let key_path = public_key
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| verifying_key_path(&config.keys_dir()));
     let key = load_verifying_key(&key_path)?;
     match runtime()?.block_on(verify_file(bundle, &key)) {
         Ok(report) => {
@@ -40,8 +43,13 @@ pub fn run(bundle: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCode>
 
 pub fn audit() -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let audit = SqliteAudit::open(&config.platform_db())?;
-    let report = runtime()?.block_on(audit.verify_chain())?;
+    let rt = runtime()?;
+    let backends = crate::backends::from_env(&config, rt.handle())?;
+    let report = rt.block_on(backends.audit.verify_chain())?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

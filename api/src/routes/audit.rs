@@ -21,15 +21,27 @@ pub struct AuditParams {
 }
 
 #[get("/api/v1/audit")]
-async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<AuditParams>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > AUDIT_LIST_LIMIT_MAX {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1..={AUDIT_LIST_LIMIT_MAX}")));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1..={AUDIT_LIST_LIMIT_MAX}"),
+        ));
     }
     let order = match q.order.as_deref() {
         None | Some("asc") => Order::Asc,
         Some("desc") => Order::Desc,
-        Some(other) => return Err(ApiError::bad_request("invalid_order", format!("order must be asc or desc, not {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_order",
+                format!("order must be asc or desc, not {other:?}"),
+            ))
+        }
     };
     let records = state
         .audit
@@ -43,13 +55,21 @@ async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<AuditPar
         })
         .await
         .map_err(ApiError::internal)?;
-    let next = if records.len() == limit { records.last().map(|r| r.seq) } else { None };
+    let next = if records.len() == limit {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({"entries": records, "nextCursor": next})))
 }
 
 #[get("/api/v1/audit/verify")]
 async fn verify(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
-    let report = state.audit.verify_chain().await.map_err(ApiError::internal)?;
+    let report = state
+        .audit
+        .verify_chain()
+        .await
+        .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -32,12 +32,20 @@ fn link_error(e: LinkError) -> ApiError {
 }
 
 #[get("/dl/{tenant}/{export}")]
-async fn download(state: web::Data<AppState>, path: web::Path<(String, String)>, q: web::Query<LinkQuery>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn download(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    q: web::Query<LinkQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let (tenant, export) = path.into_inner();
     let (Some(exp), Some(sig)) = (&q.exp, &q.sig) else {
         return Err(link_error(LinkError::Invalid));
     };
-    let link = state.links.verify(&tenant, &export, exp, sig, Utc::now()).map_err(link_error)?;
+    let link = state
+        .links
+        .verify(&tenant, &export, exp, sig, Utc::now())
+        .map_err(link_error)?;
     let wf = state
         .engine
         .get(link.export_id)
@@ -45,28 +53,60 @@ async fn download(state: web::Data<AppState>, path: web::Path<(String, String)>,
         .filter(|w| w.tenant == link.tenant)
         .ok_or_else(|| ApiError::not_found("export"))?;
     let art = artifact(&wf, Utc::now()).map_err(|e| {
-        let status = if e == ArtifactError::Expired { StatusCode::GONE } else { StatusCode::NOT_FOUND };
+        let status = if e == ArtifactError::Expired {
+            StatusCode::GONE
+        } else {
+            StatusCode::NOT_FOUND
+        };
         ApiError::new(status, e.code(), e.to_string())
     })?;
-    let target = state.objects.download_target(Area::Exports, &art.key, DOWNLOAD_TARGET_TTL).await.map_err(ApiError::internal)?;
+    let target = state
+        .objects
+        .download_target(Area::Exports, &art.key, DOWNLOAD_TARGET_TTL)
+        .await
+        .map_err(ApiError::internal)?;
     // The download is audited before anything is served; if the audit log
     // cannot record it, nothing is served.
-    let entry = request_entry(&req, "download-link", "EXPORT_DOWNLOADED", &wf, json!({"sizeBytes": art.size_bytes, "checksum": art.checksum, "linkExpiresAt": link.expires_at}), false);
-    state.audit.append(entry).await.map_err(ApiError::internal)?;
-    state.export_metrics.downloads.with_label_values(&["link"]).inc();
+    let entry = request_entry(
+        &req,
+        "download-link",
+        "EXPORT_DOWNLOADED",
+        &wf,
+        json!({"sizeBytes": art.size_bytes, "checksum": art.checksum, "linkExpiresAt": link.expires_at}),
+        false,
+    );
+    state
+        .audit
+        .append(entry)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .export_metrics
+        .downloads
+        .with_label_values(&["link"])
+        .inc();
     match target {
-        DownloadTarget::Redirect(url) => Ok(HttpResponse::Found().insert_header(("Location", url)).finish()),
+        DownloadTarget::Redirect(url) => Ok(HttpResponse::Found()
+            .insert_header(("Location", url))
+            .finish()),
         DownloadTarget::LocalFile(file) => {
             let f = tokio::fs::File::open(&file).await.map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    ApiError::new(StatusCode::GONE, "export_expired", "the bundle is no longer stored")
+                    ApiError::new(
+                        StatusCode::GONE,
+                        "export_expired",
+                        "the bundle is no longer stored",
+                    )
                 } else {
                     ApiError::internal(e)
                 }
             })?;
             Ok(HttpResponse::Ok()
                 .content_type("application/zip")
-                .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", art.file_name)))
+                .insert_header((
+                    "Content-Disposition",
+                    format!("attachment; filename=\"{}\"", art.file_name),
+                ))
                 .insert_header(("X-Content-Checksum-Blake3", art.checksum.clone()))
                 .body(SizedStream::new(art.size_bytes, ReaderStream::new(f))))
         }

@@ -10,7 +10,9 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use ferry_engine::SubmitRequest;
-use ferry_workflows::export::{self, artifact, parse_request, ArtifactError, ExportInput, ExportStatusView, Requester};
+use ferry_workflows::export::{
+    self, artifact, parse_request, ArtifactError, ExportInput, ExportStatusView, Requester,
+};
 use ferry_workflows::ports::objects::{Area, DownloadTarget};
 use serde_json::json;
 
@@ -18,9 +20,17 @@ use serde_json::json;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get("Idempotency-Key") else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be printable ASCII"))?;
-    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_LEN_MAX || !s.bytes().all(|b| b.is_ascii_graphic()) {
+    let Some(v) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let s = v.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be printable ASCII",
+        )
+    })?;
+    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_LEN_MAX || !s.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_LEN_MAX} printable characters"),
@@ -39,7 +49,12 @@ fn artifact_error(e: ArtifactError) -> ApiError {
 }
 
 #[post("/api/v1/tenant/export")]
-async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let request = parse_request(&body).map_err(|e| ApiError::bad_request(e.code, e.message))?;
     let tenant = caller.tenant.clone();
     let tenants = state.tenants.clone();
@@ -48,12 +63,20 @@ async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, bo
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e.code.as_str() {
-            "tenant_not_found" => ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", format!("tenant {tenant} has no data")),
+            "tenant_not_found" => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "tenant_not_found",
+                format!("tenant {tenant} has no data"),
+            ),
             // The database is there but unreadable now (locked, corrupt):
             // say so with its code, without paths or driver text.
             code => {
                 tracing::warn!(%tenant, code, error = %e.message, "tenant database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable", format!("the tenant's database cannot be read now ({code})"))
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    format!("the tenant's database cannot be read now ({code})"),
+                )
             }
         })?;
     request
@@ -61,22 +84,44 @@ async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, bo
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
     let key = idempotency_key(&req)?;
     let known = match &key {
-        Some(k) => state.engine.log().find_idempotency(&caller.tenant, k).map_err(ApiError::internal)?.is_some(),
+        Some(k) => state
+            .engine
+            .log()
+            .find_idempotency(&caller.tenant, k)
+            .map_err(ApiError::internal)?
+            .is_some(),
         None => false,
     };
     if !known {
-        let midnight = Utc.from_utc_datetime(&Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("valid time"));
-        let today = state.engine.count_submitted_since(&caller.tenant, export::KIND, midnight)?;
+        let midnight = Utc.from_utc_datetime(
+            &Utc::now()
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("valid time"),
+        );
+        let today = state
+            .engine
+            .count_submitted_since(&caller.tenant, export::KIND, midnight)?;
         if today >= state.config.exports_per_day_max {
             let reset = midnight + ChronoDuration::days(1);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("daily export limit of {} reached; it resets at {}", state.config.exports_per_day_max, reset.to_rfc3339()),
+                format!(
+                    "daily export limit of {} reached; it resets at {}",
+                    state.config.exports_per_day_max,
+                    reset.to_rfc3339()
+                ),
             ));
         }
     }
-    let input = ExportInput::new(request, Requester { sub: caller.sub.clone(), email: caller.email.clone() });
+    let input = ExportInput::new(
+        request,
+        Requester {
+            sub: caller.sub.clone(),
+            email: caller.email.clone(),
+        },
+    );
     let submitted = state
         .engine
         .submit(SubmitRequest {
@@ -106,15 +151,28 @@ async fn create(state: web::Data<AppState>, caller: Caller, req: HttpRequest, bo
 }
 
 #[get("/api/v1/tenant/export/{id}/status")]
-async fn status(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
-    let view = ExportStatusView::from_state(&wf, Utc::now())
-        .with_download_url(|id| format!("{}/api/v1/tenant/export/{id}/download", state.config.public_url));
+    let view = ExportStatusView::from_state(&wf, Utc::now()).with_download_url(|id| {
+        format!(
+            "{}/api/v1/tenant/export/{id}/download",
+            state.config.public_url
+        )
+    });
     Ok(HttpResponse::Ok().json(view))
 }
 
 #[get("/api/v1/tenant/export/{id}/download")]
-async fn download(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn download(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
     let art = artifact(&wf, Utc::now()).map_err(artifact_error)?;
     let target = state
@@ -126,14 +184,25 @@ async fn download(state: web::Data<AppState>, caller: Caller, id: web::Path<Stri
         DownloadTarget::Redirect(url) => url,
         // Local store: ferry serves the file itself through a short link.
         DownloadTarget::LocalFile(_) => {
-            let exp = Utc::now() + ChronoDuration::from_std(DOWNLOAD_TARGET_TTL).expect("small duration");
-            state.links.sign(&wf.id, &wf.tenant, exp.min(art.expires_at))
+            let exp =
+                Utc::now() + ChronoDuration::from_std(DOWNLOAD_TARGET_TTL).expect("small duration");
+            state
+                .links
+                .sign(&wf.id, &wf.tenant, exp.min(art.expires_at))
         }
     };
     state
-        .audit_request(&req, &caller, "EXPORT_DOWNLOAD_REQUESTED", &wf, json!({"sizeBytes": art.size_bytes, "checksum": art.checksum}))
+        .audit_request(
+            &req,
+            &caller,
+            "EXPORT_DOWNLOAD_REQUESTED",
+            &wf,
+            json!({"sizeBytes": art.size_bytes, "checksum": art.checksum}),
+        )
         .await;
-    Ok(HttpResponse::Found().insert_header(("Location", location)).finish())
+    Ok(HttpResponse::Found()
+        .insert_header(("Location", location))
+        .finish())
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -19,7 +19,10 @@ pub async fn visible_workflow(
     kind: Option<&str>,
 ) -> Result<WorkflowState, ApiError> {
     let id: WorkflowId = id.parse().map_err(|_| ApiError::not_found("workflow"))?;
-    let state = engine.get(id).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
+    let state = engine
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow"))?;
     if state.tenant != caller.tenant || kind.is_some_and(|k| k != state.kind) {
         return Err(ApiError::not_found("workflow"));
     }

@@ -72,15 +72,24 @@ pub fn workflow_view(s: &WorkflowState) -> Value {
 }
 
 #[get("/api/v1/workflows")]
-async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let status = match &q.status {
-        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::bad_request("invalid_status", format!("unknown status {s:?}")))?),
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_request("invalid_status", format!("unknown status {s:?}"))
+        })?),
         None => None,
     };
-    let after = match &q.after {
-        Some(a) => Some(a.parse::<WorkflowId>().map_err(|_| ApiError::bad_request("invalid_cursor", "after must be a workflow id"))?),
-        None => None,
-    };
+    let after =
+        match &q.after {
+            Some(a) => Some(a.parse::<WorkflowId>().map_err(|_| {
+                ApiError::bad_request("invalid_cursor", "after must be a workflow id")
+            })?),
+            None => None,
+        };
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     if limit == 0 || limit > ferry_engine::log::LIST_LIMIT_MAX {
         return Err(ApiError::bad_request(
@@ -95,7 +104,11 @@ async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListPara
         after,
         limit,
     })?;
-    let next = if page.len() == limit { page.last().map(|s| s.id) } else { None };
+    let next = if page.len() == limit {
+        page.last().map(|s| s.id)
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({
         "workflows": page.iter().map(summary_view).collect::<Vec<_>>(),
         "nextCursor": next,
@@ -103,13 +116,21 @@ async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListPara
 }
 
 #[get("/api/v1/workflows/{id}")]
-async fn get_one(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_one(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     Ok(HttpResponse::Ok().json(workflow_view(&wf)))
 }
 
 #[get("/api/v1/workflows/{id}/events")]
-async fn events(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     let events = state.engine.events(wf.id)?;
     let items: Vec<Value> = events
@@ -129,23 +150,53 @@ async fn events(state: web::Data<AppState>, caller: Caller, id: web::Path<String
 }
 
 #[post("/api/v1/workflows/{id}/resume")]
-async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn resume(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     let after = state.engine.resume(wf.id).await?;
-    state.audit_request(&req, &caller, "WORKFLOW_RESUMED", &after, json!({"kind": after.kind})).await;
+    state
+        .audit_request(
+            &req,
+            &caller,
+            "WORKFLOW_RESUMED",
+            &after,
+            json!({"kind": after.kind}),
+        )
+        .await;
     Ok(HttpResponse::Accepted().json(workflow_view(&after)))
 }
 
 #[post("/api/v1/workflows/{id}/cancel")]
-async fn cancel(state: web::Data<AppState>, caller: Caller, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn cancel(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     let after = state.engine.cancel(wf.id, Some(caller.actor())).await?;
-    state.audit_request(&req, &caller, "WORKFLOW_CANCEL_REQUESTED", &after, json!({"kind": after.kind, "status": after.status})).await;
+    state
+        .audit_request(
+            &req,
+            &caller,
+            "WORKFLOW_CANCEL_REQUESTED",
+            &after,
+            json!({"kind": after.kind, "status": after.status}),
+        )
+        .await;
     Ok(HttpResponse::Accepted().json(workflow_view(&after)))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(get_one).service(events).service(resume).service(cancel);
+    cfg.service(list)
+        .service(get_one)
+        .service(events)
+        .service(resume)
+        .service(cancel);
 }
 
 /// Keep the audit entry type in one import for handlers.

@@ -33,6 +33,26 @@ use std::path::{Path, PathBuf};
 
 pub use schema::TABLES;
 
+/// Replace `<assets_dir>/<tenant>/` with the sample's asset files (a logo,
+/// a theme, notes for up to `products` products); returns their paths
+/// relative to the tenant's folder and their total size. Shared by every
+/// backend's sample, so tenants look alike whatever stores their rows.
+pub fn create_sample_assets(
+    assets_dir: &Path,
+    tenant: &TenantId,
+    products: u64,
+) -> Result<(Vec<String>, u64), SampleError> {
+    let tenant_assets = assets_dir.join(tenant.as_str());
+    match fs::remove_dir_all(&tenant_assets) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("clearing the tenant's assets")(e)),
+    }
+    fs::create_dir_all(&tenant_assets).map_err(io_err("creating the tenant's assets directory"))?;
+    assets::write_assets(&tenant_assets, tenant.as_str(), &marker(tenant), products)
+        .map_err(io_err("writing the tenant's assets"))
+}
+
 /// How to build the sample.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SampleOptions {
@@ -149,17 +169,8 @@ pub fn create_sample(
     let marker = marker(tenant);
     let tables = build_database(&tmp, tenant, &marker, options)?;
 
-    let tenant_assets = assets_dir.join(tenant.as_str());
-    match fs::remove_dir_all(&tenant_assets) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("clearing the tenant's assets")(e)),
-    }
-    fs::create_dir_all(&tenant_assets).map_err(io_err("creating the tenant's assets directory"))?;
     let products = tables.get("products").copied().unwrap_or(0);
-    let (asset_files, asset_bytes) =
-        assets::write_assets(&tenant_assets, tenant.as_str(), &marker, products)
-            .map_err(io_err("writing the tenant's assets"))?;
+    let (asset_files, asset_bytes) = create_sample_assets(assets_dir, tenant, products)?;
 
     // A WAL or rollback journal left by the replaced database would be
     // applied to the new file on its next open and corrupt it.
@@ -182,7 +193,7 @@ pub fn create_sample(
         marker,
         total_rows: tables.values().sum(),
         tables,
-        assets_dir: tenant_assets,
+        assets_dir: assets_dir.join(tenant.as_str()),
         asset_files,
         asset_bytes,
     })

@@ -5,7 +5,9 @@
 //! a crash between doing that step and recording it may count one export
 //! twice, which is the usual at-least-once of counters after a restart.
 
-use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct ExportMetrics {
@@ -19,19 +21,37 @@ pub struct ExportMetrics {
 impl ExportMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = ExportMetrics {
-            rows: IntCounterVec::new(Opts::new("ferry_export_rows_total", "Rows exported by completed exports, by profile."), &["profile"])?,
+            rows: IntCounterVec::new(
+                Opts::new(
+                    "ferry_export_rows_total",
+                    "Rows exported by completed exports, by profile.",
+                ),
+                &["profile"],
+            )?,
             bytes: IntCounterVec::new(
-                Opts::new("ferry_export_bytes_total", "Bundle bytes written by completed exports, by profile."),
+                Opts::new(
+                    "ferry_export_bytes_total",
+                    "Bundle bytes written by completed exports, by profile.",
+                ),
                 &["profile"],
             )?,
             bundle_size: HistogramVec::new(
-                HistogramOpts::new("ferry_export_bundle_size_bytes", "Size of finished bundles, by profile.")
-                    .buckets(exponential_buckets(1024.0, 4.0, 13)?),
+                HistogramOpts::new(
+                    "ferry_export_bundle_size_bytes",
+                    "Size of finished bundles, by profile.",
+                )
+                .buckets(exponential_buckets(1024.0, 4.0, 13)?),
                 &["profile"],
             )?,
-            expired: IntCounter::new("ferry_exports_expired_total", "Bundles deleted by their expiry timer.")?,
+            expired: IntCounter::new(
+                "ferry_exports_expired_total",
+                "Bundles deleted by their expiry timer.",
+            )?,
             downloads: IntCounterVec::new(
-                Opts::new("ferry_export_downloads_total", "Bundle downloads served, by way (link, api)."),
+                Opts::new(
+                    "ferry_export_downloads_total",
+                    "Bundle downloads served, by way (link, api).",
+                ),
                 &["via"],
             )?,
         };

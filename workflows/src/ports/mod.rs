@@ -19,15 +19,27 @@ pub struct PortError {
 
 impl PortError {
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        PortError { code: code.into(), message: message.into(), retryable: true }
+        PortError {
+            code: code.into(),
+            message: message.into(),
+            retryable: true,
+        }
     }
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        PortError { code: code.into(), message: message.into(), retryable: false }
+        PortError {
+            code: code.into(),
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
 impl From<PortError> for ferry_engine::StepError {
     fn from(e: PortError) -> Self {
-        ferry_engine::StepError { code: e.code, message: e.message, retryable: e.retryable }
+        ferry_engine::StepError {
+            code: e.code,
+            message: e.message,
+            retryable: e.retryable,
+        }
     }
 }

@@ -115,8 +115,11 @@ pub trait TenantStore: Send + Sync + 'static {
     /// the calling workflow; an implementation may keep files there (SQLite
     /// keeps a consistent copy, so a resumed step reads the same snapshot).
     /// Calling it again with the same `work_dir` must be safe.
-    fn snapshot(&self, tenant: &TenantId, work_dir: &Path)
-        -> Result<Box<dyn TenantSnapshot>, PortError>;
+    fn snapshot(
+        &self,
+        tenant: &TenantId,
+        work_dir: &Path,
+    ) -> Result<Box<dyn TenantSnapshot>, PortError>;
 }
 
 /// One consistent, read-only view of a tenant's data. Blocking: callers run it

@@ -58,9 +58,15 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
         let profile = crate::export::ExportInput::from_value(&ctx.input)
             .map(|i| i.request.profile.as_str())
             .unwrap_or("unknown");
-        m.rows.with_label_values(&[profile]).inc_by(snapshot.row_count.unwrap_or(0));
-        m.bytes.with_label_values(&[profile]).inc_by(bundle.size_bytes);
-        m.bundle_size.with_label_values(&[profile]).observe(bundle.size_bytes as f64);
+        m.rows
+            .with_label_values(&[profile])
+            .inc_by(snapshot.row_count.unwrap_or(0));
+        m.bytes
+            .with_label_values(&[profile])
+            .inc_by(bundle.size_bytes);
+        m.bundle_size
+            .with_label_values(&[profile])
+            .observe(bundle.size_bytes as f64);
     }
     serde_json::to_value(ExpireOutput { expires_at })
         .map_err(|e| StepError::permanent("invalid_output", e.to_string()))

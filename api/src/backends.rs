@@ -1,0 +1,134 @@
+//! Which backend serves each port, chosen from the environment as SPEC's
+//! "Embedded default and real services" table says: nothing set runs
+//! everything embedded under the data folder; `DATABASE_URL` moves the
+//! tenants' data and the platform tables (audit log) to PostgreSQL
+//! (`FERRY_TENANT_ISOLATION` = schema | database | row); `MINIO_ENDPOINT`
+//! moves objects to S3/MinIO; `SMTP_URL` sends mail through SMTP.
+
+use crate::config::Config;
+use anyhow::Context;
+use ferry_engine::TenantId;
+use ferry_storage::audit_pg::PgAudit;
+use ferry_storage::audit_sqlite::SqliteAudit;
+use ferry_storage::mail_outbox::OutboxMailer;
+use ferry_storage::mail_smtp::{SmtpConfig, SmtpMailer};
+use ferry_storage::objects_local::LocalObjects;
+use ferry_storage::objects_s3::{S3Config, S3Objects};
+use ferry_storage::tenant_pg::{PgTenants, PgTenantsConfig};
+use ferry_storage::tenant_sqlite::SqliteTenants;
+use ferry_workflows::ports::audit::AuditLog;
+use ferry_workflows::ports::mail::Mailer;
+use ferry_workflows::ports::objects::{Area, ObjectKey, ObjectStore};
+use ferry_workflows::ports::tenant::TenantStore;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Backends {
+    pub tenants: Arc<dyn TenantStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub mailer: Arc<dyn Mailer>,
+    pub audit: Arc<dyn AuditLog>,
+    /// Set when tenants live in PostgreSQL (for `ferry sample`).
+    pub pg_tenants: Option<Arc<PgTenants>>,
+    /// One line per port naming its backend, for the start-up log.
+    pub described: Vec<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Build every port's backend. `rt` runs the async connects (S3); it must
+/// be a multi-threaded runtime's handle, since `Handle::block_on` cannot
+/// drive IO on a current-thread runtime.
+pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<Backends> {
+    let mut described = Vec::new();
+    let (tenants, pg_tenants, audit): (Arc<dyn TenantStore>, _, Arc<dyn AuditLog>) =
+        match env("DATABASE_URL") {
+            Some(url) => {
+                let cfg = PgTenantsConfig::from_lookup(url.clone(), |k| std::env::var(k).ok())?;
+                let pg = Arc::new(PgTenants::new(cfg)?);
+                pg.migrate().context("migrating the platform database")?;
+                described.push(format!(
+                    "tenants: postgresql ({} isolation)",
+                    pg.isolation()
+                ));
+                let audit =
+                    PgAudit::connect(&url).context("opening the audit log in PostgreSQL")?;
+                described.push("audit log: postgresql".to_owned());
+                (pg.clone(), Some(pg), Arc::new(audit))
+            }
+            None => {
+                described.push(format!(
+                    "tenants: sqlite files in {}",
+                    config.tenants_dir().display()
+                ));
+                described.push(format!(
+                    "audit log: sqlite {}",
+                    config.platform_db().display()
+                ));
+                let audit = SqliteAudit::open(&config.platform_db())
+                    .context("opening the platform database")?;
+                (
+                    Arc::new(SqliteTenants::new(config.tenants_dir())),
+                    None,
+                    Arc::new(audit),
+                )
+            }
+        };
+    let objects: Arc<dyn ObjectStore> = match S3Config::from_env()? {
+        Some(cfg) => {
+            described.push(format!("objects: s3 at {}", cfg.endpoint));
+            Arc::new(
+                rt.block_on(S3Objects::connect(cfg))
+                    .context("connecting to S3")?,
+            )
+        }
+        None => {
+            described.push(format!(
+                "objects: local files in {}",
+                config.objects_dir().display()
+            ));
+            Arc::new(LocalObjects::new(config.objects_dir()).context("opening the object store")?)
+        }
+    };
+    let mailer: Arc<dyn Mailer> = match SmtpConfig::from_env(config.data_dir.join("mail-sent"))? {
+        Some(cfg) => {
+            described.push("mail: smtp".to_owned());
+            Arc::new(SmtpMailer::new(cfg)?)
+        }
+        None => {
+            described.push(format!(
+                "mail: .eml files in {}",
+                config.outbox_dir().display()
+            ));
+            Arc::new(
+                OutboxMailer::new(config.outbox_dir(), &config.mail_from)
+                    .context("opening the outbox")?,
+            )
+        }
+    };
+    Ok(Backends {
+        tenants,
+        objects,
+        mailer,
+        audit,
+        pg_tenants,
+        described,
+    })
+}
+
+/// Copy a tenant's local asset files into the object store's assets area
+/// (so a sample tenant has its files wherever objects live).
+pub async fn upload_assets(
+    objects: &dyn ObjectStore,
+    tenant: &TenantId,
+    dir: &Path,
+    files: &[String],
+) -> anyhow::Result<()> {
+    for rel in files {
+        let key = ObjectKey::for_tenant(tenant, rel)?;
+        objects.put_file(Area::Assets, &key, &dir.join(rel)).await?;
+    }
+    Ok(())
+}

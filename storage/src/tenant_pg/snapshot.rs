@@ -1,0 +1,512 @@
+//! One consistent, read-only view of a tenant: a `REPEATABLE READ, READ
+//! ONLY` transaction held open for the whole export.
+//!
+//! Opening it: `BEGIN`, fix the session settings that shape text output (so
+//! the encoders see one format: UTC, ISO dates, ISO-8601 intervals, hex
+//! bytea, shortest-exact floats) and the ones that must not end the
+//! transaction early (no statement or idle timeouts), then — in schema and
+//! database mode — `pg_export_snapshot()`, so `pg_dump` reads the very same
+//! snapshot. The tables are introspected inside the transaction and locked
+//! `ACCESS SHARE` (what `pg_dump` takes), so a concurrent `DROP` or `ALTER`
+//! waits for the export instead of breaking it; waiting for a lock held by
+//! someone else's schema change is bounded by `lock_timeout` and reported
+//! as the retryable `tenant_db_busy`.
+//!
+//! In row mode every read filters on the tenant column with the tenant id
+//! as a bound parameter, and the id is also set as `ferry.tenant` for the
+//! transaction (`set_config(..., true)`), which is what row-level security
+//! policies read; with a configured role the transaction runs as that role
+//! so the policies apply even if ferry connects as the tables' owner.
+//!
+//! The snapshot lives as long as its connection, so it is not durable: a
+//! restarted step takes a new one. If the connection fails mid-export the
+//! snapshot is marked lost and every later call fails with the retryable
+//! `tenant_snapshot_lost` rather than reading from a different instant.
+
+use super::config::TENANT_SETTING;
+use super::conn::{db_error, qualified, quote_ident, write_error};
+use super::cursor::{self, Interrupted};
+use super::introspect::{self, Introspected, PgTable};
+use super::{encode_csv, encode_json, native};
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use ferry_engine::TenantId;
+use ferry_workflows::ports::tenant::{
+    DateFilter, NativeInfo, SchemaInfo, SequenceInfo, TableFormat, TableStats, TenantSnapshot,
+};
+use ferry_workflows::ports::PortError;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+/// How often `progress` hears the running row count (as the SQLite store).
+pub use crate::tenant_sqlite::PROGRESS_EVERY_ROWS;
+
+/// Output buffer: large enough that writes to a zip entry are not per row.
+const OUTPUT_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Where the snapshot reads and how it is isolated.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// `schema`, `database` or `row`.
+    pub isolation: &'static str,
+    /// The connection URL (platform or tenant database).
+    pub url: String,
+    /// The schema holding the tenant's tables.
+    pub schema: String,
+    /// Row mode: the tenant column.
+    pub tenant_column: Option<String>,
+    /// Row mode with row-level security: the role to run as.
+    pub role: Option<String>,
+    pub lock_timeout_ms: u64,
+    pub pg_dump: PathBuf,
+}
+
+#[derive(QueryableByName)]
+struct SnapshotIdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+#[derive(QueryableByName)]
+struct SequenceStateRow {
+    #[diesel(sql_type = BigInt)]
+    last_value: i64,
+    #[diesel(sql_type = Bool)]
+    is_called: bool,
+    #[diesel(sql_type = BigInt)]
+    increment: i64,
+}
+
+#[derive(QueryableByName)]
+struct MaxRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    max: Option<i64>,
+}
+
+/// A tenant's data as of one instant; see the module documentation.
+pub struct PgSnapshot {
+    conn: PgConnection,
+    tenant: TenantId,
+    target: Target,
+    /// `pg_export_snapshot()`'s id (schema and database mode).
+    snapshot_id: Option<String>,
+    schema: Introspected,
+    sequences: Vec<SequenceInfo>,
+    /// Set once the transaction is unusable; returned by every later call.
+    lost: Option<PortError>,
+    /// Cursor names are unique within the transaction.
+    cursors: u64,
+}
+
+impl PgSnapshot {
+    /// Begin the transaction on `conn` and read the schema. `tenant_missing`
+    /// builds the error for a tenant that, inside the snapshot, has no
+    /// schema (or, in row mode, no rows).
+    pub(crate) fn open(
+        mut conn: PgConnection,
+        tenant: &TenantId,
+        target: Target,
+        tenant_missing: impl Fn() -> PortError,
+    ) -> Result<Self, PortError> {
+        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .map_err(|e| db_error("starting the snapshot", e))?;
+        let lock_timeout = format!("{}ms", target.lock_timeout_ms);
+        let search_path = quote_ident(&target.schema);
+        let mut settings: Vec<(&str, &str)> = vec![
+            ("TimeZone", "UTC"),
+            ("DateStyle", "ISO, YMD"),
+            ("IntervalStyle", "iso_8601"),
+            ("bytea_output", "hex"),
+            ("extra_float_digits", "1"),
+            ("lock_timeout", &lock_timeout),
+            ("statement_timeout", "0"),
+            ("idle_in_transaction_session_timeout", "0"),
+            // Rows of a table without a primary key come in physical order;
+            // a synchronized scan could start mid-table and reorder them.
+            ("synchronize_seqscans", "off"),
+            // Cursors read every row: plan for the total, not the first 10%.
+            ("cursor_tuple_fraction", "1"),
+            // Type names print unqualified (`plan_tier`, not
+            // `tenant_acme.plan_tier`), so equal schemas print equal.
+            ("search_path", &search_path),
+        ];
+        if target.tenant_column.is_some() {
+            settings.push((TENANT_SETTING, tenant.as_str()));
+        }
+        if let Some(role) = &target.role {
+            settings.push(("role", role));
+        }
+        for (name, value) in settings {
+            diesel::sql_query("SELECT pg_catalog.set_config($1, $2, true)")
+                .bind::<Text, _>(name)
+                .bind::<Text, _>(value)
+                .execute(&mut conn)
+                .map_err(|e| db_error("configuring the snapshot", e))?;
+        }
+
+        let schema_found = introspect::schema_exists(&mut conn, &target.schema)?;
+        if !schema_found {
+            return Err(tenant_missing());
+        }
+        if let Some(column) = &target.tenant_column {
+            let tables = introspect::list_tables(&mut conn, &target.schema, Some(column))?;
+            if !introspect::tenant_has_rows(
+                &mut conn,
+                &target.schema,
+                &tables,
+                column,
+                tenant.as_str(),
+            )? {
+                return Err(tenant_missing());
+            }
+        }
+
+        let snapshot_id = if target.tenant_column.is_none() {
+            let rows: Vec<SnapshotIdRow> =
+                diesel::sql_query("SELECT pg_catalog.pg_export_snapshot() AS id")
+                    .load(&mut conn)
+                    .map_err(|e| db_error("exporting the snapshot", e))?;
+            rows.into_iter().next().map(|r| r.id)
+        } else {
+            None
+        };
+
+        let schema =
+            introspect::introspect(&mut conn, &target.schema, target.tenant_column.as_deref())?;
+        if !schema.tables.is_empty() {
+            let names = schema
+                .tables
+                .iter()
+                .map(|t| qualified(&target.schema, &t.info.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            conn.batch_execute(&format!("LOCK TABLE {names} IN ACCESS SHARE MODE"))
+                .map_err(|e| db_error("locking the tenant's tables", e))?;
+        }
+
+        let mut snapshot = PgSnapshot {
+            conn,
+            tenant: tenant.clone(),
+            target,
+            snapshot_id,
+            schema,
+            sequences: Vec::new(),
+            lost: None,
+            cursors: 0,
+        };
+        snapshot.sequences = snapshot.read_sequences()?;
+        Ok(snapshot)
+    }
+
+    /// `pg_export_snapshot()`'s id, for tools that want to read the same
+    /// instant (`pg_dump --snapshot`). `None` in row mode.
+    pub fn snapshot_id(&self) -> Option<&str> {
+        self.snapshot_id.as_deref()
+    }
+
+    /// Sequences owned by the tenant's columns, with the last value handed
+    /// out. Sequences are not transactional, so schema and database mode
+    /// report the value at snapshot time (at least the largest key the
+    /// snapshot holds). In row mode a sequence is shared by all tenants and
+    /// its value would hint at the others' activity, so the largest key of
+    /// the tenant's own rows is reported instead.
+    fn read_sequences(&mut self) -> Result<Vec<SequenceInfo>, PortError> {
+        let mut out = Vec::with_capacity(self.schema.sequences.len());
+        let sequences = self.schema.sequences.clone();
+        for seq in sequences {
+            let last_value = match (&self.target.tenant_column, self.schema.table(&seq.table)) {
+                (Some(column), Some(table)) => {
+                    let tenant_type = table.tenant_type.clone().unwrap_or_else(|| "text".into());
+                    let sql = format!(
+                        "SELECT max({})::int8 AS max FROM {} WHERE {} = {}",
+                        quote_ident(&seq.column),
+                        qualified(&self.target.schema, &seq.table),
+                        quote_ident(column),
+                        introspect::tenant_filter_value(&tenant_type, 1)
+                    );
+                    let rows: Vec<MaxRow> = diesel::sql_query(sql)
+                        .bind::<Text, _>(self.tenant.as_str())
+                        .load(&mut self.conn)
+                        .map_err(|e| db_error("reading the tenant's largest keys", e))?;
+                    rows.first().and_then(|r| r.max).unwrap_or(0)
+                }
+                _ => {
+                    let sql = format!(
+                        "SELECT s.last_value::int8 AS last_value, s.is_called, \
+                                p.seqincrement::int8 AS increment \
+                         FROM {} AS s, pg_catalog.pg_sequence AS p \
+                         WHERE p.seqrelid = CAST($1 AS pg_catalog.oid)",
+                        seq.qualified_name
+                    );
+                    let rows: Vec<SequenceStateRow> = diesel::sql_query(sql)
+                        .bind::<BigInt, _>(seq.oid)
+                        .load(&mut self.conn)
+                        .map_err(|e| db_error("reading the tenant's sequences", e))?;
+                    match rows.first() {
+                        Some(r) if r.is_called => r.last_value,
+                        // Nothing handed out yet: one step before the start.
+                        Some(r) => r.last_value.saturating_sub(r.increment),
+                        None => 0,
+                    }
+                }
+            };
+            out.push(SequenceInfo {
+                table: seq.table,
+                column: seq.column,
+                last_value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn check_alive(&self) -> Result<(), PortError> {
+        match &self.lost {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Remember that the transaction is unusable. This call reports the
+    /// cause (`e`, with its own code); every later call reports the
+    /// retryable `tenant_snapshot_lost`, because a new snapshot will do.
+    fn lose(&mut self, e: PortError) -> PortError {
+        self.lost = Some(PortError::retryable(
+            "tenant_snapshot_lost",
+            format!("the snapshot's transaction ended: {}", e.message),
+        ));
+        e
+    }
+
+    fn next_cursor(&mut self) -> String {
+        self.cursors += 1;
+        format!("ferry_dump_{}", self.cursors)
+    }
+
+    /// Stream `select` (with `binds`) row by row into `on_row`.
+    pub(crate) fn stream(
+        &mut self,
+        select: &str,
+        binds: &[String],
+        context: &str,
+        on_row: impl FnMut(&[Option<Vec<u8>>]) -> Result<(), PortError>,
+    ) -> Result<u64, PortError> {
+        self.check_alive()?;
+        let name = self.next_cursor();
+        match cursor::stream(&mut self.conn, &name, select, binds, context, on_row) {
+            Ok(rows) => Ok(rows),
+            Err(Interrupted::Row(e)) => Err(e),
+            Err(Interrupted::Database(e)) => Err(self.lose(e)),
+        }
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub(crate) fn introspected(&self) -> &Introspected {
+        &self.schema
+    }
+
+    pub(crate) fn sequences(&self) -> &[SequenceInfo] {
+        &self.sequences
+    }
+}
+
+/// `SELECT <columns as text> FROM <table> [WHERE <tenant> [AND <dates>]]
+/// [ORDER BY <primary key>]` and its bind values.
+pub(crate) fn select_sql(
+    target: &Target,
+    tenant: &TenantId,
+    table: &PgTable,
+    include_generated: bool,
+    date_filter: Option<&DateFilter>,
+) -> (String, Vec<String>) {
+    let columns = table
+        .columns
+        .iter()
+        .filter(|c| include_generated || !c.generated)
+        .map(|c| {
+            format!(
+                "pg_catalog.textin({}({}))",
+                c.output_fn,
+                quote_ident(&c.name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT {columns} FROM {}",
+        qualified(&target.schema, &table.info.name)
+    );
+    let mut binds: Vec<String> = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    if let (Some(column), Some(tenant_type)) = (&target.tenant_column, &table.tenant_type) {
+        binds.push(tenant.as_str().to_owned());
+        conditions.push(format!(
+            "{} = {}",
+            quote_ident(column),
+            introspect::tenant_filter_value(tenant_type, binds.len())
+        ));
+    }
+    if let Some(filter) = date_filter {
+        // Exact name first, then case-insensitively (as the SQLite store).
+        let column = table
+            .columns
+            .iter()
+            .find(|c| c.name == filter.column)
+            .or_else(|| {
+                table
+                    .columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(&filter.column))
+            });
+        // Only a date or timestamp column can be compared with days; a
+        // table whose column is something else is dumped whole, like a
+        // table without the column.
+        if let Some(column) = column.filter(|c| c.temporal) {
+            binds.push(format!("{} 00:00:00+00", filter.from.format("%Y-%m-%d")));
+            conditions.push(format!(
+                "{} >= CAST(${} AS pg_catalog.timestamptz)",
+                quote_ident(&column.name),
+                binds.len()
+            ));
+            if let Some(after) = filter.to.succ_opt() {
+                binds.push(format!("{} 00:00:00+00", after.format("%Y-%m-%d")));
+                conditions.push(format!(
+                    "{} < CAST(${} AS pg_catalog.timestamptz)",
+                    quote_ident(&column.name),
+                    binds.len()
+                ));
+            }
+        }
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    if !table.info.primary_key.is_empty() {
+        let keys = table
+            .info
+            .primary_key
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.push_str(&format!(" ORDER BY {keys}"));
+    }
+    (sql, binds)
+}
+
+/// Map an encoder failure: a value that does not read as its type is a
+/// permanent problem of the data; anything else is the output failing.
+pub(crate) fn encode_error(e: io::Error) -> PortError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        PortError::permanent("tenant_value_unreadable", format!("encoding a value: {e}"))
+    } else {
+        write_error(e)
+    }
+}
+
+impl TenantSnapshot for PgSnapshot {
+    fn schema(&mut self) -> Result<SchemaInfo, PortError> {
+        self.check_alive()?;
+        Ok(SchemaInfo {
+            engine: super::ENGINE.to_owned(),
+            isolation: self.target.isolation.to_owned(),
+            tables: self.schema.tables.iter().map(|t| t.info.clone()).collect(),
+            sequences: self.sequences.clone(),
+        })
+    }
+
+    fn durable(&self) -> bool {
+        // The snapshot dies with the connection; a resumed step re-snapshots.
+        false
+    }
+
+    fn dump_table(
+        &mut self,
+        table: &str,
+        format: &TableFormat,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<TableStats, PortError> {
+        self.check_alive()?;
+        // Only a name that introspection found can reach the SQL below.
+        let Some(info) = self.schema.table(table).cloned() else {
+            return Err(PortError::permanent(
+                "unknown_table",
+                format!("the tenant has no table {}", quote_ident(table)),
+            ));
+        };
+        let date_filter = match format {
+            TableFormat::Csv { date_filter } => date_filter.as_ref(),
+            TableFormat::Ndjson => None,
+        };
+        let (sql, binds) = select_sql(&self.target, &self.tenant, &info, true, date_filter);
+        let columns: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
+        let families: Vec<_> = info.columns.iter().map(|c| c.family.clone()).collect();
+        let csv = matches!(format, TableFormat::Csv { .. });
+
+        let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
+        if csv {
+            encode_csv::write_header(&mut out, &columns).map_err(write_error)?;
+        }
+        let mut count: u64 = 0;
+        let mut reported: u64 = 0;
+        let context = format!("reading table {}", quote_ident(&info.info.name));
+        self.stream(&sql, &binds, &context, |row| {
+            if csv {
+                encode_csv::write_row(&mut out, &families, row)
+            } else {
+                encode_json::write_row(&mut out, &columns, &families, row)
+            }
+            .map_err(encode_error)?;
+            count += 1;
+            if count - reported == PROGRESS_EVERY_ROWS {
+                progress(count);
+                reported = count;
+            }
+            Ok(())
+        })?;
+        out.flush().map_err(write_error)?;
+        if count != reported {
+            progress(count);
+        }
+        Ok(TableStats { rows: count })
+    }
+
+    fn dump_native(&mut self, out: &mut dyn Write) -> Result<NativeInfo, PortError> {
+        self.check_alive()?;
+        match (&self.target.tenant_column, self.snapshot_id.clone()) {
+            (Some(_), _) => native::row_script(self, out),
+            (None, Some(id)) => {
+                let schema =
+                    (self.target.isolation == "schema").then(|| self.target.schema.clone());
+                native::pg_dump(
+                    &self.target.pg_dump,
+                    &self.target.url,
+                    &id,
+                    schema.as_deref(),
+                    out,
+                )
+            }
+            (None, None) => Err(PortError::retryable(
+                "tenant_snapshot_lost",
+                "the snapshot was not exported",
+            )),
+        }
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        // Closing the connection ends the transaction anyway; saying so is
+        // tidier in the server's log. Nothing to do if it fails.
+        let _ = self.conn.batch_execute("ROLLBACK");
+    }
+}

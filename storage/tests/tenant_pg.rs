@@ -1,0 +1,1164 @@
+//! The PostgreSQL tenant store against a real PostgreSQL server.
+//!
+//! `DATABASE_URL` names a server where the user may create databases and
+//! roles (default `postgres://postgres@127.0.0.1:5432/postgres`). Each test
+//! works in a database of its own (`ferry_t_<random>`, plus tenant and
+//! scratch databases with that prefix), all dropped at the end. A server
+//! that cannot be reached fails the tests: they are never skipped. The
+//! `pg_dump`, `pg_restore` and `psql` client programs must be on `PATH`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{Bool, Integer, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use ferry_engine::TenantId;
+use ferry_storage::sample::{SampleOptions, TABLES};
+use ferry_storage::tenant_pg::sample::{create_pg_sample, PgSampleSummary};
+use ferry_storage::tenant_pg::{with_database, PgIsolation, PgTenants, PgTenantsConfig};
+use ferry_workflows::ports::tenant::{
+    DateFilter, SchemaInfo, TableFormat, TenantSnapshot, TenantStore,
+};
+use rand::Rng;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const SEED: u64 = 7;
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).expect("valid tenant id")
+}
+
+/// A database of this test's own, dropped (with every database and role
+/// sharing its prefix) when the test ends.
+struct TestDb {
+    prefix: String,
+    url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    fn new() -> TestDb {
+        let admin_url = admin_url();
+        let prefix = format!("ferry_t_{:08x}", rand::thread_rng().gen::<u32>());
+        let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at DATABASE_URL={admin_url}: {e}. \
+                 These tests need a real server (the test script starts one)."
+            )
+        });
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{prefix}\""))
+            .expect("create the test database");
+        let url = with_database(&admin_url, &prefix).expect("derive the test database URL");
+        TestDb {
+            prefix,
+            url,
+            admin_url,
+        }
+    }
+
+    /// A further empty database with the test's prefix.
+    fn scratch(&self, suffix: &str) -> String {
+        let name = format!("{}_{suffix}", self.prefix);
+        let mut admin = PgConnection::establish(&self.admin_url).expect("connect as admin");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create a scratch database");
+        with_database(&self.admin_url, &name).expect("scratch URL")
+    }
+
+    fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url).expect("connect to the test database")
+    }
+
+    fn config(&self, isolation: PgIsolation) -> PgTenantsConfig {
+        let mut config = PgTenantsConfig::new(self.url.clone()).with_isolation(isolation);
+        config.database_template = format!("{}_{{id}}", self.prefix);
+        config
+    }
+
+    fn store(&self, isolation: PgIsolation) -> PgTenants {
+        PgTenants::new(self.config(isolation)).expect("valid configuration")
+    }
+}
+
+#[derive(QueryableByName)]
+struct NameRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Ok(mut admin) = PgConnection::establish(&self.admin_url) else {
+            return;
+        };
+        let like = format!("{}%", self.prefix);
+        let dbs: Vec<NameRow> = diesel::sql_query(
+            "SELECT datname::text AS name FROM pg_database WHERE datname LIKE $1",
+        )
+        .bind::<Text, _>(&like)
+        .load(&mut admin)
+        .unwrap_or_default();
+        for db in dbs {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                db.name
+            ));
+        }
+        let roles: Vec<NameRow> =
+            diesel::sql_query("SELECT rolname::text AS name FROM pg_roles WHERE rolname LIKE $1")
+                .bind::<Text, _>(&like)
+                .load(&mut admin)
+                .unwrap_or_default();
+        for role in roles {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", role.name));
+        }
+    }
+}
+
+fn sample(store: &PgTenants, id: &str) -> PgSampleSummary {
+    create_pg_sample(
+        store,
+        &tenant(id),
+        &SampleOptions {
+            scale: 1,
+            seed: SEED,
+            overwrite: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("sample {id}: {e}"))
+}
+
+/// Everything one export of a tenant produces.
+struct Export {
+    schema: SchemaInfo,
+    ndjson: BTreeMap<String, Vec<u8>>,
+    csv: BTreeMap<String, Vec<u8>>,
+    rows: BTreeMap<String, u64>,
+    native: Vec<u8>,
+    native_format: String,
+}
+
+fn export(store: &PgTenants, id: &str) -> Result<Export> {
+    let dir = tempfile::tempdir()?;
+    let mut snap = store.snapshot(&tenant(id), dir.path())?;
+    export_snapshot(snap.as_mut())
+}
+
+fn export_snapshot(snap: &mut dyn TenantSnapshot) -> Result<Export> {
+    let schema = snap.schema()?;
+    assert!(
+        !snap.durable(),
+        "a PostgreSQL snapshot dies with its connection"
+    );
+    let mut ndjson = BTreeMap::new();
+    let mut csv = BTreeMap::new();
+    let mut rows = BTreeMap::new();
+    for table in &schema.tables {
+        let mut out = Vec::new();
+        let mut last = 0;
+        let stats = snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |n| {
+            last = n
+        })?;
+        assert_eq!(
+            last, stats.rows,
+            "the last progress report is the row count"
+        );
+        assert_eq!(
+            out.iter().filter(|b| **b == b'\n').count() as u64,
+            stats.rows
+        );
+        rows.insert(table.name.clone(), stats.rows);
+        ndjson.insert(table.name.clone(), out);
+        let mut out = Vec::new();
+        let stats_csv = snap.dump_table(
+            &table.name,
+            &TableFormat::Csv { date_filter: None },
+            &mut out,
+            &mut |_| {},
+        )?;
+        assert_eq!(stats_csv.rows, stats.rows);
+        csv.insert(table.name.clone(), out);
+    }
+    let mut native = Vec::new();
+    let info = snap.dump_native(&mut native)?;
+    Ok(Export {
+        schema,
+        ndjson,
+        csv,
+        rows,
+        native,
+        native_format: info.format,
+    })
+}
+
+/// The native dump as text: a custom-format dump through `pg_restore -f -`.
+fn native_text(export: &Export) -> Result<String> {
+    if export.native_format != "pg_dump-custom" {
+        return Ok(String::from_utf8(export.native.clone())?);
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tenant.dump");
+    std::fs::write(&file, &export.native)?;
+    let out = Command::new("pg_restore")
+        .arg("--file=-")
+        .arg(&file)
+        .output()?;
+    if !out.status.success() {
+        bail!("pg_restore -f -: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `marker` occurs as a whole token (so `marker-acme` is not found inside
+/// `marker-acme2`).
+fn contains_token(haystack: &[u8], marker: &str) -> bool {
+    let needle = marker.as_bytes();
+    haystack.windows(needle.len()).enumerate().any(|(i, w)| {
+        w == needle
+            && haystack
+                .get(i + needle.len())
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'))
+            && (i == 0 || {
+                let b = haystack[i - 1];
+                !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+    })
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(program).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Sample three tenants, export each fully, and check isolation, counts,
+/// schema discovery and the native dump.
+fn three_tenants(db: &TestDb, store: &PgTenants) -> Result<BTreeMap<String, Export>> {
+    let ids = ["acme", "acme2", "globex"];
+    let mut summaries = BTreeMap::new();
+    for id in ids {
+        summaries.insert(id, sample(store, id));
+    }
+    for id in ids {
+        assert!(store.tenant_exists(&tenant(id))?, "{id} exists");
+    }
+    assert!(!store.tenant_exists(&tenant("nobody"))?);
+    let mut exports = BTreeMap::new();
+    for id in ids {
+        let export = export(store, id).with_context(|| format!("exporting {id}"))?;
+        let summary = &summaries[id];
+        // Discovery: every sample table, in foreign-key order, nothing else.
+        let names: Vec<&str> = export
+            .schema
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        let mut expected: Vec<&str> = TABLES.to_vec();
+        expected.sort();
+        assert_eq!(sorted, expected, "{id}: tables");
+        let pos = |t: &str| names.iter().position(|n| *n == t).unwrap();
+        assert!(pos("accounts") < pos("users") && pos("users") < pos("orders"));
+        assert!(pos("orders") < pos("order_items") && pos("products") < pos("order_items"));
+        let mut listed = store.list_tables(&tenant(id))?;
+        listed.sort();
+        assert_eq!(listed, expected, "{id}: list_tables");
+        assert_eq!(&export.rows, &summary.tables, "{id}: row counts");
+        assert!(summary.total_rows > 2_000, "{id}: a realistic sample");
+
+        // Keys and types were discovered from the catalogs.
+        let items = export.schema.table("order_items").unwrap();
+        let key_start = items.primary_key.len() - 2;
+        assert_eq!(items.primary_key[key_start..], ["order_id", "line_no"]);
+        assert!(items
+            .foreign_keys
+            .iter()
+            .any(|fk| fk.ref_table == "orders" && fk.columns.last().unwrap() == "order_id"));
+        let line_total = items
+            .columns
+            .iter()
+            .find(|c| c.name == "line_total")
+            .unwrap();
+        assert!(
+            line_total
+                .data_type
+                .starts_with("numeric(14,2) GENERATED ALWAYS AS"),
+            "{}",
+            line_total.data_type
+        );
+        let accounts = export.schema.table("accounts").unwrap();
+        let ty = |name: &str| {
+            accounts
+                .columns
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .data_type
+                .clone()
+        };
+        assert_eq!(ty("plan"), "plan_tier");
+        assert_eq!(ty("email"), "email_address");
+        assert_eq!(ty("mrr"), "numeric(12,2)");
+        assert_eq!(ty("created_at"), "timestamp with time zone");
+        assert!(ty("id").starts_with("bigint GENERATED BY DEFAULT AS IDENTITY"));
+        let seq = |t: &str| {
+            export
+                .schema
+                .sequences
+                .iter()
+                .find(|s| s.table == t)
+                .unwrap()
+                .last_value
+        };
+        assert_eq!(seq("accounts"), 40);
+        assert_eq!(seq("products"), 80, "bigserial sequences are found too");
+        if store.isolation() == "row" {
+            // A shared sequence is reported as the tenant's largest key.
+            assert_eq!(seq("health_trends"), export.rows["health_trends"] as i64);
+        } else {
+            assert_eq!(
+                seq("health_trends"),
+                export.rows["health_trends"] as i64 + 2,
+                "a sequence may run ahead of its table"
+            );
+        }
+
+        // Isolation: the tenant's marker everywhere, no other tenant's anywhere.
+        let marker = format!("marker-{id}");
+        let native = native_text(&export)?;
+        for (table, bytes) in export.ndjson.iter().chain(&export.csv) {
+            if !bytes.is_empty() {
+                assert!(
+                    contains_token(bytes, &marker),
+                    "{id}: {table} lacks its marker"
+                );
+            }
+        }
+        assert!(
+            contains_token(native.as_bytes(), &marker),
+            "{id}: native lacks its marker"
+        );
+        for other in ids.iter().filter(|o| **o != id) {
+            let theirs = format!("marker-{other}");
+            for (table, bytes) in export.ndjson.iter().chain(&export.csv) {
+                assert!(
+                    !contains_token(bytes, &theirs),
+                    "{id}'s {table} holds {theirs}"
+                );
+            }
+            assert!(
+                !contains_token(native.as_bytes(), &theirs),
+                "{id}'s native dump holds {theirs}"
+            );
+        }
+        exports.insert(id.to_owned(), export);
+    }
+    let _ = db;
+    Ok(exports)
+}
+
+/// Export the same tenant from another store and compare the data files.
+fn assert_same_data(original: &Export, restored: &Export, what: &str) {
+    assert_eq!(original.rows, restored.rows, "{what}: row counts");
+    for (table, bytes) in &original.ndjson {
+        assert!(
+            restored.ndjson[table] == *bytes,
+            "{what}: {table}.ndjson differs after the round trip"
+        );
+    }
+}
+
+#[test]
+fn schema_mode_exports_three_tenants_in_isolation_and_pg_restore_reads_the_dump() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    let exports = three_tenants(&db, &store)?;
+    let acme = &exports["acme"];
+    assert_eq!(acme.native_format, "pg_dump-custom");
+    assert_eq!(&acme.native[..5], b"PGDMP", "a custom-format dump");
+
+    // The dump restores with pg_restore, and re-exports to the same bytes.
+    let scratch = db.scratch("restore");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tenant.dump");
+    std::fs::write(&file, &acme.native)?;
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            "--exit-on-error",
+            &format!("--dbname={scratch}"),
+            file.to_str().unwrap(),
+        ],
+    )?;
+    let restored_store =
+        PgTenants::new(PgTenantsConfig::new(scratch.clone()).with_isolation(PgIsolation::Schema))?;
+    let restored = export(&restored_store, "acme")?;
+    assert_same_data(acme, &restored, "pg_restore of the schema dump");
+    assert!(
+        !restored_store.tenant_exists(&tenant("acme2"))?,
+        "only acme's schema was dumped"
+    );
+    Ok(())
+}
+
+#[test]
+fn database_mode_finds_tenants_through_the_registry() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Database);
+    let exports = three_tenants(&db, &store)?;
+    let entry = store.registry_entry(&tenant("acme"))?.expect("registered");
+    assert!(entry
+        .database_url
+        .as_deref()
+        .unwrap()
+        .contains(&format!("{}_acme", db.prefix)));
+
+    // The whole-database dump restores into a scratch database, which the
+    // registry can then point a tenant at.
+    let acme = &exports["acme"];
+    let scratch = db.scratch("restore");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tenant.dump");
+    std::fs::write(&file, &acme.native)?;
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            &format!("--dbname={scratch}"),
+            file.to_str().unwrap(),
+        ],
+    )?;
+    store.register(&tenant("restored"), Some(&scratch), Some("public"))?;
+    let restored = export(&store, "restored")?;
+    assert_same_data(acme, &restored, "pg_restore of the database dump");
+
+    // A registered tenant whose database is gone is not found, not retried.
+    store.register(
+        &tenant("ghost"),
+        Some(&with_database(&db.url, &format!("{}_ghost", db.prefix))?),
+        None,
+    )?;
+    let err = store
+        .snapshot(&tenant("ghost"), Path::new("/nonexistent"))
+        .err()
+        .unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_not_found", false)
+    );
+    Ok(())
+}
+
+/// Row mode: restore the tenant's script into a copy of the shared schema
+/// and check the tenant's rows come back byte for byte.
+fn row_mode(row_security: bool) -> Result<()> {
+    let db = TestDb::new();
+    let mut config = db.config(PgIsolation::Row { row_security });
+    if row_security {
+        config.row_security_role = Some(format!("{}_reader", db.prefix));
+    }
+    let store = PgTenants::new(config.clone())?;
+    let exports = three_tenants(&db, &store)?;
+    let acme = &exports["acme"];
+    assert_eq!(acme.native_format, "pg-copy-script");
+    // The platform's own tables share the schema but are never tenant data.
+    let mut conn = db.conn();
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        found: bool,
+    }
+    let registry: Vec<Exists> = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM ferry_tenants WHERE tenant_id = 'acme') AS found",
+    )
+    .load(&mut conn)?;
+    assert!(registry[0].found, "the registry lives in the same schema");
+    assert!(acme.schema.table("ferry_tenants").is_none());
+
+    let scratch = db.scratch("restore");
+    let dir = tempfile::tempdir()?;
+    let schema_sql = dir.path().join("schema.sql");
+    run(
+        "pg_dump",
+        &[
+            "--schema-only",
+            "--no-owner",
+            &format!("--file={}", schema_sql.display()),
+            &db.url,
+        ],
+    )?;
+    run(
+        "psql",
+        &[
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &scratch,
+            "-f",
+            schema_sql.to_str().unwrap(),
+        ],
+    )?;
+    let script = dir.path().join("tenant.sql");
+    std::fs::write(&script, &acme.native)?;
+    run(
+        "psql",
+        &[
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &scratch,
+            "-f",
+            script.to_str().unwrap(),
+        ],
+    )?;
+    let mut restored_config = config;
+    restored_config.platform_url = scratch;
+    let restored_store = PgTenants::new(restored_config)?;
+    let restored = export(&restored_store, "acme")?;
+    assert_same_data(acme, &restored, "psql of the row-mode script");
+    assert!(!restored_store.tenant_exists(&tenant("acme2"))?);
+
+    if row_security {
+        // The policies themselves keep tenants apart for the reader role.
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = Integer)]
+            n: i32,
+        }
+        let count = |conn: &mut PgConnection, tenant: Option<&str>| -> Result<i32> {
+            conn.batch_execute("BEGIN")?;
+            conn.batch_execute(&format!("SET LOCAL ROLE \"{}_reader\"", db.prefix))?;
+            if let Some(t) = tenant {
+                diesel::sql_query("SELECT set_config('ferry.tenant', $1, true)")
+                    .bind::<Text, _>(t)
+                    .execute(conn)?;
+            }
+            let rows: Vec<Count> =
+                diesel::sql_query("SELECT count(*)::int4 AS n FROM accounts").load(conn)?;
+            conn.batch_execute("ROLLBACK")?;
+            Ok(rows[0].n)
+        };
+        assert_eq!(count(&mut conn, Some("acme"))?, 40);
+        assert_eq!(count(&mut conn, None)?, 0, "no tenant set, no rows");
+    }
+    Ok(())
+}
+
+#[test]
+fn row_mode_exports_only_the_tenants_rows_and_psql_restores_them() -> Result<()> {
+    row_mode(false)
+}
+
+#[test]
+fn row_mode_with_row_level_security() -> Result<()> {
+    row_mode(true)
+}
+
+/// The types table: one column per type of issue 3, item 3.
+const TYPES_SQL: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy ☺', 'it''s "quoted"');
+CREATE DOMAIN positive_amount AS numeric(20,4) CHECK (VALUE > 0);
+CREATE DOMAIN label_list AS text[];
+CREATE TABLE zoo (
+    id    integer PRIMARY KEY,
+    i2 smallint, i4 integer, i8 bigint, o oid,
+    num numeric, num_s numeric(30,10),
+    f4 real, f8 double precision,
+    b boolean,
+    t text, vc varchar(10), ch char(5),
+    bin bytea,
+    d date, tm time, tmtz timetz, ts timestamp, tstz timestamptz,
+    iv interval, u uuid, j json, jb jsonb,
+    ia integer[], ta text[], na numeric[], ba bytea[], fa double precision[],
+    tsa timestamptz[], ia2 integer[],
+    e mood, ea mood[], dom positive_amount, dl label_list,
+    ip inet, net cidr, mac macaddr, rng int4range, bits bit varying(8),
+    gen numeric GENERATED ALWAYS AS (num_s * 2) STORED
+);
+INSERT INTO zoo (id, i2, i4, i8, o, num, num_s, f4, f8, b, t, vc, ch, bin, d, tm, tmtz, ts, tstz,
+                 iv, u, j, jb, ia, ta, na, ba, fa, tsa, ia2, e, ea, dom, dl, ip, net, mac, rng, bits)
+VALUES
+ (1, 1, 2, 3, 4, '12.50', '1.5', 0.1, 0.1, true, 'plain', 'v', 'ab', '\x00ff00',
+  '2025-01-31', '09:30:00.5', '12:34:56+05:30', '2025-12-31 23:59:59.999999',
+  '2025-06-01 12:00:00.5+02', '1 year 2 months 3 days 04:05:06.789',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', E'{"a" : 1,\n "a": [1, 2.50]}',
+  '{"b": 1.000000000000000000001, "a": null, "c": "marker"}',
+  '{1,NULL,3}', '{"a,b","c\"d",NULL,"NULL","",x}', '{1.10,NaN}', '{"\\x00ff",NULL}',
+  '{NaN,Infinity,-0,0.1}', '{"2025-01-01 00:00:00+00",NULL}', '{{1,2},{3,4}}',
+  'it''s "quoted"', '{sad,"happy ☺"}', 12.5, '{x,y}',
+  '10.0.0.1', '10.0.0.0/8', '08:00:2b:01:02:03', '[1,10)', B'1010'),
+ (2, -32768, 2147483647, -9223372036854775808, 4294967295,
+  '123456789012345678901234567890.123456789012345678901234567890', '-0.0000000001',
+  'Infinity', 'NaN', false, E'line1\nline2\ttab\\back "q" ☺ نص 漢字 \r end', '', 'abcde', '\x',
+  'infinity', '00:00:00', '00:00:00-08', '-infinity', '-infinity', '-1 days +02:03:04',
+  '00000000-0000-0000-0000-000000000000', 'null', 'null',
+  '[0:1]={7,8}', '{}', '{-Infinity}', '{}', '{}', '{}', '{{NULL}}',
+  'sad', '{}', 0.0001, '{}',
+  '2001:db8::1/64', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', 'empty', B''),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', '-0', NULL, NULL, NULL, NULL, NULL,
+  '0044-03-15 BC', NULL, NULL, '0044-03-15 12:00:00 BC', '0044-03-15 12:00:00+00 BC', NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL),
+ (4, 0, 0, 0, 0, 'NaN', '0', '3.4028235e38', '1e-320', NULL, 'x', NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, '2025-03-30 01:30:00+00', NULL, NULL, NULL, '{"k": [1, {"x": "y"}]}',
+  NULL, NULL, NULL, NULL, '{4.9e-324,1.7976931348623157e308}', NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL);
+"#;
+
+/// The raw text of a top-level JSON number in an NDJSON line (so floats are
+/// read with Rust's correctly rounding parser, not serde_json's).
+fn raw_number<'a>(line: &'a str, column: &str) -> Option<&'a str> {
+    let key = format!("\"{column}\":");
+    let start = line.find(&key)? + key.len();
+    let rest = &line[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || "-+.eE".contains(c)))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// The PostgreSQL input text for a decoded NDJSON value (`None` for NULL).
+fn pg_input(value: &Value) -> Result<Option<String>> {
+    Ok(match value {
+        Value::Null => None,
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Object(map) => {
+            let (tag, text) = map.iter().next().ok_or_else(|| anyhow!("empty object"))?;
+            let text = text.as_str().ok_or_else(|| anyhow!("tag value"))?;
+            match tag.as_str() {
+                "$float" => Some(text.to_owned()),
+                "$base64" => Some(format!(
+                    "\\x{}",
+                    hex::encode(base64::engine::general_purpose::STANDARD.decode(text)?)
+                )),
+                other => bail!("unknown tag {other}"),
+            }
+        }
+        Value::Array(items) => {
+            let mut parts = Vec::new();
+            for item in items {
+                parts.push(match item {
+                    Value::Array(_) => pg_input(item)?.unwrap_or_default(),
+                    _ => match pg_input(item)? {
+                        None => "NULL".to_owned(),
+                        Some(text) => {
+                            format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+                        }
+                    },
+                });
+            }
+            Some(format!("{{{}}}", parts.join(",")))
+        }
+    })
+}
+
+#[derive(QueryableByName)]
+struct TextOut {
+    #[diesel(sql_type = Bool)]
+    is_null: bool,
+    #[diesel(sql_type = Text)]
+    text: String,
+}
+
+#[test]
+fn every_type_survives_exactly() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    let mut conn = db.conn();
+    conn.batch_execute("CREATE SCHEMA tenant_types; SET search_path = tenant_types;")?;
+    conn.batch_execute(TYPES_SQL)?;
+    let export = export(&store, "types")?;
+    let zoo = export.schema.table("zoo").unwrap();
+    let gen = zoo.columns.iter().find(|c| c.name == "gen").unwrap();
+    assert_eq!(
+        gen.data_type,
+        "numeric GENERATED ALWAYS AS ((num_s * (2)::numeric)) STORED"
+    );
+    let domain = zoo.columns.iter().find(|c| c.name == "dom").unwrap();
+    assert_eq!(domain.data_type, "positive_amount");
+
+    let lines: Vec<&str> = std::str::from_utf8(&export.ndjson["zoo"])?
+        .lines()
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let mut checked = 0;
+    for line in &lines {
+        let row: serde_json::Map<String, Value> = serde_json::from_str(line)?;
+        let id = row["id"].as_i64().unwrap();
+        for column in &zoo.columns {
+            let value = &row[&column.name];
+            let input = match (value, column.data_type.as_str()) {
+                (Value::Number(_), "real" | "double precision") => {
+                    Some(raw_number(line, &column.name).unwrap().to_owned())
+                }
+                _ => pg_input(value)?,
+            };
+            let ty = column.data_type.split(" GENERATED").next().unwrap();
+            let original: Vec<TextOut> = diesel::sql_query(format!(
+                "SELECT \"{0}\" IS NULL AS is_null, coalesce(format('%s', \"{0}\"), '') AS text \
+                 FROM zoo WHERE id = $1",
+                column.name
+            ))
+            .bind::<Integer, _>(id as i32)
+            .load(&mut conn)?;
+            let again: Vec<TextOut> = diesel::sql_query(format!(
+                "SELECT v IS NULL AS is_null, coalesce(format('%s', v), '') AS text \
+                 FROM (SELECT CAST($1 AS {ty}) AS v) AS x"
+            ))
+            .bind::<diesel::sql_types::Nullable<Text>, _>(input.clone())
+            .load(&mut conn)?;
+            assert_eq!(
+                (original[0].is_null, &original[0].text),
+                (again[0].is_null, &again[0].text),
+                "row {id}, column {} ({ty}): exported {value} read back as {input:?}",
+                column.name
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * zoo.columns.len());
+
+    // The encodings themselves, where they matter to a reader.
+    let row1: Value = serde_json::from_str(lines[0])?;
+    let row2: Value = serde_json::from_str(lines[1])?;
+    let row3: Value = serde_json::from_str(lines[2])?;
+    assert_eq!(
+        row2["i8"],
+        serde_json::json!(i64::MIN),
+        "integers are numbers"
+    );
+    assert_eq!(
+        row2["num"], "123456789012345678901234567890.123456789012345678901234567890",
+        "numerics are strings with every digit"
+    );
+    assert_eq!(row1["num"], "12.50", "numerics keep their scale");
+    assert_eq!(row2["f8"], serde_json::json!({"$float": "NaN"}));
+    assert_eq!(row2["f4"], serde_json::json!({"$float": "Infinity"}));
+    assert!(raw_number(lines[2], "f8") == Some("-0.0"));
+    assert_eq!(
+        row1["f4"],
+        serde_json::json!(0.1),
+        "a real prints as its f32"
+    );
+    assert_eq!(row1["bin"], serde_json::json!({"$base64": "AP8A"}));
+    assert_eq!(
+        row1["tstz"], "2025-06-01T10:00:00.5Z",
+        "timestamptz is ISO-8601 in UTC"
+    );
+    assert_eq!(row1["ts"], "2025-12-31T23:59:59.999999");
+    assert_eq!(row1["tmtz"], "12:34:56+05:30");
+    assert_eq!(row2["tmtz"], "00:00:00-08:00");
+    assert_eq!(
+        row1["iv"], "P1Y2M3DT4H5M6.789S",
+        "intervals are ISO-8601 durations"
+    );
+    assert_eq!(
+        row1["j"], "{\"a\" : 1,\n \"a\": [1, 2.50]}",
+        "json keeps its exact text"
+    );
+    assert_eq!(row2["jb"], "null", "a JSON null is not SQL NULL");
+    assert_eq!(row3["jb"], Value::Null);
+    assert_eq!(
+        row1["ia"],
+        serde_json::json!([1, null, 3]),
+        "arrays are JSON arrays"
+    );
+    assert_eq!(row1["ia2"], serde_json::json!([[1, 2], [3, 4]]));
+    assert_eq!(row1["na"], serde_json::json!(["1.10", "NaN"]));
+    assert_eq!(row1["ba"], serde_json::json!([{"$base64": "AP8="}, null]));
+    assert_eq!(
+        row2["ia"], "[0:1]={7,8}",
+        "non-default bounds keep the literal"
+    );
+    assert_eq!(row1["ch"], "ab   ", "char(n) keeps its padding");
+    assert_eq!(row1["b"], true);
+    assert_eq!(row1["ip"], "10.0.0.1");
+    assert_eq!(row1["e"], "it's \"quoted\"");
+    assert_eq!(
+        row1["gen"], "3.0000000000",
+        "generated columns are exported"
+    );
+    assert_eq!(row3["d"], "0044-03-15 BC");
+
+    // CSV agrees: NULL is empty, the empty string quoted, specials spelled out.
+    let csv_text = String::from_utf8(export.csv["zoo"].clone())?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
+    let headers = reader.headers()?.clone();
+    let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+    let field = |row: usize, name: &str| {
+        let i = headers.iter().position(|h| h == name).unwrap();
+        records[row][i].to_owned()
+    };
+    assert_eq!(field(1, "f8"), "NaN");
+    assert_eq!(field(0, "bin"), "AP8A");
+    assert_eq!(field(0, "tstz"), "2025-06-01T10:00:00.5Z");
+    assert_eq!(
+        field(1, "t"),
+        "line1\nline2\ttab\\back \"q\" ☺ نص 漢字 \r end"
+    );
+    assert!(
+        csv_text.contains(",\"\","),
+        "the empty varchar is a quoted empty field"
+    );
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Balance {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    balance: i64,
+}
+
+#[test]
+fn one_snapshot_holds_while_a_writer_moves_money() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    sample(&store, "acme");
+    let mut conn = db.conn();
+    conn.batch_execute(
+        "CREATE TABLE tenant_acme.checking (id integer PRIMARY KEY, balance bigint NOT NULL);
+         CREATE TABLE tenant_acme.savings (id integer PRIMARY KEY, balance bigint NOT NULL);
+         INSERT INTO tenant_acme.checking VALUES (1, 500);
+         INSERT INTO tenant_acme.savings VALUES (1, 500);",
+    )?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits, url) = (stop.clone(), commits.clone(), db.url.clone());
+        std::thread::spawn(move || -> Result<()> {
+            let mut conn = PgConnection::establish(&url)?;
+            let mut rng = rand::thread_rng();
+            while !stop.load(Ordering::Relaxed) {
+                let amount: i64 = rng.gen_range(-50..=50);
+                conn.transaction(|conn| {
+                    diesel::sql_query("UPDATE tenant_acme.checking SET balance = balance - $1")
+                        .bind::<diesel::sql_types::BigInt, _>(amount)
+                        .execute(conn)?;
+                    diesel::sql_query("UPDATE tenant_acme.savings SET balance = balance + $1")
+                        .bind::<diesel::sql_types::BigInt, _>(amount)
+                        .execute(conn)?;
+                    diesel::QueryResult::Ok(())
+                })?;
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    };
+    let wait_for_commits = |n: u64| {
+        let target = commits.load(Ordering::Relaxed) + n;
+        while commits.load(Ordering::Relaxed) < target {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    wait_for_commits(5);
+
+    let dir = tempfile::tempdir()?;
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    let read_balance = |bytes: &[u8]| -> Result<i64> {
+        let row: Value = serde_json::from_slice(bytes)?;
+        row["balance"].as_i64().ok_or_else(|| anyhow!("balance"))
+    };
+    let mut checking = Vec::new();
+    snap.dump_table("checking", &TableFormat::Ndjson, &mut checking, &mut |_| {})?;
+    // Transfers commit between the two reads, and during the rest of the export.
+    wait_for_commits(20);
+    let mut savings = Vec::new();
+    snap.dump_table("savings", &TableFormat::Ndjson, &mut savings, &mut |_| {})?;
+    for table in ["orders", "order_items", "users"] {
+        snap.dump_table(
+            table,
+            &TableFormat::Ndjson,
+            &mut std::io::sink(),
+            &mut |_| {},
+        )?;
+    }
+    wait_for_commits(20);
+    let mut native = Vec::new();
+    snap.dump_native(&mut native)?;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread")?;
+    let during = commits.load(Ordering::Relaxed);
+    assert!(during > 45, "the writer kept committing ({during})");
+
+    let (c, s) = (read_balance(&checking)?, read_balance(&savings)?);
+    assert_eq!(
+        c + s,
+        1000,
+        "checking {c} + savings {s} must be the invariant"
+    );
+
+    // pg_dump read the very same instant.
+    let scratch = db.scratch("restore");
+    let file = dir.path().join("tenant.dump");
+    std::fs::write(&file, &native)?;
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            "--exit-on-error",
+            &format!("--dbname={scratch}"),
+            file.to_str().unwrap(),
+        ],
+    )?;
+    let mut restored = PgConnection::establish(&scratch)?;
+    let get = |conn: &mut PgConnection, table: &str| -> Result<i64> {
+        let rows: Vec<Balance> =
+            diesel::sql_query(format!("SELECT balance FROM tenant_acme.{table}")).load(conn)?;
+        Ok(rows[0].balance)
+    };
+    assert_eq!(
+        get(&mut restored, "checking")?,
+        c,
+        "pg_dump saw the snapshot's checking"
+    );
+    assert_eq!(
+        get(&mut restored, "savings")?,
+        s,
+        "pg_dump saw the snapshot's savings"
+    );
+    Ok(())
+}
+
+#[test]
+fn errors_have_stable_codes() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    sample(&store, "acme");
+    let dir = tempfile::tempdir()?;
+
+    // Unknown tenants and tables.
+    let err = store.snapshot(&tenant("nobody"), dir.path()).err().unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_not_found", false)
+    );
+    let err = store.list_tables(&tenant("nobody")).unwrap_err();
+    assert_eq!(err.code, "tenant_not_found");
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    let err = snap
+        .dump_table(
+            "accounts\"; DROP TABLE users; --",
+            &TableFormat::Ndjson,
+            &mut Vec::new(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!((err.code.as_str(), err.retryable), ("unknown_table", false));
+
+    // A failing output stops the dump; the snapshot stays usable.
+    struct Broken(usize);
+    impl Write for Broken {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let err = snap
+        .dump_table(
+            "orders",
+            &TableFormat::Ndjson,
+            &mut Broken(100_000),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("output_write_failed", true)
+    );
+    let err = snap.dump_native(&mut Broken(10_000)).unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("output_write_failed", true)
+    );
+    let stats = snap.dump_table(
+        "orders",
+        &TableFormat::Ndjson,
+        &mut std::io::sink(),
+        &mut |_| {},
+    )?;
+    assert_eq!(stats.rows, 400);
+    drop(snap);
+
+    // A schema change holding a lock: busy, retryable, bounded by lock_timeout.
+    let mut config = db.config(PgIsolation::Schema);
+    config.lock_timeout_ms = 200;
+    let impatient = PgTenants::new(config)?;
+    let mut blocker = db.conn();
+    blocker.batch_execute("BEGIN; LOCK TABLE tenant_acme.orders IN ACCESS EXCLUSIVE MODE;")?;
+    let started = std::time::Instant::now();
+    let err = impatient
+        .snapshot(&tenant("acme"), dir.path())
+        .err()
+        .unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_db_busy", true),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    blocker.batch_execute("ROLLBACK")?;
+    assert!(impatient.snapshot(&tenant("acme"), dir.path()).is_ok());
+
+    // No server: retryable.
+    let mut config = PgTenantsConfig::new("postgres://postgres@127.0.0.1:1/postgres");
+    config.connect_timeout_s = 2;
+    let nowhere = PgTenants::new(config)?;
+    let err = nowhere.snapshot(&tenant("acme"), dir.path()).err().unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_db_unavailable", true)
+    );
+    let err = nowhere.tenant_exists(&tenant("acme")).unwrap_err();
+    assert!(err.retryable);
+
+    // The server ends the snapshot's connection: retryable, and the
+    // snapshot refuses to continue from another instant.
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    conn_terminate_others(&db)?;
+    let err = snap
+        .dump_table(
+            "orders",
+            &TableFormat::Ndjson,
+            &mut std::io::sink(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(err.retryable, "{err}");
+    let err = snap
+        .dump_table(
+            "users",
+            &TableFormat::Ndjson,
+            &mut std::io::sink(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_snapshot_lost", true)
+    );
+    Ok(())
+}
+
+/// Terminate every other connection to the test database.
+fn conn_terminate_others(db: &TestDb) -> Result<()> {
+    let mut admin = PgConnection::establish(&db.admin_url)?;
+    diesel::sql_query(
+        "SELECT count(pg_terminate_backend(pid))::int4 AS n FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind::<Text, _>(&db.prefix)
+    .execute(&mut admin)?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = Integer)]
+    n: i32,
+}
+
+#[test]
+fn analytics_csv_filters_by_day_and_samples_are_deterministic() -> Result<()> {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    sample(&store, "acme");
+    let dir = tempfile::tempdir()?;
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    let filter = DateFilter {
+        column: "created_at".into(),
+        from: chrono::NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(),
+    };
+    let mut out = Vec::new();
+    let stats = snap.dump_table(
+        "orders",
+        &TableFormat::Csv {
+            date_filter: Some(filter.clone()),
+        },
+        &mut out,
+        &mut |_| {},
+    )?;
+    let mut conn = db.conn();
+    let expected: Vec<CountRow> = diesel::sql_query(
+        "SELECT count(*)::int4 AS n FROM tenant_acme.orders \
+         WHERE created_at >= '2025-03-01T00:00:00Z' AND created_at < '2025-04-01T00:00:00Z'",
+    )
+    .load(&mut conn)?;
+    assert_eq!(stats.rows, expected[0].n as u64);
+    assert!(stats.rows > 0 && stats.rows < 400);
+    let text = String::from_utf8(out)?;
+    assert!(text.starts_with("id,account_id,user_id,status,"));
+    // A table without the column is dumped whole.
+    let mut customer = Vec::new();
+    let all = snap.dump_table(
+        "feature_toggles",
+        &TableFormat::Csv {
+            date_filter: Some(DateFilter {
+                column: "no_such_column".into(),
+                ..filter
+            }),
+        },
+        &mut customer,
+        &mut |_| {},
+    )?;
+    assert_eq!(all.rows, 10);
+    let first = export_snapshot(snap.as_mut())?;
+    drop(snap);
+
+    // Same seed, same data.
+    let again = create_pg_sample(
+        &store,
+        &tenant("acme"),
+        &SampleOptions {
+            scale: 1,
+            seed: SEED,
+            overwrite: true,
+        },
+    )?;
+    assert_eq!(again.total_rows, first.rows.values().sum::<u64>());
+    let second = export(&store, "acme")?;
+    assert_same_data(&first, &second, "a sample made twice from one seed");
+    let exists = create_pg_sample(
+        &store,
+        &tenant("acme"),
+        &SampleOptions {
+            scale: 1,
+            seed: SEED,
+            overwrite: false,
+        },
+    );
+    assert_eq!(exists.unwrap_err().code(), "tenant_exists");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The real server with its real outside services: S3 (s3s-fs) for objects
+//! and SMTP (aiosmtpd) for mail, both started by the project's scripts.
+//! The emailed link, opened without a token, is audited and ends at the S3
+//! server, which serves the bundle; a tampered ferry link is refused by
+//! ferry and a tampered presigned URL by the S3 server; an SMTP outage and an
+//! S3 outage are retried until the service is back, and nothing is lost or
+//! sent twice.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// One service started by `scripts/services/<name>.sh` in its own state folder.
+struct Service {
+    script: PathBuf,
+    state: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+impl Service {
+    fn start(name: &str) -> Service {
+        let script = root().join(format!("scripts/services/{name}.sh"));
+        let state = tempfile::tempdir().unwrap();
+        let mut s = Service { script, state, env: vec![] };
+        s.env = s.run("start");
+        s
+    }
+    fn run(&self, cmd: &str) -> Vec<(String, String)> {
+        let out = Command::new(&self.script).arg(cmd).arg("--state").arg(self.state.path()).output().unwrap();
+        assert!(out.status.success(), "{} {cmd}: {}", self.script.display(), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '\'' || c == '"').to_owned()))
+            .collect()
+    }
+    fn stop(&self) {
+        self.run("stop");
+    }
+    fn restart(&self) {
+        self.run("start");
+    }
+    /// Messages the SMTP sink received, as text.
+    fn mails(&self) -> Vec<String> {
+        let dir = self.state.path().join("mail");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).arg("stop").arg("--state").arg(self.state.path()).output();
+    }
+}
+
+fn ferry_with(services: &[&Service]) -> Ferry {
+    let mut f = Ferry::new();
+    for s in services {
+        for (k, v) in &s.env {
+            f = f.env(k, v);
+        }
+    }
+    f
+}
+
+fn wait_for_mail(smtp: &Service, id: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(m) = smtp.mails().into_iter().find(|m| m.contains(id)) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no mail for {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
+    let s3 = Service::start("s3");
+    let smtp = Service::start("smtp");
+    let mut f = ferry_with(&[&s3, &smtp]);
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    let id = f.export(&tok, json!({"profile": "lite", "includeAssets": true}));
+    let status = f.wait_export(&tok, &id, "completed", Duration::from_secs(120));
+    assert!(f.outbox().is_empty(), "mail went through SMTP, not the outbox");
+    let mail = wait_for_mail(&smtp, &id, Duration::from_secs(10));
+    let link = link_in_email(&mail).expect("a ferry link in the mail");
+    // Opened without a token: ferry audits it and redirects to S3.
+    let r = f.client.get(f.url(&link)).header("User-Agent", "mail-client").send().unwrap();
+    assert_eq!(r.status(), 302);
+    let presigned = r.headers()["location"].to_str().unwrap().to_owned();
+    let endpoint = s3.env.iter().find(|(k, _)| k == "MINIO_ENDPOINT").unwrap().1.clone();
+    assert!(presigned.starts_with(&endpoint), "{presigned} is served by the S3 server {endpoint}");
+    assert!(presigned.contains("X-Amz-Signature="));
+    let bundle = f.client.get(&presigned).send().unwrap();
+    assert_eq!(bundle.status(), 200);
+    let bytes = bundle.bytes().unwrap();
+    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), status["checksum"].as_str().unwrap());
+    let file = f.data_dir().join("downloaded.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(f.verify(&file).status.success());
+    let audit = f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok);
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["userAgent"], "mail-client");
+    // A tampered ferry link is refused by ferry; a tampered presigned URL by S3.
+    let bad_link = link.replacen("sig=", "sig=0", 1);
+    assert_eq!(f.client.get(f.url(&bad_link)).send().unwrap().status(), 403);
+    let (head, sig) = presigned.split_once("X-Amz-Signature=").unwrap();
+    let flipped: String = sig.chars().enumerate().map(|(i, c)| if i == 0 { if c == 'a' { 'b' } else { 'a' } } else { c }).collect();
+    let r = f.client.get(format!("{head}X-Amz-Signature={flipped}")).send().unwrap();
+    assert_eq!(r.status(), 403, "the S3 server refuses a tampered presigned URL");
+    assert_eq!(f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok)["entries"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
+    let s3 = Service::start("s3");
+    let smtp = Service::start("smtp");
+    let mut f = ferry_with(&[&s3, &smtp]);
+    f.sample("acme", 1);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+
+    // Mail server down: the data steps finish once, notify waits.
+    smtp.stop();
+    let id = f.export(&tok, json!({"profile": "lite"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = f.export_status(&tok, &id);
+        if s["currentStep"] == "notify" && s["error"]["code"] == "smtp_unavailable" {
+            break;
+        }
+        assert_ne!(s["status"], "failed", "{s}");
+        assert!(Instant::now() < deadline, "never reached a failing notify: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    smtp.restart();
+    f.wait_export(&tok, &id, "completed", Duration::from_secs(120));
+    wait_for_mail(&smtp, &id, Duration::from_secs(10));
+    let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
+    let started = |step: &str| events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_started.v1" && e["step"] == step).count();
+    assert_eq!((started("snapshot"), started("bundle"), started("upload")), (1, 1, 1), "a mail outage never repeats the data steps");
+
+    // S3 down during the upload: it is retried and completes when S3 is back.
+    s3.stop();
+    let id2 = f.export(&tok, json!({"profile": "native"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = f.export_status(&tok, &id2);
+        if s["currentStep"] == "upload" && s["error"]["code"] == "s3_unavailable" {
+            break;
+        }
+        assert_ne!(s["status"], "failed", "{s}");
+        assert!(Instant::now() < deadline, "never reached a failing upload: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s3.restart();
+    let done: Value = f.wait_export(&tok, &id2, "completed", Duration::from_secs(300));
+    assert_eq!(done["progress"], 100);
+    assert_eq!(smtp.mails().iter().filter(|m| m.contains(&id2)).count(), 1);
+    assert_eq!(smtp.mails().iter().filter(|m| m.contains(&id)).count(), 1, "no mail was sent twice");
+}

@@ -22,26 +22,48 @@ struct Service {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 impl Service {
     fn start(name: &str) -> Service {
         let script = root().join(format!("scripts/services/{name}.sh"));
         let state = tempfile::tempdir().unwrap();
-        let mut s = Service { script, state, env: vec![] };
+        let mut s = Service {
+            script,
+            state,
+            env: vec![],
+        };
         s.env = s.run("start");
         s
     }
     fn run(&self, cmd: &str) -> Vec<(String, String)> {
-        let out = Command::new(&self.script).arg(cmd).arg("--state").arg(self.state.path()).output().unwrap();
-        assert!(out.status.success(), "{} {cmd}: {}", self.script.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&self.script)
+            .arg(cmd)
+            .arg("--state")
+            .arg(self.state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {cmd}: {}",
+            self.script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '\'' || c == '"').to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+                )
+            })
             .collect()
     }
     fn stop(&self) {
@@ -54,16 +76,28 @@ impl Service {
     fn mails(&self) -> Vec<String> {
         let dir = self.state.path().join("mail");
         let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
-        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").arg("--state").arg(self.state.path()).output();
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg("--state")
+            .arg(self.state.path())
+            .output();
     }
 }
 
@@ -98,20 +132,40 @@ fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
     let tok = f.token("acme", "tenant_admin");
     let id = f.export(&tok, json!({"profile": "lite", "includeAssets": true}));
     let status = f.wait_export(&tok, &id, "completed", Duration::from_secs(120));
-    assert!(f.outbox().is_empty(), "mail went through SMTP, not the outbox");
+    assert!(
+        f.outbox().is_empty(),
+        "mail went through SMTP, not the outbox"
+    );
     let mail = wait_for_mail(&smtp, &id, Duration::from_secs(10));
     let link = link_in_email(&mail).expect("a ferry link in the mail");
     // Opened without a token: ferry audits it and redirects to S3.
-    let r = f.client.get(f.url(&link)).header("User-Agent", "mail-client").send().unwrap();
+    let r = f
+        .client
+        .get(f.url(&link))
+        .header("User-Agent", "mail-client")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 302);
     let presigned = r.headers()["location"].to_str().unwrap().to_owned();
-    let endpoint = s3.env.iter().find(|(k, _)| k == "MINIO_ENDPOINT").unwrap().1.clone();
-    assert!(presigned.starts_with(&endpoint), "{presigned} is served by the S3 server {endpoint}");
+    let endpoint = s3
+        .env
+        .iter()
+        .find(|(k, _)| k == "MINIO_ENDPOINT")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        presigned.starts_with(&endpoint),
+        "{presigned} is served by the S3 server {endpoint}"
+    );
     assert!(presigned.contains("X-Amz-Signature="));
     let bundle = f.client.get(&presigned).send().unwrap();
     assert_eq!(bundle.status(), 200);
     let bytes = bundle.bytes().unwrap();
-    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), status["checksum"].as_str().unwrap());
+    assert_eq!(
+        blake3::hash(&bytes).to_hex().as_str(),
+        status["checksum"].as_str().unwrap()
+    );
     let file = f.data_dir().join("downloaded.zip");
     std::fs::write(&file, &bytes).unwrap();
     assert!(f.verify(&file).status.success());
@@ -123,10 +177,38 @@ fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
     let bad_link = link.replacen("sig=", "sig=0", 1);
     assert_eq!(f.client.get(f.url(&bad_link)).send().unwrap().status(), 403);
     let (head, sig) = presigned.split_once("X-Amz-Signature=").unwrap();
-    let flipped: String = sig.chars().enumerate().map(|(i, c)| if i == 0 { if c == 'a' { 'b' } else { 'a' } } else { c }).collect();
-    let r = f.client.get(format!("{head}X-Amz-Signature={flipped}")).send().unwrap();
-    assert_eq!(r.status(), 403, "the S3 server refuses a tampered presigned URL");
-    assert_eq!(f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok)["entries"].as_array().unwrap().len(), 1);
+    let flipped: String = sig
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == 'a' {
+                    'b'
+                } else {
+                    'a'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let r = f
+        .client
+        .get(format!("{head}X-Amz-Signature={flipped}"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "the S3 server refuses a tampered presigned URL"
+    );
+    assert_eq!(
+        f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok)["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -148,15 +230,29 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
             break;
         }
         assert_ne!(s["status"], "failed", "{s}");
-        assert!(Instant::now() < deadline, "never reached a failing notify: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached a failing notify: {s}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     smtp.restart();
     f.wait_export(&tok, &id, "completed", Duration::from_secs(120));
     wait_for_mail(&smtp, &id, Duration::from_secs(10));
     let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
-    let started = |step: &str| events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_started.v1" && e["step"] == step).count();
-    assert_eq!((started("snapshot"), started("bundle"), started("upload")), (1, 1, 1), "a mail outage never repeats the data steps");
+    let started = |step: &str| {
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "step_started.v1" && e["step"] == step)
+            .count()
+    };
+    assert_eq!(
+        (started("snapshot"), started("bundle"), started("upload")),
+        (1, 1, 1),
+        "a mail outage never repeats the data steps"
+    );
 
     // S3 down during the upload: it is retried and completes when S3 is back.
     s3.stop();
@@ -168,12 +264,112 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
             break;
         }
         assert_ne!(s["status"], "failed", "{s}");
-        assert!(Instant::now() < deadline, "never reached a failing upload: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached a failing upload: {s}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     s3.restart();
     let done: Value = f.wait_export(&tok, &id2, "completed", Duration::from_secs(300));
     assert_eq!(done["progress"], 100);
     assert_eq!(smtp.mails().iter().filter(|m| m.contains(&id2)).count(), 1);
-    assert_eq!(smtp.mails().iter().filter(|m| m.contains(&id)).count(), 1, "no mail was sent twice");
+    assert_eq!(
+        smtp.mails().iter().filter(|m| m.contains(&id)).count(),
+        1,
+        "no mail was sent twice"
+    );
+}
+
+/// A private PostgreSQL cluster (never the shared one: this test restarts it).
+struct PrivatePg {
+    state: PathBuf,
+    url: String,
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        // Under the system temp folder, not a 0700 tempdir: the cluster runs
+        // as the `postgres` user, who must be able to reach its folder.
+        let state = std::env::temp_dir().join(format!("ferry-pg-e2e-{}", std::process::id()));
+        let mut pg = PrivatePg {
+            state,
+            url: String::new(),
+        };
+        let out = pg.run("start");
+        pg.url = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("export DATABASE_URL="))
+            .expect("a DATABASE_URL")
+            .trim_matches('\'')
+            .to_owned();
+        pg
+    }
+    fn run(&self, cmd: &str) -> std::process::Output {
+        let out = Command::new(root().join("scripts/services/postgres.sh"))
+            .arg(cmd)
+            .env("FERRY_PG_THROWAWAY", "1")
+            .env("FERRY_PG_STATE_DIR", &self.state)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postgres.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/services/postgres.sh"))
+            .arg("stop")
+            .env("FERRY_PG_STATE_DIR", &self.state)
+            .output();
+    }
+}
+
+#[test]
+fn a_postgresql_restart_mid_export_is_retried_and_the_export_completes() {
+    let pg = PrivatePg::start();
+    let mut f = Ferry::new()
+        .env("DATABASE_URL", &pg.url)
+        .env("FERRY_TENANT_ISOLATION", "schema");
+    f.sample("big", 40);
+    f.start();
+    let tok = f.token("big", "tenant_admin");
+    let id = f.export(&tok, json!({"profile": "lite"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.export_status(&tok, &id)["currentStep"] != "snapshot" {
+        assert!(
+            Instant::now() < deadline,
+            "the export never reached its snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Restart the database under the running snapshot.
+    pg.run("restart");
+    let done = f.wait_export(&tok, &id, "completed", Duration::from_secs(300));
+    assert_eq!(done["progress"], 100);
+    assert!(f.verify(&f.bundle_path("big", &id)).status.success());
+    let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
+    let failures: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "step_failed.v1")
+        .collect();
+    assert!(
+        !failures.is_empty(),
+        "the restart interrupted a step (else this test proved nothing): {events}"
+    );
+    assert!(
+        failures.iter().all(|e| e["error"]["retryable"] == true),
+        "{failures:?}"
+    );
+    let verify = f.get_json("/api/v1/audit/verify", &tok);
+    assert_eq!(verify["ok"], true, "{verify}");
 }

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # PostgreSQL for tests and local runs.
 #
-#   scripts/services/postgres.sh start   prints `export DATABASE_URL=...`
+#   scripts/services/postgres.sh start     prints `export DATABASE_URL=...`
+#   scripts/services/postgres.sh restart   (a cluster this script started)
 #   scripts/services/postgres.sh stop
+#
+# FERRY_PG_THROWAWAY=1 always makes a private cluster (tests that stop or
+# restart PostgreSQL must not touch a shared one); FERRY_PG_STATE_DIR sets
+# where it lives.
 #
 # `start` uses a PostgreSQL that already answers ($DATABASE_URL, else
 # 127.0.0.1:5432 as user postgres); only if none does, it creates a
@@ -30,9 +35,15 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+run_as() {
+  local user=postgres
+  id "$user" >/dev/null 2>&1 || user=nobody
+  if [ "$(id -u)" = 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
+}
+
 start() {
   local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-  if [ -n "$(pg_bin psql)" ] && answers "$url"; then
+  if [ "${FERRY_PG_THROWAWAY:-0}" != 1 ] && [ -n "$(pg_bin psql)" ] && answers "$url"; then
     log "using the running PostgreSQL at ${url%%\?*}"
     echo "export DATABASE_URL='$url'"
     return
@@ -76,8 +87,14 @@ stop() {
   rm -rf "$state"
 }
 
+restart() {
+  [ -d "$state/data" ] || { log "no cluster of ours in $state"; exit 1; }
+  run_as "$(pg_bin pg_ctl)" -D "$state/data" -m fast -w restart >/dev/null
+}
+
 case "${1:-}" in
   start) start ;;
+  restart) restart ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart|stop" >&2; exit 2 ;;
 esac

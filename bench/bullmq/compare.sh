@@ -3,6 +3,9 @@
 # alternated ROUNDS times on the same workload, their data on the same
 # filesystem (FERRY_BENCH_DIR, a fresh temporary directory), so both see the
 # same machine state. Prints one JSON object per round, then a summary.
+# Each side reports otherCpuSeconds: CPU the rest of the machine used
+# meanwhile (for ferry over its whole run, latency and recovery phases
+# included). Rounds where it is large shared the cores; don't quote them.
 #
 # Usage: bench/bullmq/compare.sh [ROUNDS]      (default 3)
 # Env:   JOBS (20000), TENANTS (100),
@@ -29,12 +32,16 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-compare.XXXXXX")"
 trap 'rm -rf "$work"' EXIT INT TERM
 export FERRY_BENCH_DIR="$work"
 
+# Busy CPU seconds of the whole machine so far (USER_HZ = 100).
+busy() { awk '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+
 summarize='
 const fs = require("fs");
-const [e, b] = process.argv.slice(1).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const [e, b] = process.argv.slice(1, 3).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
 const t = e.throughput ?? e;
 console.log(JSON.stringify({
-  ferry: { workflowsPerSecond: t.workflowsPerSecond, stepTransitionsPerSecond: t.stepTransitionsPerSecond, seconds: t.totalSeconds },
+  ferry: { workflowsPerSecond: t.workflowsPerSecond, stepTransitionsPerSecond: t.stepTransitionsPerSecond, seconds: t.totalSeconds,
+           otherCpuSecondsWholeRun: Number(process.argv[3]) },
   bullmq: { jobsPerSecond: b.jobsPerSecond, stepTransitionsPerSecond: b.stepTransitionsPerSecond, seconds: b.seconds,
             otherCpuSeconds: b.otherCpuSeconds, mode: b.mode },
   ratio: t.workflowsPerSecond / b.jobsPerSecond,
@@ -42,11 +49,16 @@ console.log(JSON.stringify({
 '
 for r in $(seq 1 "$rounds"); do
   # Small latency/recovery phases: only the throughput phase is compared.
-  (cd "$work" && "$engine" --workflows "$jobs" --tenants "$tenants" \
-      --latency-samples 100 --recovery 100) > "$work/engine.json"
+  # Other load during it: machine-wide busy CPU less engine-bench's own.
+  b0="$(busy)"
+  TIMEFORMAT='%U %S'
+  { time (cd "$work" && "$engine" --workflows "$jobs" --tenants "$tenants" \
+      --latency-samples 100 --recovery 100 > "$work/engine.json"); } 2> "$work/engine.time"
+  b1="$(busy)"
+  engine_other="$(awk -v b0="$b0" -v b1="$b1" '{printf "%.3f", b1 - b0 - $1 - $2}' "$work/engine.time")"
   # shellcheck disable=SC2086
   "$here/run.sh" --jobs "$jobs" --tenants "$tenants" ${BULLMQ_ARGS:-} > "$work/bullmq.json"
-  node -e "$summarize" "$work/engine.json" "$work/bullmq.json" | tee -a "$work/rounds.jsonl"
+  node -e "$summarize" "$work/engine.json" "$work/bullmq.json" "$engine_other" | tee -a "$work/rounds.jsonl"
 done
 node -e '
 const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);

@@ -18,7 +18,7 @@ for tool in node npm redis-server; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
 done
 
-if [ ! -d node_modules ]; then
+if [ ! -f node_modules/bullmq/package.json ] || [ ! -f node_modules/ioredis/package.json ]; then
   start=$(date +%s%N)
   if ! npm ci --no-audit --no-fund --loglevel=error >&2; then
     # Only if the registry serves a different set of optional platform

@@ -5,6 +5,7 @@
 
 pub mod audit_pg;
 pub mod audit_sqlite;
+mod csv_record;
 pub mod export_records;
 pub mod mail_outbox;
 pub mod mail_smtp;

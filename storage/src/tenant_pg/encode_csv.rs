@@ -15,20 +15,11 @@
 use super::encode_json::unreadable;
 use super::types::Family;
 use super::value::{bytea_from_hex, float_text, iso_timestamp, iso_timetz, FloatText};
+use crate::csv_record::write_field;
+pub(crate) use crate::csv_record::write_header;
 use base64::Engine as _;
 use std::borrow::Cow;
 use std::io::{self, Write};
-
-/// Write the header record.
-pub(crate) fn write_header(out: &mut impl Write, columns: &[String]) -> io::Result<()> {
-    for (i, name) in columns.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_field(out, name.as_bytes())?;
-    }
-    out.write_all(b"\r\n")
-}
 
 /// Write one row (column texts, `None` for NULL) as a record.
 pub(crate) fn write_row(
@@ -71,26 +62,6 @@ pub(crate) fn write_row(
         write_field(out, shown.as_bytes())?;
     }
     out.write_all(b"\r\n")
-}
-
-/// Write a non-NULL field, quoting it when RFC 4180 requires it or when it
-/// is empty (so that it differs from NULL).
-fn write_field(out: &mut impl Write, field: &[u8]) -> io::Result<()> {
-    let needs_quotes = field.is_empty()
-        || field
-            .iter()
-            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
-    if !needs_quotes {
-        return out.write_all(field);
-    }
-    out.write_all(b"\"")?;
-    for part in field.split_inclusive(|&b| b == b'"') {
-        out.write_all(part)?;
-        if part.last() == Some(&b'"') {
-            out.write_all(b"\"")?;
-        }
-    }
-    out.write_all(b"\"")
 }
 
 #[cfg(test)]

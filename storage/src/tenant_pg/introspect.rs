@@ -25,7 +25,7 @@ use super::conn::{db_error, qualified, quote_ident};
 use super::types::{self, Family, TypeRow};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
-use ferry_workflows::ports::tenant::{ColumnInfo, ForeignKey, TableInfo};
+use ferry_workflows::ports::tenant::{foreign_key_order, ColumnInfo, ForeignKey, TableInfo};
 use ferry_workflows::ports::PortError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -419,7 +419,7 @@ pub(crate) fn introspect(
         .collect();
 
     Ok(Introspected {
-        tables: fk_order(by_oid.into_values().collect()),
+        tables: foreign_key_order(by_oid.into_values().collect(), |t: &PgTable| &t.info, false),
         sequences,
     })
 }
@@ -493,53 +493,6 @@ pub(crate) fn tenant_filter_value(tenant_type: &str, param: usize) -> String {
     format!("CAST(${param} AS {tenant_type})")
 }
 
-/// Order tables so that every table comes after the tables it references.
-/// Among tables that are ready, the smallest name goes first. When only
-/// cycles remain, the table with the fewest unmet references (then the
-/// smallest name) goes next; self-references and references to tables
-/// outside the set never hold a table back. (The SQLite store's rule, with
-/// PostgreSQL's case-sensitive names.)
-fn fk_order(tables: Vec<PgTable>) -> Vec<PgTable> {
-    let index: HashMap<String, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.info.name.clone(), i))
-        .collect();
-    let deps: Vec<BTreeSet<usize>> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.info
-                .foreign_keys
-                .iter()
-                .filter_map(|fk| index.get(&fk.ref_table).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
-    let mut remaining: BTreeSet<(String, usize)> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.info.name.clone(), i))
-        .collect();
-    let mut placed = vec![false; tables.len()];
-    let mut order = Vec::with_capacity(tables.len());
-    while !remaining.is_empty() {
-        let unmet = |i: usize| deps[i].iter().filter(|&&j| !placed[j]).count();
-        let next = remaining
-            .iter()
-            .find(|(_, i)| unmet(*i) == 0)
-            .or_else(|| remaining.iter().min_by_key(|(_, i)| unmet(*i)))
-            .cloned();
-        let Some(next) = next else { break };
-        remaining.remove(&next);
-        placed[next.1] = true;
-        order.push(next.1);
-    }
-    let mut slots: Vec<Option<PgTable>> = tables.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,7 +518,10 @@ mod tests {
     }
 
     fn names(tables: Vec<PgTable>) -> Vec<String> {
-        fk_order(tables).into_iter().map(|t| t.info.name).collect()
+        foreign_key_order(tables, |t: &PgTable| &t.info, false)
+            .into_iter()
+            .map(|t| t.info.name)
+            .collect()
     }
 
     #[test]

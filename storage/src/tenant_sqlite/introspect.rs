@@ -15,9 +15,11 @@
 use super::conn::{db_error, quote_ident};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
-use ferry_workflows::ports::tenant::{ColumnInfo, ForeignKey, SequenceInfo, TableInfo};
+use ferry_workflows::ports::tenant::{
+    foreign_key_order, ColumnInfo, ForeignKey, SequenceInfo, TableInfo,
+};
 use ferry_workflows::ports::PortError;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// Everything introspection learns; `tables` is in foreign-key order.
 pub(crate) struct Introspected {
@@ -110,7 +112,7 @@ pub(crate) fn introspect(conn: &mut SqliteConnection) -> Result<Introspected, Po
     resolve_implicit_references(&mut raw);
 
     let sequences_by_table = read_sqlite_sequence(conn)?;
-    let ordered = fk_order(raw);
+    let ordered = foreign_key_order(raw, |t: &RawTable| &t.info, true);
     let mut sequences = Vec::new();
     for table in &ordered {
         let Some(column) = &table.rowid_alias else {
@@ -291,56 +293,6 @@ fn max_key(conn: &mut SqliteConnection, table: &str, column: &str) -> Result<i64
     Ok(rows.first().and_then(|r| r.max).unwrap_or(0))
 }
 
-/// Order tables so that every table comes after the tables it references.
-/// Among tables that are ready, the smallest name goes first. When only
-/// cycles remain, the table with the fewest unmet references (then the
-/// smallest name) goes next; self-references and references to unknown
-/// tables never hold a table back.
-fn fk_order(tables: Vec<RawTable>) -> Vec<RawTable> {
-    let index: HashMap<String, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.info.name.to_lowercase(), i))
-        .collect();
-    let deps: Vec<BTreeSet<usize>> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.info
-                .foreign_keys
-                .iter()
-                .filter_map(|fk| index.get(&fk.ref_table.to_lowercase()).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
-
-    let mut remaining: BTreeSet<(String, usize)> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.info.name.clone(), i))
-        .collect();
-    let mut placed = vec![false; tables.len()];
-    let mut order = Vec::with_capacity(tables.len());
-    while !remaining.is_empty() {
-        let unmet = |i: usize| deps[i].iter().filter(|&&j| !placed[j]).count();
-        // `remaining` is sorted by name, so the first ready table is the
-        // alphabetically smallest; `min_by_key` keeps the first of equals.
-        let next = remaining
-            .iter()
-            .find(|(_, i)| unmet(*i) == 0)
-            .or_else(|| remaining.iter().min_by_key(|(_, i)| unmet(*i)))
-            .cloned();
-        let Some(next) = next else { break };
-        remaining.remove(&next);
-        placed[next.1] = true;
-        order.push(next.1);
-    }
-
-    let mut slots: Vec<Option<RawTable>> = tables.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,7 +317,10 @@ mod tests {
     }
 
     fn names(tables: Vec<RawTable>) -> Vec<String> {
-        fk_order(tables).into_iter().map(|t| t.info.name).collect()
+        foreign_key_order(tables, |t: &RawTable| &t.info, true)
+            .into_iter()
+            .map(|t| t.info.name)
+            .collect()
     }
 
     #[test]

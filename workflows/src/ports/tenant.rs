@@ -68,6 +68,68 @@ impl SchemaInfo {
     }
 }
 
+/// Order tables so that every table comes after the tables it references —
+/// the order `SchemaInfo::tables` promises, and the order an import needs.
+/// Among tables that are ready, the smallest name goes first. When only
+/// cycles remain, the table with the fewest unmet references (then the
+/// smallest name) goes next; self-references and references to tables
+/// outside the set never hold a table back. `case_insensitive` matches
+/// references as SQLite does; PostgreSQL's names are exact.
+pub fn foreign_key_order<T>(
+    tables: Vec<T>,
+    info: impl Fn(&T) -> &TableInfo,
+    case_insensitive: bool,
+) -> Vec<T> {
+    use std::collections::{BTreeSet, HashMap};
+    let fold = |name: &str| {
+        if case_insensitive {
+            name.to_lowercase()
+        } else {
+            name.to_owned()
+        }
+    };
+    let index: HashMap<String, usize> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (fold(&info(t).name), i))
+        .collect();
+    let deps: Vec<BTreeSet<usize>> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            info(t)
+                .foreign_keys
+                .iter()
+                .filter_map(|fk| index.get(&fold(&fk.ref_table)).copied())
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    let mut remaining: BTreeSet<(String, usize)> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (info(t).name.clone(), i))
+        .collect();
+    let mut placed = vec![false; tables.len()];
+    let mut order = Vec::with_capacity(tables.len());
+    while !remaining.is_empty() {
+        let unmet = |i: usize| deps[i].iter().filter(|&&j| !placed[j]).count();
+        // `remaining` is sorted by name, so the first ready table is the
+        // alphabetically smallest; `min_by_key` keeps the first of equals.
+        let next = remaining
+            .iter()
+            .find(|(_, i)| unmet(*i) == 0)
+            .or_else(|| remaining.iter().min_by_key(|(_, i)| unmet(*i)))
+            .cloned();
+        let Some(next) = next else { break };
+        remaining.remove(&next);
+        placed[next.1] = true;
+        order.push(next.1);
+    }
+    let mut slots: Vec<Option<T>> = tables.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 /// Inclusive date range on one timestamp column (analytics profile).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DateFilter {

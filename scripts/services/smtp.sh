@@ -28,7 +28,6 @@ STATE_ENV=FERRY_SMTP_STATE_DIR
 STATE_DEFAULT="$HOME/.cache/ferry/services/smtp"
 DATA_SUBDIR=mail
 # shellcheck source=daemon.sh
-# shellcheck source=daemon.sh
 . "$here/daemon.sh"
 
 find_python() {

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Export benchmark (issue 3, "Benchmark (not a test)"): in one run, for each
+# requested sample scale, generate a schema-mode tenant in a fresh PostgreSQL
+# database, time ferry's export end to end (POST → status completed) in each
+# profile (lite, native, analytics over all dates) against
+# `pg_dump -Fc -n tenant_bench` of the same data, and record wall time, rows/s,
+# MB/s, output bytes and peak RSS. Writes bench/results/export-vs-pg_dump-<date>.md
+# and prints it.
+#
+# Usage: bench/export-vs-pg_dump.sh [SCALE ...]      (default: 275 ≈ 100 MB;
+#        add 2700 for ≈ 1 GB, which takes several minutes to generate)
+# Env:   PGHOST/PGPORT/PGUSER (default 127.0.0.1/5432/postgres, trust auth),
+#        FERRY_BIN (default $CARGO_TARGET_DIR/release/ferry, ~/.cache/ferry/target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scales=("$@")
+[ ${#scales[@]} -gt 0 ] || scales=(275)
+
+export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
+target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
+FERRY="${FERRY_BIN:-$target_dir/release/ferry}"
+if [ ! -x "$FERRY" ]; then
+  CARGO_TARGET_DIR="$target_dir" cargo build --release -p ferry >&2
+fi
+command -v pg_dump >/dev/null || { echo "pg_dump not found" >&2; exit 1; }
+GNU_TIME=""
+if /usr/bin/time -v true >/dev/null 2>&1; then GNU_TIME=/usr/bin/time; fi
+
+scratch=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+dbs=()
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  for db in "${dbs[@]}"; do
+    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+now() { date +%s.%N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# awk-based float formatting: fmt EXPR [PRINTF-FORMAT]
+calc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
+
+start_server() { # $1 = data dir, $2 = port; sets server_pid
+  FERRY_BIND="127.0.0.1:$2" FERRY_EXPORTS_PER_DAY=1000 FERRY_LOG_FORMAT=json \
+    "$FERRY" serve >>"$1/serve.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$2/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || { tail -20 "$1/serve.log" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "ferry serve did not become healthy" >&2; return 1
+}
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+machine_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+machine_cpus=$(nproc)
+machine_mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+pg_version=$(psql -qXAt -d postgres -c 'SHOW server_version')
+pg_dump_version=$(pg_dump --version)
+ferry_version=$("$FERRY" --version 2>/dev/null || echo ferry)
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sections=""
+verdicts=""
+
+for scale in "${scales[@]}"; do
+  db="ferry_bench_$$_$scale"
+  data="$scratch/data-$scale"
+  mkdir -p "$data"
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  dbs+=("$db")
+  export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db" FERRY_TENANT_ISOLATION=schema FERRY_DATA_DIR="$data"
+
+  log "scale $scale: generating sample tenant in $db"
+  t0=$(now)
+  "$FERRY" sample --tenant bench --scale "$scale" >"$data/sample.json" 2>"$data/sample.log"
+  t1=$(now)
+  sample_s=$(calc "$t1 - $t0")
+  psql -qX -d "$db" -c "VACUUM ANALYZE" >/dev/null
+  table_bytes=$(psql -qXAt -d "$db" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname='tenant_bench' AND c.relkind='r'")
+  heap_bytes=$(psql -qXAt -d "$db" -c "SELECT sum(pg_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname='tenant_bench' AND c.relkind='r'")
+  ntables=$(psql -qXAt -d "$db" -c "SELECT count(*) FROM pg_tables WHERE schemaname='tenant_bench'")
+  rows=$(psql -qXAt -d "$db" -c "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint) FROM pg_tables WHERE schemaname='tenant_bench'")
+  table_mb=$(calc "$table_bytes / 1000000")
+  log "scale $scale: $rows rows, $table_mb MB (pg_total_relation_size) in ${sample_s}s"
+
+  rows_md=""
+  native_note=""
+  declare -A wall=() rss=() outb=() nrows=() steps=()
+
+  # ---- pg_dump baseline (run first and last would be fairer; one run here) ----
+  log "scale $scale: pg_dump -Fc -n tenant_bench"
+  dump="$scratch/out-$scale.dump"
+  t0=$(now)
+  if [ -n "$GNU_TIME" ]; then
+    $GNU_TIME -v -o "$data/pg_dump.time" pg_dump -Fc -n tenant_bench -f "$dump" "$db"
+    t1=$(now)
+    pg_rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$data/pg_dump.time")
+  else
+    pg_dump -Fc -n tenant_bench -f "$dump" "$db" & p=$!
+    pg_rss_kb=0
+    while kill -0 "$p" 2>/dev/null; do
+      v=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+      [ "${v:-0}" -gt "$pg_rss_kb" ] && pg_rss_kb=$v
+      sleep 0.02
+    done
+    wait "$p"; t1=$(now)
+  fi
+  wall[pg_dump]=$(calc "$t1 - $t0" %.3f)
+  rss[pg_dump]=$pg_rss_kb
+  outb[pg_dump]=$(stat -c %s "$dump")
+  nrows[pg_dump]=$rows
+  rm -f "$dump"
+
+  # ---- ferry exports, one fresh server per profile ----
+  for profile in lite native analytics; do
+    port=$(free_port)
+    start_server "$data" "$port"
+    extra=()
+    [ "$profile" = analytics ] && extra=(--from 1970-01-01 --to 2099-12-31)
+    log "scale $scale: ferry export --profile $profile (server pid $server_pid, port $port)"
+    t0=$(now)
+    "$FERRY" export --tenant bench --profile "$profile" "${extra[@]}" --wait \
+      --url "http://127.0.0.1:$port" >"$data/$profile.out" 2>"$data/$profile.err"
+    t1=$(now)
+    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
+    stop_server
+    status_json=$(sed -n '/^{/,$p' "$data/$profile.out")
+    st=$(jq -r .status <<<"$status_json")
+    [ "$st" = completed ] || { echo "export $profile ended $st" >&2; cat "$data/$profile.out" "$data/$profile.err" >&2; exit 1; }
+    id=$(jq -r .id <<<"$status_json")
+    wall[$profile]=$(calc "$t1 - $t0" %.3f)
+    rss[$profile]=$hwm
+    outb[$profile]=$(jq -r .sizeBytes <<<"$status_json")
+    nrows[$profile]=$(jq -r .rowsDone <<<"$status_json")
+    # native reports rowsDone 0 (pg_dump does the rows); count the table rows instead
+    if [ "${nrows[$profile]}" = 0 ]; then nrows[$profile]=$rows; native_note=" (native reports rowsDone 0: its rows/s uses the table row count)"; fi
+    # where the time went: the engine's per-step elapsed_ms for this workflow
+    steps[$profile]=$(grep -F "$id" "$data/serve.log" | jq -r 'select(.fields.message=="step succeeded") | "\(.span.step // .spans[-1].step // "?")=\(.fields.elapsed_ms)ms"' 2>/dev/null | paste -sd' ' - || true)
+  done
+
+  pgw=${wall[pg_dump]}
+  for tool in pg_dump lite native analytics; do
+    label=$tool; [ "$tool" = pg_dump ] || label="ferry $tool"
+    [ "$tool" = pg_dump ] && label='`pg_dump -Fc -n tenant_bench`'
+    w=${wall[$tool]}
+    rows_md+="| $label | $w | $(calc "${nrows[$tool]} / $w" %.0f) | $(calc "$table_mb / $w" %.1f) | ${outb[$tool]} | $(calc "${rss[$tool]} / 1024" %.1f) | $(calc "$w / $pgw" %.2f)× |"$'\n'
+  done
+  lite_ratio=$(calc "${wall[lite]} / $pgw" %.2f)
+  max_rss=$(printf '%s\n' "${rss[lite]}" "${rss[native]}" "${rss[analytics]}" | sort -n | tail -1)
+  max_rss_mib=$(calc "$max_rss / 1024" %.1f)
+  if awk "BEGIN { exit !(${wall[lite]} <= $pgw) }"; then lite_ok="**holds**"; else lite_ok="**does not hold**"; fi
+  if [ "$max_rss" -le $((100 * 1024)) ]; then rss_ok="**holds**"; else rss_ok="**does not hold**"; fi
+
+  sections+="### Scale $scale — $table_mb MB of table data, $rows rows
+
+- Tables: $ntables in \`tenant_bench\`; table bytes (\`pg_total_relation_size\`, heap + TOAST + indexes): $table_bytes; heap only: $heap_bytes
+- \`ferry sample --scale $scale\`: ${sample_s} s
+- MB/s below is table data MB ($table_mb, decimal MB) divided by wall time; rows/s is rows exported / wall$native_note.
+
+| tool / profile | wall s | rows/s | MB/s | output bytes | peak RSS MiB | × pg_dump wall |
+|---|---:|---:|---:|---:|---:|---:|
+$rows_md
+Ferry's peak RSS is the server's \`VmHWM\` (fresh \`ferry serve\` per profile, read after the export completed); the native profile's own \`pg_dump\` child is a separate process and not included. pg_dump's is \`/usr/bin/time -v\` max RSS (client only; the PostgreSQL backend is not counted for either tool).
+
+Engine steps (elapsed per step, from the server's JSON log):
+
+- lite: ${steps[lite]:-n/a}
+- native: ${steps[native]:-n/a}
+- analytics: ${steps[analytics]:-n/a}
+
+Targets at this size: lite ≤ 1.0× pg_dump wall — ${lite_ratio}×, $lite_ok; peak RSS ≤ 100 MiB — max ${max_rss_mib} MiB, $rss_ok.
+
+"
+  verdicts+="- scale $scale ($table_mb MB): lite/pg_dump = ${lite_ratio}× → $lite_ok; max peak RSS ${max_rss_mib} MiB → $rss_ok"$'\n'
+  unset wall rss outb nrows steps
+
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  rm -rf "$data"
+done
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+date=$(date -u +%Y-%m-%d)
+out="bench/results/export-vs-pg_dump-$date.md"
+mkdir -p bench/results
+{
+  echo "# ferry export vs pg_dump — $date"
+  echo
+  echo "Command: \`bench/export-vs-pg_dump.sh ${scales[*]}\` (started $started)"
+  echo
+  echo "## Machine"
+  echo
+  echo "- CPU: $machine_model, nproc $machine_cpus"
+  echo "- Memory: $machine_mem"
+  echo "- Load average (1/5/15 min): before $load_before, after $load_after"
+  echo "- PostgreSQL $pg_version at $PGHOST:$PGPORT; $pg_dump_version; $ferry_version"
+  echo "- Each export: \`ferry export --tenant bench --profile P --wait\` against a fresh \`ferry serve\` (FERRY_TENANT_ISOLATION=schema, FERRY_EXPORTS_PER_DAY=1000), timed from submit to status \`completed\`; analytics with \`--from 1970-01-01 --to 2099-12-31\`. One run per tool and size (no repetition)."
+  echo
+  echo "## Targets (issue 3)"
+  echo
+  echo "lite export ≤ 1.0× pg_dump wall time; peak RSS ≤ 100 MiB."
+  echo
+  printf '%s' "$verdicts"
+  echo
+  echo "## Results"
+  echo
+  printf '%s' "$sections"
+} >"$out"
+cat "$out"
+echo "wrote $out" >&2

@@ -7,15 +7,15 @@
 # MB/s, output bytes and peak RSS. Writes bench/results/export-vs-pg_dump-<date>.md
 # and prints it.
 #
-# Usage: bench/export-vs-pg_dump.sh [SCALE ...]      (default: 275 ≈ 100 MB;
-#        add 2700 for ≈ 1 GB, which takes several minutes to generate)
+# Usage: bench/export-vs-pg_dump.sh [SCALE ...]      (measured: 205 ≈ 100 MB,
+#        2050 ≈ 1 GB, which takes several minutes to generate)
 # Env:   PGHOST/PGPORT/PGUSER (default 127.0.0.1/5432/postgres, trust auth),
 #        FERRY_BIN (default $CARGO_TARGET_DIR/release/ferry, ~/.cache/ferry/target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scales=("$@")
-[ ${#scales[@]} -gt 0 ] || scales=(275)
+[ ${#scales[@]} -gt 0 ] || scales=(205)
 
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"

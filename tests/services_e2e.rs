@@ -12,14 +12,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::service::Service;
 use support::*;
-
-/// One service started by `scripts/services/<name>.sh` in its own state folder.
-struct Service {
-    script: PathBuf,
-    state: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,77 +22,22 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-impl Service {
-    fn start(name: &str) -> Service {
-        let script = root().join(format!("scripts/services/{name}.sh"));
-        let state = tempfile::tempdir().unwrap();
-        let mut s = Service {
-            script,
-            state,
-            env: vec![],
-        };
-        s.env = s.run("start");
-        s
-    }
-    fn run(&self, cmd: &str) -> Vec<(String, String)> {
-        let out = Command::new(&self.script)
-            .arg(cmd)
-            .arg("--state")
-            .arg(self.state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{} {cmd}: {}",
-            self.script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_owned(),
-                    v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
-                )
-            })
-            .collect()
-    }
-    fn stop(&self) {
-        self.run("stop");
-    }
-    fn restart(&self) {
-        self.run("start");
-    }
-    /// Messages the SMTP sink received, as text.
-    fn mails(&self) -> Vec<String> {
-        let dir = self.state.path().join("mail");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .arg("stop")
-            .arg("--state")
-            .arg(self.state.path())
-            .output();
-    }
+/// Messages the SMTP sink received, as text, in arrival order.
+fn mails(smtp: &Service) -> Vec<String> {
+    let dir = Path::new(smtp.var("FERRY_SMTP_SINK_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
 }
 
 fn ferry_with(services: &[&Service]) -> Ferry {
@@ -114,7 +53,7 @@ fn ferry_with(services: &[&Service]) -> Ferry {
 fn wait_for_mail(smtp: &Service, id: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(m) = smtp.mails().into_iter().find(|m| m.contains(id)) {
+        if let Some(m) = mails(smtp).into_iter().find(|m| m.contains(id)) {
             return m;
         }
         assert!(Instant::now() < deadline, "no mail for {id}");
@@ -147,13 +86,7 @@ fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 302);
     let presigned = r.headers()["location"].to_str().unwrap().to_owned();
-    let endpoint = s3
-        .env
-        .iter()
-        .find(|(k, _)| k == "MINIO_ENDPOINT")
-        .unwrap()
-        .1
-        .clone();
+    let endpoint = s3.var("MINIO_ENDPOINT").to_owned();
     assert!(
         presigned.starts_with(&endpoint),
         "{presigned} is served by the S3 server {endpoint}"
@@ -273,9 +206,9 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
     s3.restart();
     let done: Value = f.wait_export(&tok, &id2, "completed", Duration::from_secs(300));
     assert_eq!(done["progress"], 100);
-    assert_eq!(smtp.mails().iter().filter(|m| m.contains(&id2)).count(), 1);
+    assert_eq!(mails(&smtp).iter().filter(|m| m.contains(&id2)).count(), 1);
     assert_eq!(
-        smtp.mails().iter().filter(|m| m.contains(&id)).count(),
+        mails(&smtp).iter().filter(|m| m.contains(&id)).count(),
         1,
         "no mail was sent twice"
     );

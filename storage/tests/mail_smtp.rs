@@ -5,60 +5,36 @@
 
 use ferry_storage::mail_smtp::{SmtpConfig, SmtpMailer};
 use ferry_workflows::ports::mail::{Email, Mailer, SendOutcome};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services/smtp.sh");
+#[allow(dead_code)]
+#[path = "../../tests/support/service.rs"]
+mod service;
+
+use service::Service;
 
 /// One aiosmtpd sink started by the script, stopped on drop.
-struct Sink {
-    state: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-fn run_script(args: &[&str], state: &Path) -> HashMap<String, String> {
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));
-    assert!(
-        out.status.success(),
-        "{SCRIPT} {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
+struct Sink(Service);
 
 impl Sink {
     fn start() -> Sink {
-        let state = tempfile::tempdir().unwrap();
-        let env = run_script(&["start"], state.path());
-        assert!(env.contains_key("SMTP_URL"), "no SMTP_URL: {env:?}");
-        Sink { state, env }
+        let svc = Service::start("smtp");
+        svc.var("SMTP_URL");
+        Sink(svc)
     }
 
     fn stop(&self) {
-        run_script(&["stop"], self.state.path());
+        self.0.stop();
     }
 
     fn restart(&self) {
-        run_script(&["start"], self.state.path());
+        self.0.restart();
     }
 
     fn mail_dir(&self) -> PathBuf {
-        PathBuf::from(&self.env["FERRY_SMTP_SINK_DIR"])
+        PathBuf::from(self.0.var("FERRY_SMTP_SINK_DIR"))
     }
 
     /// The `.eml` files received so far, in arrival order.
@@ -85,21 +61,10 @@ impl Sink {
     }
 
     fn mailer(&self, sent_dir: &Path) -> SmtpMailer {
-        let cfg = SmtpConfig::from_lookup(|k| self.env.get(k).cloned(), sent_dir)
+        let cfg = SmtpConfig::from_lookup(|k| self.0.env.get(k).cloned(), sent_dir)
             .unwrap()
             .expect("SMTP_URL is set");
         SmtpMailer::new(cfg).unwrap()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop")
-            .arg("--state")
-            .arg(self.state.path())
-            .output();
     }
 }
 

@@ -14,77 +14,40 @@ use ferry_storage::objects_s3::{LifecycleStatus, S3Config, S3Objects, PART_SIZE_
 use ferry_workflows::ports::objects::{conformance, Area, DownloadTarget, ObjectKey, ObjectStore};
 use minio::s3::segmented_bytes::SegmentedBytes;
 use minio::s3::types::S3Api;
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services/s3.sh");
+#[allow(dead_code)]
+#[path = "../../tests/support/service.rs"]
+mod service;
+
+use service::Service;
 
 /// One s3s-fs started by the script, stopped on drop.
-struct Server {
-    state: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-fn run_script(args: &[&str], state: &Path) -> HashMap<String, String> {
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));
-    assert!(
-        out.status.success(),
-        "{SCRIPT} {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
+struct Server(Service);
 
 impl Server {
     fn start() -> Server {
-        let state = tempfile::tempdir().unwrap();
-        let env = run_script(&["start"], state.path());
-        assert!(env.contains_key("MINIO_ENDPOINT"), "no endpoint: {env:?}");
-        Server { state, env }
+        let svc = Service::start("s3");
+        svc.var("MINIO_ENDPOINT");
+        Server(svc)
     }
 
     fn stop(&self) {
-        run_script(&["stop"], self.state.path());
+        self.0.stop();
     }
 
     /// Start again on the same port and data folder.
     fn restart(&self) {
-        run_script(&["start"], self.state.path());
+        self.0.restart();
     }
 
     fn config(&self) -> S3Config {
-        S3Config::from_lookup(|k| self.env.get(k).cloned())
+        S3Config::from_lookup(|k| self.0.env.get(k).cloned())
             .unwrap()
             .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop")
-            .arg("--state")
-            .arg(self.state.path())
-            .output();
     }
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod service;
+
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 use std::net::TcpListener;

@@ -11,68 +11,34 @@
 #        2050 ≈ 1 GB, which takes several minutes to generate)
 # Env:   PGHOST/PGPORT/PGUSER (default 127.0.0.1/5432/postgres, trust auth),
 #        FERRY_BIN (default $CARGO_TARGET_DIR/release/ferry, ~/.cache/ferry/target).
+#        FERRY_DEFLATE_LEVEL (passed to ferry serve), BENCH_RESULTS (output file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scales=("$@")
 [ ${#scales[@]} -gt 0 ] || scales=(205)
 
-export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
-target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
-FERRY="${FERRY_BIN:-$target_dir/release/ferry}"
-if [ ! -x "$FERRY" ]; then
-  CARGO_TARGET_DIR="$target_dir" cargo build --release -p ferry >&2
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 command -v pg_dump >/dev/null || { echo "pg_dump not found" >&2; exit 1; }
-GNU_TIME=""
-if /usr/bin/time -v true >/dev/null 2>&1; then GNU_TIME=/usr/bin/time; fi
 
-scratch=$(mktemp -d /tmp/ferry-bench.XXXXXX)
-dbs=()
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  for db in "${dbs[@]}"; do
-    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  done
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-now() { date +%s.%N; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# awk-based float formatting: fmt EXPR [PRINTF-FORMAT]
-calc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-
-start_server() { # $1 = data dir, $2 = port; sets server_pid
-  FERRY_BIND="127.0.0.1:$2" FERRY_EXPORTS_PER_DAY=1000 FERRY_LOG_FORMAT=json \
-    "$FERRY" serve >>"$1/serve.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$2/healthz" >/dev/null 2>&1 && return 0
-    kill -0 "$server_pid" 2>/dev/null || { tail -20 "$1/serve.log" >&2; return 1; }
+# Submit an export over HTTP and poll its status every 50 ms until it is
+# final (`ferry export --wait` polls every 300 ms, too coarse at 100 MB);
+# prints the final status JSON. $1 = port, $2 = body.
+export_and_wait() {
+  local token id status
+  token=$("$FERRY" token --tenant bench --role tenant_admin --email admin@bench.example)
+  id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/tenant/export" \
+    -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$2" | jq -r .job.id)
+  while :; do
+    status=$(curl -sf "http://127.0.0.1:$1/api/v1/tenant/export/$id/status" -H "Authorization: Bearer $token")
+    case $(jq -r .status <<<"$status") in
+      completed | failed | cancelled) echo "$status"; return 0 ;;
+    esac
     sleep 0.05
   done
-  echo "ferry serve did not become healthy" >&2; return 1
 }
-stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
-
-machine_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-machine_cpus=$(nproc)
-machine_mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-pg_version=$(psql -qXAt -d postgres -c 'SHOW server_version')
 pg_dump_version=$(pg_dump --version)
-ferry_version=$("$FERRY" --version 2>/dev/null || echo ferry)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sections=""
 verdicts=""
@@ -130,16 +96,16 @@ for scale in "${scales[@]}"; do
   for profile in lite native analytics; do
     port=$(free_port)
     start_server "$data" "$port"
-    extra=()
-    [ "$profile" = analytics ] && extra=(--from 1970-01-01 --to 2099-12-31)
-    log "scale $scale: ferry export --profile $profile (server pid $server_pid, port $port)"
+    body="{\"profile\": \"$profile\", \"includeAssets\": false}"
+    [ "$profile" = analytics ] &&
+      body='{"profile": "analytics", "includeAssets": false, "dateRange": {"from": "1970-01-01", "to": "2099-12-31"}}'
+    log "scale $scale: ferry export, profile $profile (server pid $server_pid, port $port)"
     t0=$(now)
-    "$FERRY" export --tenant bench --profile "$profile" "${extra[@]}" --wait \
-      --url "http://127.0.0.1:$port" >"$data/$profile.out" 2>"$data/$profile.err"
+    export_and_wait "$port" "$body" >"$data/$profile.out" 2>"$data/$profile.err"
     t1=$(now)
     hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
     stop_server
-    status_json=$(sed -n '/^{/,$p' "$data/$profile.out")
+    status_json=$(cat "$data/$profile.out")
     st=$(jq -r .status <<<"$status_json")
     [ "$st" = completed ] || { echo "export $profile ended $st" >&2; cat "$data/$profile.out" "$data/$profile.err" >&2; exit 1; }
     id=$(jq -r .id <<<"$status_json")
@@ -150,7 +116,7 @@ for scale in "${scales[@]}"; do
     # native reports rowsDone 0 (pg_dump does the rows); count the table rows instead
     if [ "${nrows[$profile]}" = 0 ]; then nrows[$profile]=$rows; native_note=" (native reports rowsDone 0: its rows/s uses the table row count)"; fi
     # where the time went: the engine's per-step elapsed_ms for this workflow
-    steps[$profile]=$(grep -F "$id" "$data/serve.log" | jq -r 'select(.fields.message=="step succeeded") | "\(.span.step // .spans[-1].step // "?")=\(.fields.elapsed_ms)ms"' 2>/dev/null | paste -sd' ' - || true)
+    steps[$profile]=$(step_times "$data/serve.log" "$id")
   done
 
   pgw=${wall[pg_dump]}
@@ -195,7 +161,7 @@ done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 date=$(date -u +%Y-%m-%d)
-out="bench/results/export-vs-pg_dump-$date.md"
+out="${BENCH_RESULTS:-bench/results/export-vs-pg_dump-$date.md}"
 mkdir -p bench/results
 {
   echo "# ferry export vs pg_dump — $date"
@@ -208,7 +174,7 @@ mkdir -p bench/results
   echo "- Memory: $machine_mem"
   echo "- Load average (1/5/15 min): before $load_before, after $load_after"
   echo "- PostgreSQL $pg_version at $PGHOST:$PGPORT; $pg_dump_version; $ferry_version"
-  echo "- Each export: \`ferry export --tenant bench --profile P --wait\` against a fresh \`ferry serve\` (FERRY_TENANT_ISOLATION=schema, FERRY_EXPORTS_PER_DAY=1000), timed from submit to status \`completed\`; analytics with \`--from 1970-01-01 --to 2099-12-31\`. One run per tool and size (no repetition)."
+  echo "- Each export: \`POST /api/v1/tenant/export\` (\`{\"profile\": P, \"includeAssets\": false}\`) to a fresh \`ferry serve\` (FERRY_TENANT_ISOLATION=schema, FERRY_EXPORTS_PER_DAY=1000, deflate level \`${FERRY_DEFLATE_LEVEL:-default}\`), timed from submit until the status, polled every 50 ms with curl, is \`completed\`; analytics with \`dateRange\` 1970-01-01..2099-12-31. One run per tool and size (no repetition)."
   echo
   echo "## Targets (issue 3)"
   echo

@@ -174,8 +174,8 @@ fn every_profile_exports_a_verified_bundle_that_unzip_opens() {
     for needle in [
         r#"ferry_workflows_submitted_total{kind="export"} 3"#,
         r#"ferry_workflows_finished_total{kind="export",outcome="completed"} 3"#,
-        r#"ferry_export_bundle_size_bytes_count{profile="lite"} 1"#,
-        r#"ferry_export_downloads_total{via="link"} 3"#,
+        r#"ferry_bundle_size_bytes_count{profile="lite"} 1"#,
+        r#"ferry_bundle_downloads_total{via="link"} 3"#,
         "ferry_eventlog_commit_seconds_bucket",
         r#"ferry_step_duration_seconds_count{kind="export",outcome="ok",step="snapshot"} 3"#,
     ] {
@@ -186,7 +186,7 @@ fn every_profile_exports_a_verified_bundle_that_unzip_opens() {
     }
     let rows: f64 = metrics
         .lines()
-        .find(|l| l.starts_with(r#"ferry_export_rows_total{profile="lite"}"#))
+        .find(|l| l.starts_with(r#"ferry_rows_exported_total{profile="lite"}"#))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("rows counter");

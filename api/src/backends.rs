@@ -16,7 +16,9 @@ use ferry_storage::objects_local::LocalObjects;
 use ferry_storage::objects_s3::{S3Config, S3Objects};
 use ferry_storage::tenant_pg::{PgTenants, PgTenantsConfig};
 use ferry_storage::tenant_sqlite::SqliteTenants;
+use ferry_storage::export_records::PgExportRecords;
 use ferry_workflows::ports::audit::AuditLog;
+use ferry_workflows::ports::export_records::{ExportRecords, NoExportRecords};
 use ferry_workflows::ports::mail::Mailer;
 use ferry_workflows::ports::objects::{Area, ObjectKey, ObjectStore};
 use ferry_workflows::ports::tenant::TenantStore;
@@ -28,6 +30,9 @@ pub struct Backends {
     pub objects: Arc<dyn ObjectStore>,
     pub mailer: Arc<dyn Mailer>,
     pub audit: Arc<dyn AuditLog>,
+    /// Export records (`ferry_exports`): kept only in a PostgreSQL
+    /// platform database.
+    pub export_records: Arc<dyn ExportRecords>,
     /// Set when tenants live in PostgreSQL (for `ferry sample`).
     pub pg_tenants: Option<Arc<PgTenants>>,
     /// One line per port naming its backend, for the start-up log.
@@ -43,6 +48,7 @@ fn env(name: &str) -> Option<String> {
 /// drive IO on a current-thread runtime.
 pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<Backends> {
     let mut described = Vec::new();
+    let mut export_records: Arc<dyn ExportRecords> = Arc::new(NoExportRecords);
     let (tenants, pg_tenants, audit): (Arc<dyn TenantStore>, _, Arc<dyn AuditLog>) =
         match env("DATABASE_URL") {
             Some(url) => {
@@ -56,6 +62,11 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
                 let audit =
                     PgAudit::connect(&url).context("opening the audit log in PostgreSQL")?;
                 described.push("audit log: postgresql".to_owned());
+                export_records = Arc::new(
+                    PgExportRecords::connect(&url)
+                        .context("opening the export records in PostgreSQL")?,
+                );
+                described.push("export records: postgresql".to_owned());
                 (pg.clone(), Some(pg), Arc::new(audit))
             }
             None => {
@@ -113,6 +124,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
         objects,
         mailer,
         audit,
+        export_records,
         pg_tenants,
         described,
     })

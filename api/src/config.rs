@@ -13,11 +13,18 @@ pub struct Config {
     /// Token key; `None`: a random key kept in `<data>/keys/jwt.secret`.
     pub jwt_secret: Option<String>,
     pub exports_per_day_max: u64,
+    pub rehydrations_per_day_max: u64,
+    /// Largest bundle a rehydration accepts (upload or export).
+    pub upload_bytes_max: u64,
+    /// How long a rehydration's backup is kept (and it can be rolled back).
+    pub backup_retention: std::time::Duration,
     pub bundle_bytes_max: u64,
     /// How long a bundle is kept before its durable timer deletes it.
     pub bundle_ttl: std::time::Duration,
     pub running_per_tenant_max: usize,
     pub analytics_timestamp_column: String,
+    /// Deflate level (0–9) of bundle entries: faster against smaller.
+    pub deflate_level: u32,
     /// Sender address of notification emails.
     pub mail_from: String,
     /// Worker threads running workflow steps.
@@ -46,10 +53,18 @@ impl Config {
                 .ok()
                 .filter(|s| !s.is_empty()),
             exports_per_day_max: env_or("FERRY_EXPORTS_PER_DAY", 50)?,
+            rehydrations_per_day_max: env_or("FERRY_REHYDRATIONS_PER_DAY", 20)?,
+            upload_bytes_max: env_or("FERRY_UPLOAD_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
+            backup_retention: std::time::Duration::from_secs(env_or(
+                "FERRY_BACKUP_RETENTION_SECS",
+                7 * 24 * 3600,
+            )?),
             bundle_bytes_max: env_or("FERRY_BUNDLE_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
             bundle_ttl: std::time::Duration::from_secs(env_or("FERRY_BUNDLE_TTL_SECS", 24 * 3600)?),
             running_per_tenant_max: env_or("FERRY_RUNNING_PER_TENANT", 1)?,
             analytics_timestamp_column: env_or("FERRY_ANALYTICS_COLUMN", "created_at".to_owned())?,
+            deflate_level: env_or("FERRY_DEFLATE_LEVEL", ferry_workflows::bundle::writer::DEFLATE_LEVEL)?
+                .min(9),
             mail_from: env_or("FERRY_MAIL_FROM", "ferry <ferry@localhost>".to_owned())?,
             step_threads: env_or("FERRY_STEP_THREADS", 2)?,
         })
@@ -69,6 +84,14 @@ impl Config {
     }
     pub fn work_dir(&self) -> PathBuf {
         self.data_dir.join("work")
+    }
+    /// Work directories of rehydrations.
+    pub fn rehydrate_dir(&self) -> PathBuf {
+        self.data_dir.join("rehydrate")
+    }
+    /// Uploaded bundles waiting for their rehydration to take them.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
     }
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")

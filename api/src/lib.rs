@@ -9,5 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod telemetry;

@@ -1,14 +1,18 @@
-//! The HTTP server: routes, extractor error handlers, HTTP metrics.
+//! The HTTP server: routes, extractor error handlers, HTTP metrics, and
+//! request ids (every request is handled inside an `http_request` span
+//! carrying its id, and the id is returned in `X-Request-Id`).
 
 use crate::app::AppState;
 use crate::auth::JwtKeys;
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::routes;
+use crate::telemetry;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::net::SocketAddr;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Largest JSON body accepted by the API (requests are small).
 pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -16,6 +20,7 @@ pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
 fn configure(cfg: &mut web::ServiceConfig) {
     routes::ops::configure(cfg);
     routes::export::configure(cfg);
+    routes::rehydrate::configure(cfg);
     routes::workflows::configure(cfg);
     routes::audit::configure(cfg);
     routes::download::configure(cfg);
@@ -56,13 +61,32 @@ pub fn app(
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
             let http = http.clone();
-            let fut = srv.call(req);
+            let request_id = telemetry::request_id(req.headers());
+            let span = tracing::info_span!(
+                "http_request",
+                request_id = request_id.to_str().unwrap_or("-"),
+                method = %method,
+                route = %route,
+            );
+            let fut = srv.call(req).instrument(span.clone());
             async move {
-                let res = fut.await;
-                let status = match &res {
-                    Ok(r) => r.status().as_u16(),
+                let mut res = fut.await;
+                let status = match &mut res {
+                    Ok(r) => {
+                        r.headers_mut()
+                            .insert(telemetry::REQUEST_ID_HEADER, request_id);
+                        r.status().as_u16()
+                    }
                     Err(e) => e.as_response_error().status_code().as_u16(),
                 };
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                // Scrapes and health checks come every few seconds: keep
+                // them out of the default (info) log.
+                if route == "/metrics" || route == "/healthz" {
+                    tracing::debug!(parent: &span, status, elapsed_ms, "request");
+                } else {
+                    tracing::info!(parent: &span, status, elapsed_ms, "request");
+                }
                 http.requests
                     .with_label_values(&[&method, &route, &status.to_string()])
                     .inc();

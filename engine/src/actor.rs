@@ -213,11 +213,8 @@ impl TenantActor {
             self.engine.inner.metrics.running.inc();
             let engine = self.engine.clone();
             let me = ctx.address();
-            let tenant = self.tenant.clone();
             self.engine.runtime().spawn(async move {
-                if let Err(e) = crate::runner::drive(engine, id, token).await {
-                    tracing::error!(%tenant, workflow = %id, error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
-                }
+                crate::runner::drive(engine, id, token).await;
                 me.do_send(Finished { id });
             });
         }

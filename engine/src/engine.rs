@@ -114,7 +114,7 @@ impl Engine {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 log,
                 clock,
@@ -128,11 +128,20 @@ impl Engine {
                 queue: actor::QueueStats::default(),
                 rng: Mutex::new(rng),
             }),
-        })
+        };
+        crate::metrics::LogGauges::register(Arc::downgrade(&engine.inner), registry)?;
+        Ok(engine)
+    }
+
+    /// The engine's metrics (e.g. to opt tenants in to tenant-labelled series).
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Make a workflow kind known. Call before `start`.
     pub fn register(&self, workflow: Arc<dyn Workflow>) {
+        let steps: Vec<&str> = workflow.steps().iter().map(|s| s.name).collect();
+        self.inner.metrics.init_kind(workflow.kind(), &steps);
         self.inner
             .definitions
             .write()
@@ -287,6 +296,10 @@ impl Engine {
             .submitted
             .with_label_values(&[&req.kind])
             .inc();
+        let m = &self.inner.metrics;
+        m.tenant_submitted
+            .with_label_values(&[m.tenant_label(req.tenant.as_str()), &req.kind])
+            .inc();
         self.inner
             .slots
             .lock()
@@ -407,6 +420,9 @@ impl Engine {
             let m = &self.inner.metrics;
             let labels = [after.kind.as_str(), after.status.as_str()];
             m.finished.with_label_values(&labels).inc();
+            m.tenant_finished
+                .with_label_values(&[m.tenant_label(after.tenant.as_str()), labels[0], labels[1]])
+                .inc();
             let secs = (after.updated_at - after.created_at)
                 .to_std()
                 .unwrap_or_default()

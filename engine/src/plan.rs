@@ -78,6 +78,13 @@ fn forward(state: &WorkflowState, steps: &[StepSpec], now: Timestamp) -> Next {
     let Some(spec) = steps.iter().find(|s| !state.outputs.contains_key(s.name)) else {
         return Next::Append(vec![Event::Completed { at: now }]);
     };
+    if spec.skipped_for(&state.input) {
+        return Next::Append(vec![Event::StepSucceeded {
+            step: spec.name.into(),
+            output: serde_json::json!({"skipped": true}),
+            at: now,
+        }]);
+    }
     if let Some(signal) = spec.awaits_signal {
         return match state.signals.get(signal) {
             Some(payload) => Next::Append(vec![Event::StepSucceeded {
@@ -273,6 +280,37 @@ mod tests {
         let (evs, next) = advance(&s, &steps, t(2));
         assert_eq!(evs.len(), 1);
         assert!(matches!(next, Next::Run(ref o) if o.step == "b"));
+    }
+
+    #[test]
+    fn steps_skipped_by_the_input_complete_without_running() {
+        let steps = vec![
+            StepSpec::new("a"),
+            StepSpec::new("b").awaits_signal("go").skip_if_input("dryRun"),
+            StepSpec::new("c").skip_if_input("dryRun"),
+        ];
+        let mut s = submitted();
+        s.input = json!({"dryRun": true});
+        let (evs, next) = advance(&s, &steps, t(1));
+        apply_all(&mut s, &evs);
+        let Next::Run(order) = next else { panic!() };
+        s.apply(&after_success(&order, json!(1), t(2)));
+        let (evs, next) = advance(&s, &steps, t(2));
+        apply_all(&mut s, &evs);
+        assert_eq!(next, Next::Idle);
+        assert_eq!(s.status, Status::Completed);
+        assert_eq!(s.outputs["b"], json!({"skipped": true}));
+        assert_eq!(s.outputs["c"], json!({"skipped": true}));
+        // Without the flag the signal step waits.
+        let mut s = submitted();
+        s.input = json!({"dryRun": false});
+        let (evs, next) = advance(&s, &steps, t(1));
+        apply_all(&mut s, &evs);
+        let Next::Run(order) = next else { panic!() };
+        s.apply(&after_success(&order, json!(1), t(2)));
+        let (evs, _) = advance(&s, &steps, t(2));
+        apply_all(&mut s, &evs);
+        assert_eq!(s.status, Status::AwaitingConfirmation);
     }
 
     #[test]

@@ -10,11 +10,40 @@ use crate::state::{Phase, WorkflowState};
 use crate::workflow::{StepContext, StepError, Workflow};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Drive until the workflow needs nothing more from us (final, waiting for a
 /// signal, or failed). Errors of the log end the drive; the workflow stays
 /// open and is picked up again at the next start or command.
-pub(crate) async fn drive(
+///
+/// Everything logged while driving, step code included, is inside one
+/// `workflow` span carrying the tenant, the workflow id, its kind and the
+/// current step and attempt, so every log line of a workflow names them.
+pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationToken) {
+    let span = match engine.get(id).await {
+        Ok(Some(s)) => tracing::info_span!(
+            "workflow",
+            tenant = %s.tenant,
+            workflow = %id,
+            kind = %s.kind,
+            step = s.current_step.as_deref().unwrap_or("-"),
+            attempt = s.current_attempt.unwrap_or(0),
+        ),
+        Ok(None) => tracing::info_span!("workflow", workflow = %id, step = "-"),
+        Err(e) => {
+            tracing::error!(workflow = %id, step = "-", error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
+            return;
+        }
+    };
+    if let Err(e) = drive_steps(engine, id, cancel)
+        .instrument(span.clone())
+        .await
+    {
+        tracing::error!(parent: &span, error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
+    }
+}
+
+async fn drive_steps(
     engine: Engine,
     id: WorkflowId,
     cancel: CancellationToken,
@@ -34,9 +63,16 @@ pub(crate) async fn drive(
             }
             Next::WaitUntil(at) => {
                 let wait = (at - engine.now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => {}
+                // A cancel cuts a forward backoff short; a compensation's
+                // backoff is not interrupted (the token stays cancelled, so
+                // waiting on it would spin).
+                if state.phase == Phase::Forward {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                } else {
+                    tokio::time::sleep(wait).await;
                 }
                 (state, next) = engine.advance(id, &*def).await?;
             }
@@ -72,6 +108,14 @@ async fn run_step(
             false,
         );
     };
+    // A compensation is what a cancel asks for: it must run to its end, so
+    // it never sees the cancel token that interrupted the forward step (the
+    // same drive goes on to compensate with it still cancelled).
+    let never_cancelled = CancellationToken::new();
+    let cancel = match order.phase {
+        Phase::Forward => cancel,
+        Phase::Compensation => &never_cancelled,
+    };
     let ctx = StepContext::new(
         state,
         &order.step,
@@ -86,9 +130,11 @@ async fn run_step(
             Phase::Compensation => def.compensate(ctx).await,
         }
     };
-    let span = tracing::info_span!("step", tenant = %state.tenant, workflow = %state.id, step = %order.step, attempt = order.attempt);
+    let span = tracing::Span::current();
+    span.record("step", order.step.as_str());
+    span.record("attempt", order.attempt);
     let outcome = tokio::select! {
-        r = tokio::time::timeout(spec.timeout, fut) => match r {
+        r = tokio::time::timeout(spec.timeout, fut.instrument(span.clone())) => match r {
             Ok(r) => r,
             Err(_) => Err(StepError::retryable("step_timeout", format!("step {} exceeded {:?}", order.step, spec.timeout))),
         },

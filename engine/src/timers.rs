@@ -8,6 +8,7 @@ use crate::workflow::TimerContext;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Timers fired per look at the index.
 const FIRE_BATCH_MAX: usize = 256;
@@ -32,12 +33,25 @@ pub(crate) fn spawn_loop(engine: Engine) {
                             continue;
                         }
                         fired_or_tried += 1;
-                        match fire(&engine, t.workflow, &t.name, t.due_at).await {
+                        // A timer's lines carry the workflow's tenant and id,
+                        // and the timer's name as the step, like every other
+                        // line of a workflow (the tenant once it is read).
+                        let span = tracing::info_span!(
+                            "workflow",
+                            tenant = tracing::field::Empty,
+                            workflow = %t.workflow,
+                            kind = tracing::field::Empty,
+                            step = %format!("timer:{}", t.name),
+                        );
+                        let fired = fire(&engine, t.workflow, &t.name, t.due_at)
+                            .instrument(span.clone())
+                            .await;
+                        match fired {
                             Ok(()) => {
                                 failed.remove(&key);
                             }
                             Err(e) => {
-                                tracing::warn!(workflow = %t.workflow, timer = %t.name, error = %e, "timer callback failed; will retry");
+                                tracing::warn!(parent: &span, error = %e, "timer callback failed; will retry");
                                 failed.insert(key, Instant::now() + FAILED_TIMER_RETRY);
                             }
                         }
@@ -89,8 +103,12 @@ async fn fire(
         input: Arc::new(state.input.clone()),
         outputs: Arc::new(state.outputs.clone()),
     };
+    let span = tracing::Span::current();
+    span.record("tenant", state.tenant.as_str());
+    span.record("kind", state.kind.as_str());
     let outcome = def.on_timer(ctx).await;
     let label = if outcome.is_ok() { "ok" } else { "error" };
+    tracing::info!(outcome = label, "timer fired");
     engine
         .inner
         .metrics

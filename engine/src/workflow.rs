@@ -30,6 +30,11 @@ pub struct StepSpec {
     /// A step that waits for the named signal (e.g. a typed confirmation)
     /// instead of running code; its output is the signal's payload.
     pub awaits_signal: Option<&'static str>,
+    /// Skip this step (recording `{"skipped": true}` as its output) when the
+    /// workflow's input has this boolean field set to `true` — e.g. every
+    /// step after a dry run's preview. Decided from the input alone, so the
+    /// decision is the same on every replay.
+    pub skip_if_input: Option<&'static str>,
 }
 
 impl StepSpec {
@@ -40,6 +45,7 @@ impl StepSpec {
             timeout: Duration::from_secs(3600),
             compensable: false,
             awaits_signal: None,
+            skip_if_input: None,
         }
     }
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
@@ -57,6 +63,15 @@ impl StepSpec {
     pub fn awaits_signal(mut self, signal: &'static str) -> Self {
         self.awaits_signal = Some(signal);
         self
+    }
+    pub fn skip_if_input(mut self, field: &'static str) -> Self {
+        self.skip_if_input = Some(field);
+        self
+    }
+    /// Whether the workflow with this input skips the step.
+    pub fn skipped_for(&self, input: &Value) -> bool {
+        self.skip_if_input
+            .is_some_and(|field| input.get(field) == Some(&Value::Bool(true)))
     }
 }
 

@@ -4,8 +4,8 @@
 //! expires).
 //!
 //! A record is a projection, not a source of truth: the export workflow's
-//! event log is the truth, and ferry upserts the record by export id as the
-//! workflow moves on, so writing the same record twice is harmless and a
+//! event log is the truth, and the workflow upserts the record by export id
+//! through the [`ExportRecords`] port as it moves on, so writing the same record twice is harmless and a
 //! lost write is repaired by the next one. An export never changes tenant:
 //! an upsert that would move an existing record to another tenant is
 //! refused (`export_record_conflict`).
@@ -23,6 +23,8 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel::PgConnection;
 use ferry_engine::{Status, TenantId, Timestamp, WorkflowId};
 use ferry_workflows::export::Profile;
+pub use ferry_workflows::ports::export_records::ExportRecord;
+use ferry_workflows::ports::export_records::ExportRecords;
 use ferry_workflows::ports::PortError;
 
 /// Most records one `list_by_tenant` call returns.
@@ -31,42 +33,17 @@ pub const EXPORT_LIST_LIMIT_MAX: usize = 1000;
 /// The prefix of this adapter's error codes.
 const CODES: &str = "export_records";
 
-/// One export as operators see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExportRecord {
-    /// The export workflow's id.
-    pub export_id: WorkflowId,
-    pub tenant: TenantId,
-    pub profile: Profile,
-    pub status: Status,
-    /// The requesting user's id (`sub`).
-    pub requested_by: String,
-    pub requested_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    pub size_bytes: Option<u64>,
-    /// The bundle's checksum, e.g. `sha256:...`.
-    pub checksum: Option<String>,
-    /// Where the bundle is in the object store.
-    pub object_key: Option<String>,
-    /// When the bundle is due to be deleted.
-    pub expires_at: Option<Timestamp>,
-    /// When it was deleted.
-    pub expired_at: Option<Timestamp>,
-}
-
-impl ExportRecord {
-    /// Stored timestamps keep microseconds; truncate so what is stored
-    /// equals what is read back.
-    fn normalized(mut self) -> Self {
-        fn micros(t: Timestamp) -> Timestamp {
-            chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-        }
-        self.requested_at = micros(self.requested_at);
-        self.completed_at = self.completed_at.map(micros);
-        self.expires_at = self.expires_at.map(micros);
-        self.expired_at = self.expired_at.map(micros);
-        self
+/// Stored timestamps keep microseconds; truncate so what is stored equals
+/// what is read back.
+fn normalized(mut r: ExportRecord) -> ExportRecord {
+    fn micros(t: Timestamp) -> Timestamp {
+        chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
     }
+    r.requested_at = micros(r.requested_at);
+    r.completed_at = r.completed_at.map(micros);
+    r.expires_at = r.expires_at.map(micros);
+    r.expired_at = r.expired_at.map(micros);
+    r
 }
 
 /// `ferry_exports` in PostgreSQL.
@@ -278,7 +255,7 @@ impl PgExportRecords {
     /// with the same export id (which must belong to the same tenant).
     /// Timestamps are stored to the microsecond.
     pub async fn upsert(&self, record: &ExportRecord) -> Result<(), PortError> {
-        let record = record.clone().normalized();
+        let record = normalized(record.clone());
         self.db.run(move |c| upsert_blocking(c, &record)).await
     }
 
@@ -304,5 +281,12 @@ impl PgExportRecords {
         self.db
             .run(move |c| list_blocking(c, &tenant, before, limit))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ExportRecords for PgExportRecords {
+    async fn upsert(&self, record: &ExportRecord) -> Result<(), PortError> {
+        PgExportRecords::upsert(self, record).await
     }
 }

@@ -7,6 +7,8 @@ pub mod audit_pg;
 pub mod audit_sqlite;
 mod csv_record;
 pub mod export_records;
+mod hash_sink;
+mod lite_read;
 pub mod mail_outbox;
 pub mod mail_smtp;
 pub mod objects_local;

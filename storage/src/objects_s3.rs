@@ -64,6 +64,7 @@ pub const EXPORTS_EXPIRY_DAYS_DEFAULT: u32 = 2;
 pub const PRESIGN_TTL_SECS_MAX: u64 = 604_800;
 pub const ASSETS_BUCKET_DEFAULT: &str = "ferry-assets";
 pub const EXPORTS_BUCKET_DEFAULT: &str = "ferry-exports";
+pub const BACKUPS_BUCKET_DEFAULT: &str = "ferry-backups";
 pub const REGION_DEFAULT: &str = "us-east-1";
 /// The listing delimiter: a character no valid key contains (see `list`).
 const LIST_DELIMITER: &str = "\\";
@@ -78,6 +79,9 @@ pub struct S3Config {
     pub region: String,
     pub assets_bucket: String,
     pub exports_bucket: String,
+    /// Rehydration backups; no lifecycle rule (their retention timer
+    /// deletes them, and a backup must never vanish early).
+    pub backups_bucket: String,
     pub part_size_bytes: u64,
     pub exports_expiry_days: u32,
 }
@@ -92,6 +96,7 @@ impl fmt::Debug for S3Config {
             .field("region", &self.region)
             .field("assets_bucket", &self.assets_bucket)
             .field("exports_bucket", &self.exports_bucket)
+            .field("backups_bucket", &self.backups_bucket)
             .field("part_size_bytes", &self.part_size_bytes)
             .field("exports_expiry_days", &self.exports_expiry_days)
             .finish()
@@ -116,6 +121,7 @@ impl S3Config {
             region: REGION_DEFAULT.to_owned(),
             assets_bucket: ASSETS_BUCKET_DEFAULT.to_owned(),
             exports_bucket: EXPORTS_BUCKET_DEFAULT.to_owned(),
+            backups_bucket: BACKUPS_BUCKET_DEFAULT.to_owned(),
             part_size_bytes: PART_SIZE_BYTES_DEFAULT,
             exports_expiry_days: EXPORTS_EXPIRY_DAYS_DEFAULT,
         }
@@ -130,8 +136,8 @@ impl S3Config {
     /// From variables looked up by `get`: `MINIO_ENDPOINT` (required to
     /// enable S3), `MINIO_ACCESS_KEY` and `MINIO_SECRET_KEY` (required with
     /// it), `MINIO_REGION` (default `us-east-1`), and optionally
-    /// `MINIO_ASSETS_BUCKET` / `MINIO_EXPORTS_BUCKET` (defaults
-    /// `ferry-assets` / `ferry-exports`).
+    /// `MINIO_ASSETS_BUCKET` / `MINIO_EXPORTS_BUCKET` / `MINIO_BACKUPS_BUCKET`
+    /// (defaults `ferry-assets` / `ferry-exports` / `ferry-backups`).
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<S3Config>, PortError> {
@@ -153,6 +159,9 @@ impl S3Config {
         if let Some(b) = non_empty("MINIO_EXPORTS_BUCKET") {
             cfg.exports_bucket = b;
         }
+        if let Some(b) = non_empty("MINIO_BACKUPS_BUCKET") {
+            cfg.backups_bucket = b;
+        }
         cfg.validate()?;
         Ok(Some(cfg))
     }
@@ -163,12 +172,17 @@ impl S3Config {
             .parse::<BaseUrl>()
             .map_err(|e| config_err(format!("MINIO_ENDPOINT is not a valid base URL: {e}")))?;
         Region::new(&self.region).map_err(|e| config_err(format!("MINIO_REGION: {e}")))?;
-        for b in [&self.assets_bucket, &self.exports_bucket] {
+        for b in [&self.assets_bucket, &self.exports_bucket, &self.backups_bucket] {
             minio::s3::types::BucketName::new(b.as_str())
                 .map_err(|e| config_err(format!("bucket name {b:?}: {e}")))?;
         }
-        if self.assets_bucket == self.exports_bucket {
-            return Err(config_err("the assets and exports buckets must differ"));
+        if self.assets_bucket == self.exports_bucket
+            || self.assets_bucket == self.backups_bucket
+            || self.exports_bucket == self.backups_bucket
+        {
+            return Err(config_err(
+                "the assets, exports and backups buckets must differ",
+            ));
         }
         if self.part_size_bytes < PART_SIZE_BYTES_MIN {
             return Err(config_err(format!(
@@ -361,6 +375,7 @@ impl S3Objects {
         match area {
             Area::Assets => &self.cfg.assets_bucket,
             Area::Exports => &self.cfg.exports_bucket,
+            Area::Backups => &self.cfg.backups_bucket,
         }
     }
 

@@ -374,6 +374,10 @@ impl SledLog {
 
     /// Register the log's metrics (`ferry_eventlog_*`) in `registry`.
     pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        // Every outcome at 0, so "append errors" queries return 0, not nothing.
+        for outcome in ["ok", "conflict", "duplicate", "error"] {
+            self.metrics.appends.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(self.metrics.commit_seconds.clone()))?;
         registry.register(Box::new(self.metrics.batch_size.clone()))?;
         registry.register(Box::new(self.metrics.appends.clone()))?;

@@ -12,134 +12,24 @@ use base64::Engine as _;
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Bool, Integer, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use ferry_engine::TenantId;
 use ferry_storage::sample::{SampleOptions, TABLES};
-use ferry_storage::tenant_pg::sample::{create_pg_sample, PgSampleSummary};
+use ferry_storage::tenant_pg::sample::create_pg_sample;
 use ferry_storage::tenant_pg::{with_database, PgIsolation, PgTenants, PgTenantsConfig};
 use ferry_workflows::ports::tenant::{
     DateFilter, SchemaInfo, TableFormat, TenantSnapshot, TenantStore,
 };
-use rand::Rng;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const SEED: u64 = 7;
+#[path = "../../tests/support/transfers.rs"]
+mod transfers;
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
+mod support;
 
-fn tenant(id: &str) -> TenantId {
-    TenantId::parse(id).expect("valid tenant id")
-}
-
-/// A database of this test's own, dropped (with every database and role
-/// sharing its prefix) when the test ends.
-struct TestDb {
-    prefix: String,
-    url: String,
-    admin_url: String,
-}
-
-impl TestDb {
-    fn new() -> TestDb {
-        let admin_url = admin_url();
-        let prefix = format!("ferry_t_{:08x}", rand::thread_rng().gen::<u32>());
-        let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at DATABASE_URL={admin_url}: {e}. \
-                 These tests need a real server (the test script starts one)."
-            )
-        });
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{prefix}\""))
-            .expect("create the test database");
-        let url = with_database(&admin_url, &prefix).expect("derive the test database URL");
-        TestDb {
-            prefix,
-            url,
-            admin_url,
-        }
-    }
-
-    /// A further empty database with the test's prefix.
-    fn scratch(&self, suffix: &str) -> String {
-        let name = format!("{}_{suffix}", self.prefix);
-        let mut admin = PgConnection::establish(&self.admin_url).expect("connect as admin");
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create a scratch database");
-        with_database(&self.admin_url, &name).expect("scratch URL")
-    }
-
-    fn conn(&self) -> PgConnection {
-        PgConnection::establish(&self.url).expect("connect to the test database")
-    }
-
-    fn config(&self, isolation: PgIsolation) -> PgTenantsConfig {
-        let mut config = PgTenantsConfig::new(self.url.clone()).with_isolation(isolation);
-        config.database_template = format!("{}_{{id}}", self.prefix);
-        config
-    }
-
-    fn store(&self, isolation: PgIsolation) -> PgTenants {
-        PgTenants::new(self.config(isolation)).expect("valid configuration")
-    }
-}
-
-#[derive(QueryableByName)]
-struct NameRow {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Ok(mut admin) = PgConnection::establish(&self.admin_url) else {
-            return;
-        };
-        let like = format!("{}%", self.prefix);
-        let dbs: Vec<NameRow> = diesel::sql_query(
-            "SELECT datname::text AS name FROM pg_database WHERE datname LIKE $1",
-        )
-        .bind::<Text, _>(&like)
-        .load(&mut admin)
-        .unwrap_or_default();
-        for db in dbs {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                db.name
-            ));
-        }
-        let roles: Vec<NameRow> =
-            diesel::sql_query("SELECT rolname::text AS name FROM pg_roles WHERE rolname LIKE $1")
-                .bind::<Text, _>(&like)
-                .load(&mut admin)
-                .unwrap_or_default();
-        for role in roles {
-            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", role.name));
-        }
-    }
-}
-
-fn sample(store: &PgTenants, id: &str) -> PgSampleSummary {
-    create_pg_sample(
-        store,
-        &tenant(id),
-        &SampleOptions {
-            scale: 1,
-            seed: SEED,
-            overwrite: false,
-        },
-    )
-    .unwrap_or_else(|e| panic!("sample {id}: {e}"))
-}
+use support::pg::{sample, tenant, TestDb, SEED, TYPES_SQL};
 
 /// Everything one export of a tenant produces.
 struct Export {
@@ -577,57 +467,6 @@ fn row_mode_with_row_level_security() -> Result<()> {
     row_mode(true)
 }
 
-/// The types table: one column per type of issue 3, item 3.
-const TYPES_SQL: &str = r#"
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy ☺', 'it''s "quoted"');
-CREATE DOMAIN positive_amount AS numeric(20,4) CHECK (VALUE > 0);
-CREATE DOMAIN label_list AS text[];
-CREATE TABLE zoo (
-    id    integer PRIMARY KEY,
-    i2 smallint, i4 integer, i8 bigint, o oid,
-    num numeric, num_s numeric(30,10),
-    f4 real, f8 double precision,
-    b boolean,
-    t text, vc varchar(10), ch char(5),
-    bin bytea,
-    d date, tm time, tmtz timetz, ts timestamp, tstz timestamptz,
-    iv interval, u uuid, j json, jb jsonb,
-    ia integer[], ta text[], na numeric[], ba bytea[], fa double precision[],
-    tsa timestamptz[], ia2 integer[],
-    e mood, ea mood[], dom positive_amount, dl label_list,
-    ip inet, net cidr, mac macaddr, rng int4range, bits bit varying(8),
-    gen numeric GENERATED ALWAYS AS (num_s * 2) STORED
-);
-INSERT INTO zoo (id, i2, i4, i8, o, num, num_s, f4, f8, b, t, vc, ch, bin, d, tm, tmtz, ts, tstz,
-                 iv, u, j, jb, ia, ta, na, ba, fa, tsa, ia2, e, ea, dom, dl, ip, net, mac, rng, bits)
-VALUES
- (1, 1, 2, 3, 4, '12.50', '1.5', 0.1, 0.1, true, 'plain', 'v', 'ab', '\x00ff00',
-  '2025-01-31', '09:30:00.5', '12:34:56+05:30', '2025-12-31 23:59:59.999999',
-  '2025-06-01 12:00:00.5+02', '1 year 2 months 3 days 04:05:06.789',
-  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', E'{"a" : 1,\n "a": [1, 2.50]}',
-  '{"b": 1.000000000000000000001, "a": null, "c": "marker"}',
-  '{1,NULL,3}', '{"a,b","c\"d",NULL,"NULL","",x}', '{1.10,NaN}', '{"\\x00ff",NULL}',
-  '{NaN,Infinity,-0,0.1}', '{"2025-01-01 00:00:00+00",NULL}', '{{1,2},{3,4}}',
-  'it''s "quoted"', '{sad,"happy ☺"}', 12.5, '{x,y}',
-  '10.0.0.1', '10.0.0.0/8', '08:00:2b:01:02:03', '[1,10)', B'1010'),
- (2, -32768, 2147483647, -9223372036854775808, 4294967295,
-  '123456789012345678901234567890.123456789012345678901234567890', '-0.0000000001',
-  'Infinity', 'NaN', false, E'line1\nline2\ttab\\back "q" ☺ نص 漢字 \r end', '', 'abcde', '\x',
-  'infinity', '00:00:00', '00:00:00-08', '-infinity', '-infinity', '-1 days +02:03:04',
-  '00000000-0000-0000-0000-000000000000', 'null', 'null',
-  '[0:1]={7,8}', '{}', '{-Infinity}', '{}', '{}', '{}', '{{NULL}}',
-  'sad', '{}', 0.0001, '{}',
-  '2001:db8::1/64', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', 'empty', B''),
- (3, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', '-0', NULL, NULL, NULL, NULL, NULL,
-  '0044-03-15 BC', NULL, NULL, '0044-03-15 12:00:00 BC', '0044-03-15 12:00:00+00 BC', NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL),
- (4, 0, 0, 0, 0, 'NaN', '0', '3.4028235e38', '1e-320', NULL, 'x', NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, '2025-03-30 01:30:00+00', NULL, NULL, NULL, '{"k": [1, {"x": "y"}]}',
-  NULL, NULL, NULL, NULL, '{4.9e-324,1.7976931348623157e308}', NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL);
-"#;
-
 /// The raw text of a top-level JSON number in an NDJSON line (so floats are
 /// read with Rust's correctly rounding parser, not serde_json's).
 fn raw_number<'a>(line: &'a str, column: &str) -> Option<&'a str> {
@@ -839,43 +678,9 @@ fn one_snapshot_holds_while_a_writer_moves_money() -> Result<()> {
     let db = TestDb::new();
     let store = db.store(PgIsolation::Schema);
     sample(&store, "acme");
-    let mut conn = db.conn();
-    conn.batch_execute(
-        "CREATE TABLE tenant_acme.checking (id integer PRIMARY KEY, balance bigint NOT NULL);
-         CREATE TABLE tenant_acme.savings (id integer PRIMARY KEY, balance bigint NOT NULL);
-         INSERT INTO tenant_acme.checking VALUES (1, 500);
-         INSERT INTO tenant_acme.savings VALUES (1, 500);",
-    )?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, commits, url) = (stop.clone(), commits.clone(), db.url.clone());
-        std::thread::spawn(move || -> Result<()> {
-            let mut conn = PgConnection::establish(&url)?;
-            let mut rng = rand::thread_rng();
-            while !stop.load(Ordering::Relaxed) {
-                let amount: i64 = rng.gen_range(-50..=50);
-                conn.transaction(|conn| {
-                    diesel::sql_query("UPDATE tenant_acme.checking SET balance = balance - $1")
-                        .bind::<diesel::sql_types::BigInt, _>(amount)
-                        .execute(conn)?;
-                    diesel::sql_query("UPDATE tenant_acme.savings SET balance = balance + $1")
-                        .bind::<diesel::sql_types::BigInt, _>(amount)
-                        .execute(conn)?;
-                    diesel::QueryResult::Ok(())
-                })?;
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        })
-    };
-    let wait_for_commits = |n: u64| {
-        let target = commits.load(Ordering::Relaxed) + n;
-        while commits.load(Ordering::Relaxed) < target {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    };
+    transfers::create_accounts(&mut db.conn(), "tenant_acme")?;
+    let writer = transfers::Transfers::start(&db.url, "tenant_acme");
+    let wait_for_commits = |n: u64| writer.wait_for_commits(n);
     wait_for_commits(5);
 
     let dir = tempfile::tempdir()?;
@@ -901,15 +706,13 @@ fn one_snapshot_holds_while_a_writer_moves_money() -> Result<()> {
     wait_for_commits(20);
     let mut native = Vec::new();
     snap.dump_native(&mut native)?;
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer thread")?;
-    let during = commits.load(Ordering::Relaxed);
+    let during = writer.stop()?;
     assert!(during > 45, "the writer kept committing ({during})");
 
     let (c, s) = (read_balance(&checking)?, read_balance(&savings)?);
     assert_eq!(
         c + s,
-        1000,
+        transfers::TOTAL,
         "checking {c} + savings {s} must be the invariant"
     );
 

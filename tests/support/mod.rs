@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod service;
+pub mod transfers;
 
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
@@ -52,7 +53,8 @@ struct PgBackend {
     name: String,
 }
 
-fn psql(url: &str, sql: &str) -> String {
+/// Run one statement with `psql` on `url`; its unaligned output.
+pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .arg(url)
         .args(["-v", "ON_ERROR_STOP=1", "-Atqc", sql])
@@ -139,9 +141,14 @@ fn free_port() -> u16 {
 impl Ferry {
     /// A data folder and a port, no server yet.
     pub fn new() -> Ferry {
+        Ferry::on_backend(&backend())
+    }
+
+    /// As [`Ferry::new`], on the tenant backend `backend` whatever
+    /// `FERRY_E2E_BACKEND` says (see [`backend`]).
+    pub fn on_backend(backend: &str) -> Ferry {
         let mut extra_env = vec![];
-        let backend = backend();
-        let pg = (backend != "sqlite").then(|| PgBackend::create(&mut extra_env, &backend));
+        let pg = (backend != "sqlite").then(|| PgBackend::create(&mut extra_env, backend));
         Ferry {
             data: tempfile::tempdir().unwrap(),
             port: free_port(),
@@ -159,6 +166,14 @@ impl Ferry {
     pub fn env(mut self, k: &str, v: &str) -> Ferry {
         self.extra_env.push((k.into(), v.into()));
         self
+    }
+
+    /// The platform database of a PostgreSQL backend.
+    pub fn database_url(&self) -> Option<&str> {
+        self.extra_env
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -295,6 +310,27 @@ impl Ferry {
         }
     }
 
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// Drop the handle of a server that ended by itself (crashed).
+    pub fn forget_child(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// This instance without an environment variable set by `env`.
+    pub fn without_env(mut self, k: &str) -> Ferry {
+        self.extra_env.retain(|(key, _)| key != k);
+        self
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.start();
@@ -326,6 +362,31 @@ impl Ferry {
         r.send().unwrap()
     }
 
+    /// GET a JSON document; `None` if the server does not answer (it may
+    /// have just died) or answers with an error.
+    pub fn try_get_json(&self, path: &str, token: &str) -> Option<Value> {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().ok()
+    }
+
+    /// POST JSON; `None` if the server does not answer.
+    pub fn try_post_json(&self, path: &str, token: &str, body: &Value) -> Option<Response> {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .ok()
+    }
+
     pub fn get_json(&self, path: &str, token: &str) -> Value {
         let r = self.get(path, Some(token));
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
@@ -347,9 +408,20 @@ impl Ferry {
 
     /// Wait until the export has status `want` (panics on another final one).
     pub fn wait_export(&self, token: &str, id: &str, want: &str, within: Duration) -> Value {
+        self.wait_status(
+            token,
+            &format!("/api/v1/tenant/export/{id}/status"),
+            want,
+            within,
+        )
+    }
+
+    /// Poll a status endpoint until its `status` is `want` (panics on
+    /// another final status or after `within`).
+    pub fn wait_status(&self, token: &str, path: &str, want: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let s = self.export_status(token, id);
+            let s = self.get_json(path, token);
             let st = s["status"].as_str().unwrap().to_owned();
             if st == want {
                 return s;
@@ -357,15 +429,52 @@ impl Ferry {
             let final_ = ["completed", "failed", "cancelled", "rolled_back"].contains(&st.as_str());
             assert!(
                 !final_,
-                "export {id} ended {st}, wanted {want}: {s}\nlog:\n{}",
+                "{path} ended {st}, wanted {want}: {s}\nlog:\n{}",
                 self.server_log()
             );
             assert!(
                 Instant::now() < deadline,
-                "export {id} still {st} after {within:?}: {s}"
+                "{path} still {st} after {within:?}: {s}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// POST raw bytes with a content type.
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    /// Replace the tenant with another sample (another seed): a backend-
+    /// neutral way to change every table.
+    pub fn resample(&self, tenant: &str, scale: u32, seed: u64) {
+        let out = self.cli(&[
+            "sample",
+            "--tenant",
+            tenant,
+            "--scale",
+            &scale.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--overwrite",
+        ]);
+        assert!(
+            out.status.success(),
+            "sample failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The emails in the outbox, as text.
@@ -416,6 +525,22 @@ impl Drop for Ferry {
         self.kill();
         self.pg.take();
     }
+}
+
+/// Run a command that must succeed; its stdout. The failure message holds
+/// the command, its stdout and its stderr.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Undo quoted-printable soft breaks and find the first ferry download link.

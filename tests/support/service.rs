@@ -12,10 +12,17 @@ pub struct Service {
     pub state: tempfile::TempDir,
     /// The `export NAME=value` lines `start` printed.
     pub env: HashMap<String, String>,
+    /// Variables the script is run with (its own settings).
+    vars: Vec<(String, String)>,
 }
 
 impl Service {
     pub fn start(name: &str) -> Service {
+        Service::start_with(name, &[])
+    }
+
+    /// `start` with variables for the script (e.g. what Prometheus scrapes).
+    pub fn start_with(name: &str, vars: &[(&str, &str)]) -> Service {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scripts/services/{name}.sh"));
         let state = tempfile::tempdir().unwrap();
@@ -23,6 +30,10 @@ impl Service {
             script,
             state,
             env: HashMap::new(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.env = s.run("start");
         s
@@ -54,6 +65,7 @@ impl Service {
             .arg(cmd)
             .arg("--state")
             .arg(self.state.path())
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.script.display()));
         assert!(

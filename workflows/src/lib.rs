@@ -4,6 +4,10 @@
 //! binary wires them in.
 
 pub mod bundle;
+pub mod data_metrics;
 pub mod export;
+pub mod failpoints;
 pub mod links;
 pub mod ports;
+pub mod rehydrate;
+pub mod step_audit;

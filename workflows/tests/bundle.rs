@@ -7,8 +7,8 @@ use async_zip::tokio::write::ZipFileWriter;
 use async_zip::{Compression, ZipEntryBuilder};
 use ferry_engine::TenantId;
 use ferry_workflows::bundle::{
-    verify_file, BundleSigner, BundleWriter, DatabaseSection, Manifest, Producer, SignatureFile,
-    FORMAT_VERSION, MANIFEST_PATH, SIGNATURE_PATH,
+    verify_file, BundleSigner, BundleWriter, DatabaseSection, Manifest, PackMethod, Packed,
+    Producer, SignatureFile, FORMAT_VERSION, MANIFEST_PATH, SIGNATURE_PATH,
 };
 use futures::io::AsyncReadExt as _;
 use std::path::{Path, PathBuf};
@@ -149,15 +149,13 @@ async fn rewrite(
     w.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn bundle_opens_with_standard_tools_and_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = BundleSigner::from_seed([1; 32]);
-    let (path, manifest) = sample_bundle(dir.path(), &signer).await;
-
+/// `unzip -t` and Python's `zipfile` open the archive, and its entries
+/// other than the manifest and signature are exactly the `entries` listed
+/// in the manifest, with their sizes.
+fn check_with_standard_tools(path: &Path, entries: usize) {
     let out = Command::new("unzip")
         .arg("-t")
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("unzip is installed");
     assert!(
@@ -182,7 +180,7 @@ print("ok", len(names))
     let out = Command::new("python3")
         .arg("-c")
         .arg(py)
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("python3 is installed");
     assert!(
@@ -190,7 +188,18 @@ print("ok", len(names))
         "python zipfile: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 4");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ok {entries}")
+    );
+}
+
+#[tokio::test]
+async fn bundle_opens_with_standard_tools_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = BundleSigner::from_seed([1; 32]);
+    let (path, manifest) = sample_bundle(dir.path(), &signer).await;
+    check_with_standard_tools(&path, 4);
 
     // Every manifest checksum is the blake3 of the extracted entry.
     let reader = ZipFileReader::new(&path).await.unwrap();
@@ -462,4 +471,78 @@ async fn writer_refuses_unsafe_and_duplicate_paths() {
         "duplicate_entry"
     );
     w.abort().await;
+}
+
+/// Entries packed by their producer (a deflate stream, and data stored as
+/// it is) are copied in unchanged and still open and verify everywhere.
+#[tokio::test]
+async fn packed_entries_open_with_standard_tools_and_verify() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = BundleSigner::from_seed([3; 32]);
+    let rows: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n").into_bytes())
+        .collect();
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(1));
+    enc.write_all(&rows).unwrap();
+    let deflated = enc.finish().unwrap();
+    let mut dump = b"PGDMP".to_vec();
+    dump.extend((0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(dir.path().join("rows.deflate"), &deflated).unwrap();
+    std::fs::write(dir.path().join("tenant.dump"), &dump).unwrap();
+    std::fs::write(dir.path().join("logo.bin"), b"logo").unwrap();
+
+    let hex = |d: &[u8]| blake3::hash(d).to_hex().to_string();
+    let out = dir.path().join("export_acme_20260202T020000Z.zip");
+    let mut w = BundleWriter::create(&out, base_manifest().exported_at, u64::MAX)
+        .await
+        .unwrap();
+    let packed = Packed {
+        method: PackMethod::Deflate,
+        crc32: crc32fast::hash(&rows),
+        bytes: deflated.len() as u64,
+        blake3: hex(&deflated),
+    };
+    let copied = w
+        .add_packed(
+            "database/users.ndjson",
+            &dir.path().join("rows.deflate"),
+            &packed,
+            rows.len() as u64,
+            &hex(&rows),
+            Some(200_000),
+            Some("users".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!((copied.bytes, copied.blake3), (packed.bytes, packed.blake3));
+    let stored = Packed {
+        method: PackMethod::Stored,
+        crc32: crc32fast::hash(&dump),
+        bytes: dump.len() as u64,
+        blake3: hex(&dump),
+    };
+    w.add_packed(
+        "database/tenant.dump",
+        &dir.path().join("tenant.dump"),
+        &stored,
+        dump.len() as u64,
+        &hex(&dump),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    w.add_file("assets/logo.bin", &dir.path().join("logo.bin"), None, None)
+        .await
+        .unwrap();
+    let (_, manifest) = w.finish_signed(base_manifest(), &signer).await.unwrap();
+
+    check_with_standard_tools(&out, 3);
+    let report = verify_file(&out, &signer.verifying_key()).await.unwrap();
+    assert_eq!(report.entries, 3);
+    assert_eq!(report.manifest, manifest);
+    // The stored entry is not compressed again: the archive holds it whole.
+    let size = std::fs::metadata(&out).unwrap().len();
+    assert!(size > dump.len() as u64 + deflated.len() as u64);
 }

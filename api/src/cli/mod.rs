@@ -1,8 +1,10 @@
 //! The command line: `serve`, `sample`, `demo`, `token`, `verify`, `export`,
-//! `audit-verify`. Each subcommand lives in its own file.
+//! `rehydrate`, `audit-verify`. Each subcommand lives in its own file.
 
+mod client;
 mod demo;
 mod export;
+mod rehydrate;
 mod sample;
 mod serve;
 mod token;
@@ -68,26 +70,14 @@ enum Command {
     },
     /// Submit an export through the API (and wait for it with --wait).
     Export(export::ExportArgs),
+    /// Rehydrate the tenant from a bundle: preview, typed confirmation, progress.
+    Rehydrate(rehydrate::RehydrateArgs),
     /// Recompute the audit log's hash chain.
     AuditVerify,
 }
 
 fn init_tracing(default: &str) {
-    use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let json = std::env::var("FERRY_LOG_FORMAT").is_ok_and(|v| v == "json");
-    if json {
-        let _ = fmt()
-            .with_env_filter(filter)
-            .json()
-            .with_writer(std::io::stderr)
-            .try_init();
-    } else {
-        let _ = fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    crate::telemetry::init_logging(default);
 }
 
 pub fn main() -> ExitCode {
@@ -115,6 +105,7 @@ pub fn main() -> ExitCode {
         } => token::run(&tenant, &role, &sub, email, ttl_hours),
         Command::Verify { bundle, public_key } => verify::run(&bundle, public_key.as_deref()),
         Command::Export(args) => export::run(args),
+        Command::Rehydrate(args) => rehydrate::run(args),
         Command::AuditVerify => verify::audit(),
     };
     match result {

@@ -9,17 +9,33 @@ use ferry_workflows::ports::audit::{AuditQuery, Order, AUDIT_LIST_LIMIT_MAX};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     action: Option<String>,
     #[serde(rename = "entityId")]
     entity_id: Option<String>,
     after: Option<u64>,
     limit: Option<usize>,
+    /// `asc` (default) or `desc`.
     order: Option<String>,
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, verify))]
+pub struct Api;
+
+/// The caller's tenant's audit entries.
+#[utoipa::path(
+    tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "one page", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/audit")]
 async fn list(
     state: web::Data<AppState>,
@@ -63,6 +79,15 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({"entries": records, "nextCursor": next})))
 }
 
+/// Recompute the audit log's hash chain.
+#[utoipa::path(
+    tag = "audit",
+    responses(
+        (status = 200, description = "the verification report", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/audit/verify")]
 async fn verify(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
     let report = state

@@ -8,13 +8,52 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use chrono::{Duration as ChronoDuration, Utc};
 use ferry_engine::SubmitRequest;
 use ferry_workflows::export::{
     self, artifact, parse_request, ArtifactError, ExportInput, ExportStatusView, Requester,
 };
 use ferry_workflows::ports::objects::{Area, DownloadTarget};
 use serde_json::json;
+
+/// `POST /api/v1/tenant/export`'s body (the tenant comes from the token).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ExportRequestDoc {
+    /// `lite` (NDJSON), `native` (the database's own format) or `analytics` (CSV).
+    #[schema(pattern = "^(lite|native|analytics)$")]
+    profile: String,
+    include_assets: Option<bool>,
+    /// Inclusive days, `analytics` only.
+    date_range: Option<DateRangeDoc>,
+    /// Only these tables (default: all).
+    tables: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DateRangeDoc {
+    #[schema(format = Date)]
+    from: String,
+    #[schema(format = Date)]
+    to: String,
+}
+
+/// `202` of a create: the job, pending.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ExportCreatedDoc {
+    message: String,
+    job: serde_json::Value,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, status, download),
+    components(schemas(ExportRequestDoc, DateRangeDoc, ExportCreatedDoc))
+)]
+pub struct Api;
 
 /// Longest accepted `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
@@ -48,6 +87,21 @@ fn artifact_error(e: ArtifactError) -> ApiError {
     ApiError::new(http_status, e.code(), e.to_string())
 }
 
+/// Start an export of the caller's tenant.
+#[utoipa::path(
+    tag = "export",
+    request_body = ExportRequestDoc,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key returns the same job")),
+    responses(
+        (status = 202, description = "export job created (or found by its idempotency key)", body = ExportCreatedDoc),
+        (status = 409, description = "conflict", body = crate::openapi::ErrorBody),
+        (status = 413, description = "body too large", body = crate::openapi::ErrorBody),
+        (status = 429, description = "daily export limit reached", body = crate::openapi::ErrorBody),
+        (status = 503, description = "the tenant's database cannot be read now", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/tenant/export")]
 async fn create(
     state: web::Data<AppState>,
@@ -93,27 +147,13 @@ async fn create(
         None => false,
     };
     if !known {
-        let midnight = Utc.from_utc_datetime(
-            &Utc::now()
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .expect("valid time"),
-        );
-        let today = state
-            .engine
-            .count_submitted_since(&caller.tenant, export::KIND, midnight)?;
-        if today >= state.config.exports_per_day_max {
-            let reset = midnight + ChronoDuration::days(1);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "daily export limit of {} reached; it resets at {}",
-                    state.config.exports_per_day_max,
-                    reset.to_rfc3339()
-                ),
-            ));
-        }
+        super::check_daily_limit(
+            &state.engine,
+            &caller,
+            export::KIND,
+            "export",
+            state.config.exports_per_day_max,
+        )?;
     }
     let input = ExportInput::new(
         request,
@@ -150,6 +190,16 @@ async fn create(
     })))
 }
 
+/// An export's status, progress and (when ready) download URL.
+#[utoipa::path(
+    tag = "export",
+    params(("id" = String, Path, description = "export id")),
+    responses(
+        (status = 200, description = "status", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/tenant/export/{id}/status")]
 async fn status(
     state: web::Data<AppState>,
@@ -166,6 +216,18 @@ async fn status(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// Download a finished export: audited, then a redirect to a short-lived link.
+#[utoipa::path(
+    tag = "export",
+    params(("id" = String, Path, description = "export id")),
+    responses(
+        (status = 302, description = "redirect to the bundle", headers(("Location" = String))),
+        (status = 409, description = "export not ready", body = crate::openapi::ErrorBody),
+        (status = 410, description = "export expired", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/tenant/export/{id}/download")]
 async fn download(
     state: web::Data<AppState>,
@@ -200,6 +262,11 @@ async fn download(
             json!({"sizeBytes": art.size_bytes, "checksum": art.checksum}),
         )
         .await;
+    state
+        .data_metrics
+        .downloads
+        .with_label_values(&["api"])
+        .inc();
     Ok(HttpResponse::Found()
         .insert_header(("Location", location))
         .finish())

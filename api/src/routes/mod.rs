@@ -5,6 +5,7 @@ pub mod audit;
 pub mod download;
 pub mod export;
 pub mod ops;
+pub mod rehydrate;
 pub mod workflows;
 
 use crate::error::ApiError;
@@ -27,4 +28,36 @@ pub async fn visible_workflow(
         return Err(ApiError::not_found("workflow"));
     }
     Ok(state)
+}
+
+/// The per-tenant daily limit of workflows of `kind` (counted from the event
+/// log, so it survives restarts): `rate_limited` (429) once `max` workflows
+/// were submitted since UTC midnight, naming when the limit resets.
+pub fn check_daily_limit(
+    engine: &ferry_engine::Engine,
+    caller: &crate::auth::Caller,
+    kind: &str,
+    what: &str,
+    max: u64,
+) -> Result<(), ApiError> {
+    use chrono::{Duration, TimeZone, Utc};
+    let midnight = Utc.from_utc_datetime(
+        &Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("valid time"),
+    );
+    let today = engine.count_submitted_since(&caller.tenant, kind, midnight)?;
+    if today >= max {
+        let reset = midnight + Duration::days(1);
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "daily {what} limit of {max} reached; it resets at {}",
+                reset.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
 }

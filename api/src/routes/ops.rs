@@ -1,10 +1,19 @@
-//! Operational endpoints: `/healthz` and `/metrics` (Prometheus text).
+//! Operational endpoints: `/healthz`, `/metrics` (Prometheus text) and
+//! `/openapi.json` (the API's OpenAPI document, see `crate::openapi`).
 
 use crate::app::AppState;
 use actix_web::{get, web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
+/// Health: the event log answers.
+#[utoipa::path(
+    tag = "ops",
+    responses(
+        (status = 200, description = "ferry is up", body = serde_json::Value),
+        (status = 503, description = "the event log is unreadable", body = serde_json::Value),
+    )
+)]
 #[get("/healthz")]
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     // The event log answering a read is what "healthy" means for ferry.
@@ -18,6 +27,14 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(
+    tag = "ops",
+    responses(
+        (status = 200, description = "metrics", content_type = "text/plain", body = String),
+        (status = 500, description = "metrics could not be encoded"),
+    )
+)]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut buf = Vec::new();
@@ -31,6 +48,27 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(buf)
 }
 
+/// This document.
+#[utoipa::path(
+    tag = "ops",
+    responses((status = 200, description = "the OpenAPI document", body = serde_json::Value))
+)]
+#[get("/openapi.json")]
+async fn openapi_json() -> HttpResponse {
+    // The document is fixed at build time: render it once.
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_string(&crate::openapi::document()).expect("the document serializes")
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.as_str())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, metrics, openapi_json))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz).service(metrics);
+    cfg.service(healthz).service(metrics).service(openapi_json);
 }

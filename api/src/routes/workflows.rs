@@ -11,14 +11,23 @@ use ferry_workflows::ports::audit::AuditEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// A status, e.g. `running`, `completed`.
     status: Option<String>,
+    /// A workflow kind, e.g. `export`.
     kind: Option<String>,
+    /// 1..=1000 (default 50).
     limit: Option<usize>,
+    /// The previous page's `nextCursor`.
     after: Option<String>,
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get_one, events, resume, cancel))]
+pub struct Api;
 
 pub const PAGE_DEFAULT: usize = 50;
 
@@ -71,6 +80,16 @@ pub fn workflow_view(s: &WorkflowState) -> Value {
     })
 }
 
+/// The caller's tenant's workflows, newest last, paginated by `nextCursor`.
+#[utoipa::path(
+    tag = "workflows",
+    params(ListParams),
+    responses(
+        (status = 200, description = "one page", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/workflows")]
 async fn list(
     state: web::Data<AppState>,
@@ -115,6 +134,16 @@ async fn list(
     })))
 }
 
+/// One workflow.
+#[utoipa::path(
+    tag = "workflows",
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 200, description = "the workflow", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/workflows/{id}")]
 async fn get_one(
     state: web::Data<AppState>,
@@ -125,6 +154,16 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(workflow_view(&wf)))
 }
 
+/// A workflow's event stream.
+#[utoipa::path(
+    tag = "workflows",
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 200, description = "its events", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/workflows/{id}/events")]
 async fn events(
     state: web::Data<AppState>,
@@ -149,6 +188,17 @@ async fn events(
     Ok(HttpResponse::Ok().json(json!({"workflowId": wf.id, "events": items})))
 }
 
+/// Resume a failed workflow from the failed step.
+#[utoipa::path(
+    tag = "workflows",
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 202, description = "resumed", body = serde_json::Value),
+        (status = 409, description = "not resumable", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/workflows/{id}/resume")]
 async fn resume(
     state: web::Data<AppState>,
@@ -170,6 +220,17 @@ async fn resume(
     Ok(HttpResponse::Accepted().json(workflow_view(&after)))
 }
 
+/// Cancel: pending at once, running at the next safe point.
+#[utoipa::path(
+    tag = "workflows",
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 202, description = "cancelled or cancel requested", body = serde_json::Value),
+        (status = 409, description = "not cancellable", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/workflows/{id}/cancel")]
 async fn cancel(
     state: web::Data<AppState>,

@@ -22,7 +22,7 @@ pub(crate) fn write_row(out: &mut impl Write, row: &[Option<Vec<u8>>]) -> io::Re
     out.write_all(b"\n")
 }
 
-fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_escaped(out: &mut (impl Write + ?Sized), bytes: &[u8]) -> io::Result<()> {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

@@ -15,6 +15,11 @@
 //! ([`native`] documents both and how to restore them). `ferry sample` for
 //! PostgreSQL is [`sample::create_pg_sample`].
 //!
+//! Rehydration writes through a [`PgWriter`] (`writer.rs`): one transaction
+//! per call, `lite` rows read back by `decode_json.rs` and loaded with
+//! `COPY FROM STDIN` (`import_copy.rs`), native dumps restored from their
+//! `COPY` blocks (`native_script.rs`), the maintenance flag in the registry.
+//!
 //! In row mode the tenant id is always a bound parameter of the filter on
 //! the tenant column, and is also set as `ferry.tenant` for the snapshot's
 //! transaction for row-level security policies. Tables without the tenant
@@ -23,40 +28,51 @@
 //! Error codes: `tenant_not_found`, `unknown_table`, `tenant_name_invalid`,
 //! `tenant_db_config`, `tenant_db_auth`, `tenant_db_permission`,
 //! `tenant_db_error`, `tenant_value_unreadable`, `pg_dump_missing`,
-//! `pg_dump_version` and `platform_migration_failed` are permanent;
-//! `tenant_db_unavailable` (connection refused or lost, server restarting,
-//! too many clients), `tenant_db_busy` (lock timeout, serialization or
-//! deadlock), `tenant_db_io`, `tenant_snapshot_lost`, `pg_dump_failed` and
-//! `output_write_failed` are retryable.
+//! `pg_dump_version`, `platform_migration_failed`, `row_invalid`,
+//! `merge_key_invalid`, `foreign_key_violation`, `native_format_unsupported`,
+//! `native_dump_missing`, `native_dump_invalid`, `native_schema_mismatch`
+//! and `pg_restore_missing` are permanent; `input_read_failed` and
+//! `pg_restore_failed` are retryable, as are `tenant_db_unavailable`
+//! (connection refused or lost, server restarting, too many clients),
+//! `tenant_db_busy` (lock timeout, serialization or deadlock),
+//! `tenant_db_io`, `tenant_snapshot_lost`, `pg_dump_failed` and
+//! `output_write_failed`.
 
 mod array;
 pub mod config;
 pub(crate) mod conn;
 mod cursor;
+mod decode_json;
 pub mod encode_copy;
 pub mod encode_csv;
 pub mod encode_json;
+mod import_copy;
 mod introspect;
 pub mod native;
+mod native_script;
 pub mod registry;
 pub mod sample;
 mod snapshot;
 mod types;
 mod value;
+mod writer;
 
 use diesel::PgConnection;
 use ferry_engine::TenantId;
 use ferry_workflows::ports::tenant::{TenantSnapshot, TenantStore};
+use ferry_workflows::ports::tenant_writer::TenantWriter;
 use ferry_workflows::ports::PortError;
 use parking_lot::Mutex;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use config::{ConfigError, PgIsolation, PgTenantsConfig};
 pub use conn::{database_of, with_database};
 pub use cursor::{BATCH_BYTES_TARGET, FETCH_ROWS_MAX};
+pub use import_copy::INSERT_BATCH_ROWS;
 pub use registry::{migrate_platform, RegistryEntry, PG_PLATFORM_MIGRATIONS};
 pub use snapshot::{PgSnapshot, PROGRESS_EVERY_ROWS};
+pub use writer::{LoadPath, PgWriter};
 
 /// `engine()` of this store.
 pub const ENGINE: &str = "postgresql";
@@ -206,6 +222,51 @@ impl PgTenants {
         }
     }
 
+    /// Whether a rehydration has put `tenant` under maintenance (the
+    /// registry's flag): its application should not write meanwhile.
+    pub fn in_maintenance(&self, tenant: &TenantId) -> Result<bool, PortError> {
+        self.ensure_migrated()?;
+        self.with_platform(|conn| registry::in_maintenance(conn, tenant))
+    }
+
+    /// The writer of `tenant` as its concrete type (the benchmark picks its
+    /// load path); [`TenantStore::writer`] is the same, boxed. Schema and
+    /// database mode need the tenant to exist; row mode needs only the
+    /// shared tables, since a tenant being rehydrated may have no rows.
+    pub fn open_writer(&self, tenant: &TenantId) -> Result<PgWriter, PortError> {
+        self.ensure_migrated()?;
+        if !matches!(self.config.isolation, PgIsolation::Row { .. })
+            && !self.tenant_exists(tenant)?
+        {
+            return Err(tenant_not_found(tenant));
+        }
+        let location = self.locate(tenant)?;
+        let target = writer::WriterTarget {
+            snapshot: self.snapshot_target(location),
+            isolation: self.config.isolation.clone(),
+            platform_url: self.config.platform_url.clone(),
+            connect_timeout_s: self.config.connect_timeout_s,
+            pg_restore: pg_restore_beside(&self.config.pg_dump),
+        };
+        Ok(PgWriter::new(tenant.clone(), target))
+    }
+
+    fn snapshot_target(&self, location: Location) -> snapshot::Target {
+        let role = match &self.config.isolation {
+            PgIsolation::Row { row_security: true } => self.config.row_security_role.clone(),
+            _ => None,
+        };
+        snapshot::Target {
+            isolation: self.config.isolation.name(),
+            url: location.url,
+            schema: location.schema,
+            tenant_column: self.tenant_column().map(str::to_owned),
+            role,
+            lock_timeout_ms: self.config.lock_timeout_ms,
+            pg_dump: self.config.pg_dump.clone(),
+        }
+    }
+
     fn tenant_column(&self) -> Option<&str> {
         matches!(self.config.isolation, PgIsolation::Row { .. })
             .then_some(self.config.tenant_column.as_str())
@@ -250,13 +311,24 @@ impl TenantStore for PgTenants {
                 let schema = self.config.tenant_schema(tenant)?;
                 self.with_platform(|conn| introspect::schema_exists(conn, &schema))
             }
+            // Row mode: a tenant exists while it has rows, and while the
+            // registry knows it (a rehydration registers the tenant when it
+            // quiesces it, and between its delete and import the tenant
+            // has no rows at all).
             PgIsolation::Row { .. } => {
                 let schema = self.config.shared_schema.clone();
                 let column = self.config.tenant_column.clone();
-                self.with_platform(|conn| {
+                let has_rows = self.with_platform(|conn| {
                     let tables = introspect::list_tables(conn, &schema, Some(&column))?;
                     introspect::tenant_has_rows(conn, &schema, &tables, &column, tenant.as_str())
-                })
+                })?;
+                if has_rows {
+                    return Ok(true);
+                }
+                // Not migrated yet (no registry): not registered either.
+                Ok(self
+                    .with_platform(|conn| registry::lookup(conn, tenant))
+                    .is_ok_and(|entry| entry.is_some()))
             }
         }
     }
@@ -287,20 +359,24 @@ impl TenantStore for PgTenants {
         let conn = self.connect(&location.url, "the tenant's database", || {
             tenant_not_found(tenant)
         })?;
-        let role = match &self.config.isolation {
-            PgIsolation::Row { row_security: true } => self.config.row_security_role.clone(),
-            _ => None,
-        };
-        let target = snapshot::Target {
-            isolation: self.config.isolation.name(),
-            url: location.url,
-            schema: location.schema,
-            tenant_column: self.tenant_column().map(str::to_owned),
-            role,
-            lock_timeout_ms: self.config.lock_timeout_ms,
-            pg_dump: self.config.pg_dump.clone(),
-        };
+        let target = self.snapshot_target(location);
         let snapshot = PgSnapshot::open(conn, tenant, target, || tenant_not_found(tenant))?;
         Ok(Box::new(snapshot))
+    }
+
+    fn writer(
+        &self,
+        tenant: &TenantId,
+        _work_dir: &Path,
+    ) -> Result<Box<dyn TenantWriter>, PortError> {
+        Ok(Box::new(self.open_writer(tenant)?))
+    }
+}
+
+/// `pg_restore` from the same installation as the configured `pg_dump`.
+fn pg_restore_beside(pg_dump: &Path) -> PathBuf {
+    match pg_dump.file_name() {
+        Some(name) if name == "pg_dump" => pg_dump.with_file_name("pg_restore"),
+        _ => PathBuf::from("pg_restore"),
     }
 }

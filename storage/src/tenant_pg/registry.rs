@@ -3,7 +3,8 @@
 //!
 //! `ferry_tenants` says where each tenant's data lives: in database mode the
 //! URL of the tenant's own database (the only way to find it), in every
-//! mode the schema holding its tables. The table comes from the diesel
+//! mode the schema holding its tables; and whether a rehydration has put the
+//! tenant under maintenance. The table comes from the diesel
 //! migrations under `migrations/postgres/` ([`PG_PLATFORM_MIGRATIONS`]),
 //! which are the platform database's schema as a whole; they run under a
 //! PostgreSQL advisory lock, so several ferry processes (or adapters of one
@@ -29,6 +30,8 @@ diesel::table! {
         tenant_id -> Text,
         database_url -> Nullable<Text>,
         schema_name -> Nullable<Text>,
+        maintenance -> Bool,
+        maintenance_since -> Nullable<Timestamptz>,
     }
 }
 
@@ -103,6 +106,48 @@ pub fn register(
         .execute(conn)
         .map(|_| ())
         .map_err(|e| db_error("registering the tenant", e))
+}
+
+/// Set or clear `tenant`'s maintenance flag (idempotent). Setting it
+/// records a tenant that has no registry row yet (schema and row mode do
+/// not need one), keeping `maintenance_since` from the first time it was
+/// set; clearing it never creates a row.
+pub fn set_maintenance(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    on: bool,
+) -> Result<(), PortError> {
+    let result = if on {
+        diesel::sql_query(
+            "INSERT INTO ferry_tenants (tenant_id, maintenance, maintenance_since) \
+             VALUES ($1, true, now()) \
+             ON CONFLICT (tenant_id) DO UPDATE SET maintenance = true, \
+               maintenance_since = coalesce(ferry_tenants.maintenance_since, now())",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant.as_str())
+        .execute(conn)
+    } else {
+        diesel::sql_query(
+            "UPDATE ferry_tenants SET maintenance = false, maintenance_since = NULL \
+             WHERE tenant_id = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant.as_str())
+        .execute(conn)
+    };
+    result
+        .map(|_| ())
+        .map_err(|e| db_error("setting the tenant's maintenance flag", e))
+}
+
+/// Whether `tenant` is under maintenance (`false` without a registry row).
+pub fn in_maintenance(conn: &mut PgConnection, tenant: &TenantId) -> Result<bool, PortError> {
+    ferry_tenants::table
+        .filter(ferry_tenants::tenant_id.eq(tenant.as_str()))
+        .select(ferry_tenants::maintenance)
+        .first::<bool>(conn)
+        .optional()
+        .map(|flag| flag.unwrap_or(false))
+        .map_err(|e| db_error("reading the tenant's maintenance flag", e))
 }
 
 /// Remove `tenant`'s row; returns whether there was one.

@@ -104,52 +104,33 @@ impl PgSnapshot {
     /// builds the error for a tenant that, inside the snapshot, has no
     /// schema (or, in row mode, no rows).
     pub(crate) fn open(
-        mut conn: PgConnection,
+        conn: PgConnection,
         tenant: &TenantId,
         target: Target,
         tenant_missing: impl Fn() -> PortError,
     ) -> Result<Self, PortError> {
+        Self::open_with(conn, tenant, target, tenant_missing, true)
+    }
+
+    /// [`PgSnapshot::open`], where in row mode a tenant without rows is an
+    /// empty tenant rather than a missing one when `require_rows` is false
+    /// (a rehydration reads its tenant back after emptying it).
+    pub(crate) fn open_with(
+        mut conn: PgConnection,
+        tenant: &TenantId,
+        target: Target,
+        tenant_missing: impl Fn() -> PortError,
+        require_rows: bool,
+    ) -> Result<Self, PortError> {
         conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(|e| db_error("starting the snapshot", e))?;
-        let lock_timeout = format!("{}ms", target.lock_timeout_ms);
-        let search_path = quote_ident(&target.schema);
-        let mut settings: Vec<(&str, &str)> = vec![
-            ("TimeZone", "UTC"),
-            ("DateStyle", "ISO, YMD"),
-            ("IntervalStyle", "iso_8601"),
-            ("bytea_output", "hex"),
-            ("extra_float_digits", "1"),
-            ("lock_timeout", &lock_timeout),
-            ("statement_timeout", "0"),
-            ("idle_in_transaction_session_timeout", "0"),
-            // Rows of a table without a primary key come in physical order;
-            // a synchronized scan could start mid-table and reorder them.
-            ("synchronize_seqscans", "off"),
-            // Cursors read every row: plan for the total, not the first 10%.
-            ("cursor_tuple_fraction", "1"),
-            // Type names print unqualified (`plan_tier`, not
-            // `tenant_acme.plan_tier`), so equal schemas print equal.
-            ("search_path", &search_path),
-        ];
-        if target.tenant_column.is_some() {
-            settings.push((TENANT_SETTING, tenant.as_str()));
-        }
-        if let Some(role) = &target.role {
-            settings.push(("role", role));
-        }
-        for (name, value) in settings {
-            diesel::sql_query("SELECT pg_catalog.set_config($1, $2, true)")
-                .bind::<Text, _>(name)
-                .bind::<Text, _>(value)
-                .execute(&mut conn)
-                .map_err(|e| db_error("configuring the snapshot", e))?;
-        }
+        configure(&mut conn, tenant, &target)?;
 
         let schema_found = introspect::schema_exists(&mut conn, &target.schema)?;
         if !schema_found {
             return Err(tenant_missing());
         }
-        if let Some(column) = &target.tenant_column {
+        if let Some(column) = target.tenant_column.as_ref().filter(|_| require_rows) {
             let tables = introspect::list_tables(&mut conn, &target.schema, Some(column))?;
             if !introspect::tenant_has_rows(
                 &mut conn,
@@ -315,6 +296,51 @@ impl PgSnapshot {
     pub(crate) fn sequences(&self) -> &[SequenceInfo] {
         &self.sequences
     }
+}
+
+/// Fix, for the current transaction, the session settings that shape
+/// values' text (so the encoders see one format, and the decoders'
+/// text reads back the same way), the timeouts, the search path, and in
+/// row mode the tenant (`ferry.tenant`) and the role the policies apply to.
+pub(crate) fn configure(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    target: &Target,
+) -> Result<(), PortError> {
+    let lock_timeout = format!("{}ms", target.lock_timeout_ms);
+    let search_path = quote_ident(&target.schema);
+    let mut settings: Vec<(&str, &str)> = vec![
+        ("TimeZone", "UTC"),
+        ("DateStyle", "ISO, YMD"),
+        ("IntervalStyle", "iso_8601"),
+        ("bytea_output", "hex"),
+        ("extra_float_digits", "1"),
+        ("lock_timeout", &lock_timeout),
+        ("statement_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
+        // Rows of a table without a primary key come in physical order;
+        // a synchronized scan could start mid-table and reorder them.
+        ("synchronize_seqscans", "off"),
+        // Cursors read every row: plan for the total, not the first 10%.
+        ("cursor_tuple_fraction", "1"),
+        // Type names print unqualified (`plan_tier`, not
+        // `tenant_acme.plan_tier`), so equal schemas print equal.
+        ("search_path", &search_path),
+    ];
+    if target.tenant_column.is_some() {
+        settings.push((TENANT_SETTING, tenant.as_str()));
+    }
+    if let Some(role) = &target.role {
+        settings.push(("role", role));
+    }
+    for (name, value) in settings {
+        diesel::sql_query("SELECT pg_catalog.set_config($1, $2, true)")
+            .bind::<Text, _>(name)
+            .bind::<Text, _>(value)
+            .execute(conn)
+            .map_err(|e| db_error("configuring the session", e))?;
+    }
+    Ok(())
 }
 
 /// `SELECT <columns as text> FROM <table> [WHERE <tenant> [AND <dates>]]

@@ -86,7 +86,7 @@ pub(crate) fn establish(
 /// Percent-encode a filesystem path for an SQLite `file:` URI: `?`, `#` and
 /// `%` (and anything else outside the unreserved set) would otherwise be read
 /// as URI syntax.
-fn uri_path(path: &Path) -> String {
+pub(crate) fn uri_path(path: &Path) -> String {
     let mut out = String::new();
     for &b in path.as_os_str().as_encoded_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {

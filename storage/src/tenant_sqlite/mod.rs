@@ -9,20 +9,29 @@
 //! introspection (`introspect.rs`); tables are streamed row by row
 //! (`dump.rs`, which also defines the analytics date filter) as NDJSON
 //! ([`encode_json`], which documents the lossless value encoding an import
-//! relies on) or CSV ([`encode_csv`]).
+//! relies on) or CSV ([`encode_csv`]). Rehydration writes through a
+//! [`SqliteWriter`] (`writer.rs`: transactions, foreign-key checks, merge,
+//! native restore), reading the NDJSON back with `decode_json.rs`; the
+//! maintenance flag is a marker file (`maintenance.rs`).
 //!
-//! Error codes: `tenant_not_found` and `unknown_table` are permanent;
+//! Error codes: `tenant_not_found`, `unknown_table`, `row_invalid`,
+//! `merge_key_invalid`, `foreign_key_violation`, `native_format_unsupported`,
+//! `native_dump_missing`, `native_dump_invalid` and `native_schema_mismatch`
+//! are permanent; `input_read_failed` is retryable;
 //! `tenant_db_busy` (the live file is locked longer than the busy timeout),
 //! `tenant_db_io`, `tenant_io` and `output_write_failed` are retryable;
 //! `tenant_db_corrupt` and `tenant_db_error` are permanent.
 
 pub(crate) mod conn;
+mod decode_json;
 mod dump;
 pub mod encode_csv;
 pub mod encode_json;
 mod introspect;
+mod maintenance;
 mod snapshot;
 mod value;
+mod writer;
 
 use conn::{io_error, open, OpenMode};
 use diesel::SqliteConnection;
@@ -30,13 +39,16 @@ use ferry_engine::TenantId;
 use ferry_workflows::ports::tenant::{
     NativeInfo, SchemaInfo, TableFormat, TableStats, TenantSnapshot, TenantStore,
 };
+use ferry_workflows::ports::tenant_writer::TenantWriter;
 use ferry_workflows::ports::PortError;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 pub use conn::BUSY_TIMEOUT_MS;
 pub use dump::PROGRESS_EVERY_ROWS;
+pub use maintenance::MAINTENANCE_FILE_EXTENSION;
 pub use snapshot::SNAPSHOT_FILE;
+pub use writer::{SqliteWriter, NATIVE_FORMAT};
 
 /// `engine()` of this store.
 pub const ENGINE: &str = "sqlite";
@@ -77,6 +89,13 @@ impl SqliteTenants {
     /// ids are validated (`[a-z0-9_-]`), so the name cannot escape `dir`.
     pub fn db_path(&self, tenant: &TenantId) -> PathBuf {
         tenant_db_path(&self.dir, tenant)
+    }
+
+    /// Whether a rehydration has put `tenant` under maintenance
+    /// (`maintenance.rs`): its application should not write meanwhile.
+    pub fn in_maintenance(&self, tenant: &TenantId) -> Result<bool, PortError> {
+        maintenance::is_set(&self.db_path(tenant))
+            .map_err(|e| io_error("reading the maintenance flag", e))
     }
 }
 
@@ -138,6 +157,22 @@ impl TenantStore for SqliteTenants {
             || tenant_not_found(tenant),
         )?;
         Ok(Box::new(SqliteSnapshot::open(path)?))
+    }
+
+    /// Opens the live database (`work_dir` is not needed: every call of the
+    /// writer is a transaction of its own on the live file).
+    fn writer(
+        &self,
+        tenant: &TenantId,
+        _work_dir: &Path,
+    ) -> Result<Box<dyn TenantWriter>, PortError> {
+        if !self.tenant_exists(tenant)? {
+            return Err(tenant_not_found(tenant));
+        }
+        Ok(Box::new(SqliteWriter::open(
+            self.db_path(tenant),
+            self.busy_timeout_ms,
+        )?))
     }
 }
 

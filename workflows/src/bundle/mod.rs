@@ -4,14 +4,15 @@
 //!
 //! One concept per file: [`manifest`] is the table of contents and its
 //! format version, [`writer`] streams entries into the archive while hashing
-//! them, [`sign`] signs and checks `manifest.json`, and [`verify`] checks a
-//! whole bundle offline. The bundle is self-describing so it can be verified
-//! and re-imported anywhere with only the public key.
+//! them, [`zip`] frames them, [`sign`] signs and checks `manifest.json`, and
+//! [`verify`] checks a whole bundle offline. The bundle is self-describing
+//! so it can be verified and re-imported anywhere with only the public key.
 
 pub mod manifest;
 pub mod sign;
 pub mod verify;
 pub mod writer;
+pub mod zip;
 
 pub use manifest::{
     AssetsSection, DatabaseSection, Manifest, ManifestDateRange, ManifestEntry, Producer,
@@ -19,4 +20,4 @@ pub use manifest::{
 };
 pub use sign::{encode_public_key, key_id, parse_public_key, BundleSigner, SignatureFile};
 pub use verify::{verify_file, VerifyError, VerifyReport};
-pub use writer::{BundleWriter, FinishedBundle, WriteError};
+pub use writer::{BundleWriter, CopiedData, FinishedBundle, PackMethod, Packed, WriteError};

@@ -111,7 +111,7 @@ pub struct VerifyReport {
 }
 
 /// Read one entry whole, refusing more than `max` bytes.
-async fn read_small(
+pub(crate) async fn read_small(
     reader: &ZipFileReader,
     index: usize,
     name: &'static str,
@@ -134,6 +134,44 @@ async fn read_small(
         return Err(VerifyError::TooLarge(name));
     }
     Ok(out)
+}
+
+/// The archive's entries (`index_of`: name to index, directories left out)
+/// must be exactly the manifest's entries plus `manifest.json` and
+/// `manifest.sig`: nothing missing, nothing added, no entry listed twice or
+/// under an unsafe or reserved path. Shared with rehydration's validation.
+pub(crate) fn check_entry_set(
+    manifest: &Manifest,
+    index_of: &HashMap<String, usize>,
+) -> Result<(), VerifyError> {
+    let mut listed = BTreeSet::new();
+    for e in &manifest.entries {
+        if !entry_path_is_safe(&e.path) || e.path == MANIFEST_PATH || e.path == SIGNATURE_PATH {
+            return Err(VerifyError::ManifestInvalid(format!(
+                "bad entry path {:?}",
+                e.path
+            )));
+        }
+        if !listed.insert(e.path.as_str()) {
+            return Err(VerifyError::ManifestInvalid(format!(
+                "entry {:?} listed twice",
+                e.path
+            )));
+        }
+    }
+    for e in &manifest.entries {
+        if !index_of.contains_key(&e.path) {
+            return Err(VerifyError::EntryMissing(e.path.clone()));
+        }
+    }
+    let mut present: Vec<&String> = index_of.keys().collect();
+    present.sort();
+    for name in present {
+        if name != MANIFEST_PATH && name != SIGNATURE_PATH && !listed.contains(name.as_str()) {
+            return Err(VerifyError::EntryUnexpected(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Verify the bundle at `path` against the public key `key`.
@@ -215,33 +253,7 @@ pub async fn verify_file(path: &Path, key: &VerifyingKey) -> Result<VerifyReport
     }
 
     // 3. The entry sets must be equal.
-    let mut listed = BTreeSet::new();
-    for e in &manifest.entries {
-        if !entry_path_is_safe(&e.path) || e.path == MANIFEST_PATH || e.path == SIGNATURE_PATH {
-            return Err(VerifyError::ManifestInvalid(format!(
-                "bad entry path {:?}",
-                e.path
-            )));
-        }
-        if !listed.insert(e.path.as_str()) {
-            return Err(VerifyError::ManifestInvalid(format!(
-                "entry {:?} listed twice",
-                e.path
-            )));
-        }
-    }
-    for e in &manifest.entries {
-        if !index_of.contains_key(&e.path) {
-            return Err(VerifyError::EntryMissing(e.path.clone()));
-        }
-    }
-    let mut present: Vec<&String> = index_of.keys().collect();
-    present.sort();
-    for name in present {
-        if name != MANIFEST_PATH && name != SIGNATURE_PATH && !listed.contains(name.as_str()) {
-            return Err(VerifyError::EntryUnexpected(name.clone()));
-        }
-    }
+    check_entry_set(&manifest, &index_of)?;
 
     // 4. Every entry's size and blake3, streamed and bounded.
     let mut total_bytes = 0u64;

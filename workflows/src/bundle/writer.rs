@@ -1,27 +1,30 @@
 //! The streaming bundle writer.
 //!
-//! A bundle can be far larger than memory, so every entry is streamed from
-//! its source file into a deflated ZIP entry (async_zip's stream writer) in
-//! fixed-size chunks, and the blake3 of the uncompressed bytes is computed on
-//! the way through. The whole archive's bytes are hashed and counted as they
-//! reach the disk, so the final checksum and size cost no second read, and a
-//! bundle growing past its size limit is stopped at once. The archive is
-//! written to a temporary name, fsynced and renamed, so a crash never leaves
-//! a half-written file under the final name. With the same inputs and the
-//! same timestamp the output is byte-for-byte identical, so a repeated step
-//! reproduces the same checksum.
+//! A bundle can be far larger than memory, so every entry is streamed in
+//! fixed-size chunks. An entry comes in one of two ways: [`BundleWriter::add_file`]
+//! deflates a plain file on the way through (assets, small files), while
+//! [`BundleWriter::add_packed`] copies data that the producer already
+//! compressed or chose to store ([`Packed`]): the export compresses each
+//! table file on a second core while the next rows stream, so bundling is
+//! only a copy. The blake3 of every entry's uncompressed bytes goes into the
+//! manifest; the whole archive's bytes are hashed and counted as they reach
+//! the disk, so the final checksum and size cost no second read, and a
+//! bundle growing past its size limit is stopped at once. The ZIP framing
+//! comes from [`super::zip`]. The archive is written to a temporary name,
+//! fsynced and renamed, so a crash never leaves a half-written file under
+//! the final name. With the same inputs and the same timestamp the output
+//! is byte-for-byte identical, so a repeated step reproduces the same
+//! checksum.
 
 use super::manifest::{entry_path_is_safe, Manifest, ManifestEntry, MANIFEST_PATH, SIGNATURE_PATH};
 use super::sign::BundleSigner;
-use async_zip::tokio::write::ZipFileWriter;
-use async_zip::{
-    AttributeCompatibility, Compression, ZipDateTime, ZipDateTimeBuilder, ZipEntryBuilder,
-};
+use super::zip::{self, METHOD_DEFLATE, METHOD_STORED};
 use chrono::{Datelike, Timelike};
 use ferry_engine::Timestamp;
-use futures::io::AsyncWriteExt as _;
+use flate2::write::DeflateEncoder;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +37,11 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt as _, BufWriter};
 pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Most entries one bundle may hold (bounded for readers too).
 pub const ENTRIES_MAX: usize = 1_000_000;
+/// The deflate level of bundle entries (0–9). Level 1 was chosen by
+/// measurement (bench/results/compression-levels-*.md): on table dumps it
+/// compresses several times faster than the zlib default 6 for an archive
+/// about a fifth larger, and the export's wall time is bound by CPU.
+pub const DEFLATE_LEVEL: u32 = 1;
 
 /// What can go wrong while writing a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +76,38 @@ impl WriteError {
     pub fn retryable(&self) -> bool {
         matches!(self, WriteError::Io(_) | WriteError::Zip(_))
     }
+}
+
+/// How a packed entry's data is encoded in the archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackMethod {
+    /// As is (data that is compressed already).
+    Stored,
+    /// A raw deflate stream (RFC 1951).
+    Deflate,
+}
+
+impl PackMethod {
+    fn zip_method(self) -> u16 {
+        match self {
+            PackMethod::Stored => METHOD_STORED,
+            PackMethod::Deflate => METHOD_DEFLATE,
+        }
+    }
+}
+
+/// An entry's data as its producer encoded it, ready to be copied into
+/// the archive: the method, the CRC-32 of the uncompressed bytes (what ZIP
+/// readers check), and the size and blake3 of the encoded bytes (what the
+/// bundle step checks before it trusts the work file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Packed {
+    pub method: PackMethod,
+    pub crc32: u32,
+    pub bytes: u64,
+    pub blake3: String,
 }
 
 /// Hashes and counts every byte written through it and refuses to grow past
@@ -117,29 +157,34 @@ pub struct FinishedBundle {
     pub checksum: String,
 }
 
+/// The blake3 (hex) and size of the bytes a packed entry was copied from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopiedData {
+    pub blake3: String,
+    pub bytes: u64,
+}
+
 /// Writes one bundle, entry by entry.
 pub struct BundleWriter {
-    zip: ZipFileWriter<HashingWriter<BufWriter<File>>>,
+    out: HashingWriter<BufWriter<File>>,
     tmp_path: PathBuf,
     final_path: PathBuf,
     names: HashSet<String>,
     entries: Vec<ManifestEntry>,
-    modified: ZipDateTime,
+    directory: Vec<zip::Entry>,
+    /// MS-DOS time and date of every entry.
+    modified: (u16, u16),
     limit_bytes: u64,
     over_limit: Arc<AtomicBool>,
 }
 
-fn zip_time(at: &Timestamp) -> ZipDateTime {
-    // ZIP (DOS) time cannot hold years before 1980; clamp rather than fail.
-    let year = at.year().clamp(1980, 2107);
-    ZipDateTimeBuilder::new()
-        .year(year)
-        .month(at.month())
-        .day(at.day())
-        .hour(at.hour())
-        .minute(at.minute())
-        .second(at.second())
-        .build()
+/// MS-DOS time and date. DOS time cannot hold years before 1980 or after
+/// 2107; clamp rather than fail.
+fn dos_time(at: &Timestamp) -> (u16, u16) {
+    let year = at.year().clamp(1980, 2107) as u16;
+    let time = ((at.hour() as u16) << 11) | ((at.minute() as u16) << 5) | (at.second() as u16 / 2);
+    let date = ((year - 1980) << 9) | ((at.month() as u16) << 5) | at.day() as u16;
+    (time, date)
 }
 
 impl BundleWriter {
@@ -166,24 +211,26 @@ impl BundleWriter {
             over_limit: over_limit.clone(),
         };
         Ok(BundleWriter {
-            zip: ZipFileWriter::with_tokio(out),
+            out,
             tmp_path,
             final_path: path.to_owned(),
             names: HashSet::new(),
             entries: Vec::new(),
-            modified: zip_time(&modified),
+            directory: Vec::new(),
+            modified: dos_time(&modified),
             limit_bytes,
             over_limit,
         })
     }
 
-    fn zip_err(&self, e: async_zip::error::ZipError) -> WriteError {
-        if self.over_limit.load(Ordering::SeqCst) {
-            WriteError::TooLarge {
+    /// Write archive bytes; hitting the size limit is `TooLarge`.
+    async fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        match self.out.write_all(data).await {
+            Ok(()) => Ok(()),
+            Err(_) if self.over_limit.load(Ordering::SeqCst) => Err(WriteError::TooLarge {
                 limit_bytes: self.limit_bytes,
-            }
-        } else {
-            WriteError::Zip(e.to_string())
+            }),
+            Err(e) => Err(WriteError::Io(e)),
         }
     }
 
@@ -201,16 +248,8 @@ impl BundleWriter {
         Ok(())
     }
 
-    fn entry_builder(&self, path: &str) -> ZipEntryBuilder {
-        ZipEntryBuilder::new(path.to_owned().into(), Compression::Deflate)
-            .last_modification_date(self.modified)
-            .attribute_compatibility(AttributeCompatibility::Unix)
-            // A regular file, rw-r--r--.
-            .unix_permissions(0o100644)
-    }
-
-    /// Stream the file at `source` into a new entry `path`, hashing it.
-    /// `rows`/`table` are carried into the manifest entry.
+    /// Stream the file at `source` into a new deflated entry `path`,
+    /// hashing it. `rows`/`table` are carried into the manifest entry.
     pub async fn add_file(
         &mut self,
         path: &str,
@@ -220,64 +259,136 @@ impl BundleWriter {
     ) -> Result<ManifestEntry, WriteError> {
         self.claim(path, false)?;
         let mut src = File::open(source).await?;
-        let builder = self.entry_builder(path);
+        let source_bytes = src.metadata().await?.len();
+        let mut entry = zip::Entry::streamed(path, self.modified, source_bytes, self.out.bytes);
+        self.write(&zip::local_header(&entry)).await?;
         let mut hasher = blake3::Hasher::new();
+        let mut crc = crc32fast::Hasher::new();
         let mut bytes = 0u64;
+        let mut compressed = 0u64;
         let mut buf = vec![0u8; CHUNK_BYTES];
-        let over_limit = self.over_limit.clone();
-        let limit_bytes = self.limit_bytes;
-        let map_io = |e: io::Error| {
-            if over_limit.load(Ordering::SeqCst) {
-                WriteError::TooLarge { limit_bytes }
-            } else {
-                WriteError::Io(e)
-            }
-        };
-        let mut w = match self.zip.write_entry_stream(builder).await {
-            Ok(w) => w,
-            Err(e) => {
-                return Err(if over_limit.load(Ordering::SeqCst) {
-                    WriteError::TooLarge { limit_bytes }
-                } else {
-                    WriteError::Zip(e.to_string())
-                })
-            }
-        };
+        let mut encoder = DeflateEncoder::new(
+            Vec::with_capacity(CHUNK_BYTES),
+            flate2::Compression::new(DEFLATE_LEVEL),
+        );
         loop {
             let n = src.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
+            crc.update(&buf[..n]);
             bytes += n as u64;
-            w.write_all(&buf[..n]).await.map_err(map_io)?;
+            encoder.write_all(&buf[..n])?;
+            let out = std::mem::take(encoder.get_mut());
+            compressed += out.len() as u64;
+            self.write(&out).await?;
+            *encoder.get_mut() = reuse(out);
         }
-        if let Err(e) = w.close().await {
-            return Err(if over_limit.load(Ordering::SeqCst) {
-                WriteError::TooLarge { limit_bytes }
-            } else {
-                WriteError::Zip(e.to_string())
-            });
+        let tail = encoder.finish()?;
+        compressed += tail.len() as u64;
+        self.write(&tail).await?;
+        entry
+            .streamed_done(crc.finalize(), compressed, bytes)
+            .map_err(WriteError::Zip)?;
+        self.write(&zip::data_descriptor(&entry)).await?;
+        self.directory.push(entry);
+        let blake3 = hasher.finalize().to_hex().to_string();
+        Ok(self.record(path, bytes, rows, table, blake3))
+    }
+
+    /// Copy `packed`, the encoded data of entry `path` held in file
+    /// `source`, into the archive as it is. `bytes` and `blake3` describe
+    /// the uncompressed data (for the manifest), `rows`/`table` are carried
+    /// into it. Returns the blake3 and size of what was copied, which the
+    /// caller compares with what it recorded when it wrote the file.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_packed(
+        &mut self,
+        path: &str,
+        source: &Path,
+        packed: &Packed,
+        bytes: u64,
+        blake3: &str,
+        rows: Option<u64>,
+        table: Option<String>,
+    ) -> Result<CopiedData, WriteError> {
+        self.claim(path, false)?;
+        let mut src = File::open(source).await?;
+        let entry = zip::Entry::known(
+            path,
+            packed.method.zip_method(),
+            self.modified,
+            packed.crc32,
+            packed.bytes,
+            bytes,
+            self.out.bytes,
+        );
+        self.write(&zip::local_header(&entry)).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut copied = 0u64;
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        // Never copy more than the header announced, whatever the file holds.
+        while copied < packed.bytes {
+            let want = (packed.bytes - copied).min(CHUNK_BYTES as u64) as usize;
+            let n = src.read(&mut buf[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            copied += n as u64;
+            self.write(&buf[..n]).await?;
         }
+        self.directory.push(entry);
+        self.record(path, bytes, rows, table, blake3.to_owned());
+        Ok(CopiedData {
+            blake3: hasher.finalize().to_hex().to_string(),
+            bytes: copied,
+        })
+    }
+
+    /// Add the manifest entry of the entry just written.
+    fn record(
+        &mut self,
+        path: &str,
+        bytes: u64,
+        rows: Option<u64>,
+        table: Option<String>,
+        blake3: String,
+    ) -> ManifestEntry {
         let entry = ManifestEntry {
             path: path.to_owned(),
             bytes,
             rows,
             table,
-            blake3: hasher.finalize().to_hex().to_string(),
+            blake3,
         };
         self.entries.push(entry.clone());
-        Ok(entry)
+        entry
     }
 
     /// Add a small in-memory entry (the manifest and its signature). These
     /// are the only entries not listed in the manifest.
     pub async fn add_bytes(&mut self, path: &str, data: &[u8]) -> Result<(), WriteError> {
         self.claim(path, true)?;
-        let builder = self.entry_builder(path);
-        if let Err(e) = self.zip.write_entry_whole(builder, data).await {
-            return Err(self.zip_err(e));
-        }
+        let mut encoder = DeflateEncoder::new(
+            Vec::with_capacity(data.len() / 2),
+            flate2::Compression::new(DEFLATE_LEVEL),
+        );
+        encoder.write_all(data)?;
+        let compressed = encoder.finish()?;
+        let entry = zip::Entry::known(
+            path,
+            METHOD_DEFLATE,
+            self.modified,
+            crc32fast::hash(data),
+            compressed.len() as u64,
+            data.len() as u64,
+            self.out.bytes,
+        );
+        self.write(&zip::local_header(&entry)).await?;
+        self.write(&compressed).await?;
+        self.directory.push(entry);
         Ok(())
     }
 
@@ -302,26 +413,33 @@ impl BundleWriter {
         Ok((done, manifest))
     }
 
-    /// Finish the archive, fsync it and move it to its final name.
-    pub async fn finish(self) -> Result<FinishedBundle, WriteError> {
-        let over_limit = self.over_limit.clone();
-        let limit_bytes = self.limit_bytes;
-        let compat = match self.zip.close().await {
-            Ok(c) => c,
-            Err(e) => {
-                return Err(if over_limit.load(Ordering::SeqCst) {
-                    WriteError::TooLarge { limit_bytes }
-                } else {
-                    WriteError::Zip(e.to_string())
-                })
+    /// Write the central directory, fsync the archive and move it to its
+    /// final name.
+    pub async fn finish(mut self) -> Result<FinishedBundle, WriteError> {
+        let directory_offset = self.out.bytes;
+        let mut records = Vec::with_capacity(CHUNK_BYTES);
+        for e in std::mem::take(&mut self.directory).iter() {
+            records.extend_from_slice(&zip::central_record(e));
+            if records.len() >= CHUNK_BYTES {
+                self.write(&records).await?;
+                records.clear();
             }
-        };
-        let mut out = compat.into_inner();
-        out.inner.flush().await?;
-        out.inner.get_mut().sync_all().await?;
-        let checksum = out.hasher.finalize().to_hex().to_string();
-        let size_bytes = out.bytes;
-        drop(out);
+        }
+        self.write(&records).await?;
+        let end_offset = self.out.bytes;
+        let count = self.names.len() as u64;
+        let end = zip::end_records(
+            count,
+            directory_offset,
+            end_offset - directory_offset,
+            end_offset,
+        );
+        self.write(&end).await?;
+        self.out.inner.flush().await?;
+        self.out.inner.get_mut().sync_all().await?;
+        let checksum = self.out.hasher.finalize().to_hex().to_string();
+        let size_bytes = self.out.bytes;
+        drop(self.out);
         tokio::fs::rename(&self.tmp_path, &self.final_path).await?;
         sync_parent(&self.final_path).await?;
         Ok(FinishedBundle {
@@ -338,6 +456,12 @@ impl BundleWriter {
         // Best effort: a leftover temporary file is overwritten next time.
         let _ = tokio::fs::remove_file(tmp).await;
     }
+}
+
+/// An emptied buffer to compress into again (keeps its allocation).
+fn reuse(mut v: Vec<u8>) -> Vec<u8> {
+    v.clear();
+    v
 }
 
 /// fsync a file's directory, so a rename into it is durable.

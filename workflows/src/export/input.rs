@@ -31,7 +31,7 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         InputError {
             code,
             message: message.into(),
@@ -265,7 +265,7 @@ fn parse_range(range: &Map<String, Value>) -> Result<DateRange, InputError> {
     Ok(DateRange { from, to })
 }
 
-fn parse_tables(items: &[Value]) -> Result<Vec<String>, InputError> {
+pub(crate) fn parse_tables(items: &[Value]) -> Result<Vec<String>, InputError> {
     if items.is_empty() {
         return Err(InputError::new(
             "invalid_tables",

@@ -17,18 +17,20 @@
 
 pub mod input;
 pub mod metrics;
+pub(crate) mod records;
 pub mod status;
 pub mod steps;
 
 use crate::bundle::BundleSigner;
 use crate::links::LinkSigner;
 use crate::ports::audit::{AuditEntry, AuditLog};
+use crate::ports::export_records::{ExportRecords, NoExportRecords};
 use crate::ports::mail::Mailer;
 use crate::ports::objects::{Area, ObjectKey, ObjectStore};
 use crate::ports::tenant::TenantStore;
 use async_trait::async_trait;
 use ferry_engine::{
-    RetryPolicy, StepContext, StepError, StepSpec, TimerContext, Workflow, WorkflowId,
+    RetryPolicy, Status, StepContext, StepError, StepSpec, TimerContext, Workflow, WorkflowId,
 };
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -49,7 +51,7 @@ pub const EXPIRE_TIMER: &str = "expire";
 /// Entity name used in audit entries.
 pub const AUDIT_ENTITY: &str = "export";
 /// Actor of audit entries the engine writes itself.
-pub const AUDIT_ACTOR: &str = "ferry";
+pub const AUDIT_ACTOR: &str = crate::step_audit::ACTOR;
 
 /// The step names, in order.
 pub const STEP_NAMES: [&str; 7] = [
@@ -84,6 +86,9 @@ pub struct ExportConfig {
     pub analytics_timestamp_column: String,
     /// Written into the manifest's `producer.version`.
     pub producer_version: String,
+    /// Deflate level (0–9) of the table files, compressed while they are
+    /// dumped.
+    pub deflate_level: u32,
 }
 
 impl ExportConfig {
@@ -97,6 +102,7 @@ impl ExportConfig {
             max_bundle_bytes: 10 * 1024 * 1024 * 1024,
             analytics_timestamp_column: "created_at".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
+            deflate_level: crate::bundle::writer::DEFLATE_LEVEL,
         }
     }
 }
@@ -106,6 +112,7 @@ pub struct ExportWorkflow {
     pub(crate) deps: ExportDeps,
     pub(crate) config: ExportConfig,
     pub(crate) metrics: Option<metrics::ExportMetrics>,
+    pub(crate) records: Arc<dyn ExportRecords>,
     steps: Vec<StepSpec>,
 }
 
@@ -155,6 +162,7 @@ impl ExportWorkflow {
             deps,
             config,
             metrics: None,
+            records: Arc::new(NoExportRecords),
             steps: step_specs(),
         }
     }
@@ -163,6 +171,27 @@ impl ExportWorkflow {
     pub fn with_metrics(mut self, metrics: metrics::ExportMetrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Keep export records here (by default none are kept).
+    pub fn with_records(mut self, records: Arc<dyn ExportRecords>) -> Self {
+        self.records = records;
+        self
+    }
+
+    /// Write the export's record after step `step` succeeded with
+    /// `output`: created by `plan`, with the bundle's size, checksum and key
+    /// after `upload`, completed with its expiry after `expire`.
+    async fn record_step(&self, ctx: &StepContext, output: &Value) -> Result<(), StepError> {
+        let status = match ctx.step.as_str() {
+            "plan" | "upload" => Status::Running,
+            "expire" => Status::Completed,
+            _ => return Ok(()),
+        };
+        let mut outputs = (*ctx.outputs).clone();
+        outputs.insert(ctx.step.clone(), output.clone());
+        let record = records::RecordSource::of_step(ctx, &outputs).record(status)?;
+        self.write_record(record).await
     }
 
     /// Replace one step's retry policy (operators tune them; tests shorten
@@ -215,30 +244,9 @@ impl ExportWorkflow {
         details: Value,
     ) -> Result<(), StepError> {
         let input = ExportInput::from_value(&ctx.input).ok();
-        let mut d = json!({
-            "workflowId": ctx.workflow.to_string(),
-            "step": ctx.step,
-            "attempt": ctx.attempt,
-            "requestedBy": input.as_ref().map(|i| i.requested_by.sub.clone()),
-        });
-        if let (Some(obj), Value::Object(extra)) = (d.as_object_mut(), details) {
-            obj.extend(extra);
-        }
-        let entry = AuditEntry::new(
-            ctx.now(),
-            AUDIT_ACTOR,
-            Some(ctx.tenant.clone()),
-            action,
-            AUDIT_ENTITY,
-            ctx.workflow.to_string(),
-        )
-        .details(d);
-        self.deps
-            .audit
-            .append(entry)
+        let common = json!({"requestedBy": input.as_ref().map(|i| i.requested_by.sub.clone())});
+        crate::step_audit::append(&*self.deps.audit, ctx, AUDIT_ENTITY, action, common, details)
             .await
-            .map(|_| ())
-            .map_err(|e| StepError::retryable("audit_failed", e.message))
     }
 }
 
@@ -266,7 +274,24 @@ impl Workflow for ExportWorkflow {
                 format!("export has no step {other:?}"),
             )),
         };
+        let result = match result {
+            Ok(output) => self.record_step(&ctx, &output).await.map(|_| output),
+            failed => failed,
+        };
         if let Err(e) = &result {
+            // A failure the engine will not retry shows in the record too
+            // (best effort: the event log has it either way).
+            let status = match e.code.as_str() {
+                "cancelled" => Some(Status::Cancelled),
+                _ if !e.retryable => Some(Status::Failed),
+                _ => None,
+            };
+            let source = records::RecordSource::of_step(&ctx, &ctx.outputs);
+            if let Some(record) = status.and_then(|s| source.record(s).ok()) {
+                if let Err(record_err) = self.write_record(record).await {
+                    tracing::warn!(workflow = %ctx.workflow, error = %record_err.message, "could not record a failed export");
+                }
+            }
             if e.code == "cancelled" {
                 // Cancelled exports never resume: their files can go now.
                 let _ = remove_dir_all_idempotent(&self.work_dir_of(ctx.workflow)).await;

@@ -4,9 +4,11 @@
 //! keeps the dependency direction `storage → workflows → engine`.
 
 pub mod audit;
+pub mod export_records;
 pub mod mail;
 pub mod objects;
 pub mod tenant;
+pub mod tenant_writer;
 
 /// An adapter's failure, with a stable code and whether retrying may help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -41,15 +41,18 @@ pub enum Area {
     Assets,
     /// Private export bundles.
     Exports,
+    /// Private backups taken before a rehydration deletes anything.
+    Backups,
 }
 
 impl Area {
-    pub const ALL: [Area; 2] = [Area::Assets, Area::Exports];
+    pub const ALL: [Area; 3] = [Area::Assets, Area::Exports, Area::Backups];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Area::Assets => "assets",
             Area::Exports => "exports",
+            Area::Backups => "backups",
         }
     }
 }

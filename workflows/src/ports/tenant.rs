@@ -182,6 +182,19 @@ pub trait TenantStore: Send + Sync + 'static {
         tenant: &TenantId,
         work_dir: &Path,
     ) -> Result<Box<dyn TenantSnapshot>, PortError>;
+    /// Open the tenant's database for writing (rehydration). `work_dir` is
+    /// private to the calling workflow, as for [`TenantStore::snapshot`].
+    fn writer(
+        &self,
+        tenant: &TenantId,
+        work_dir: &Path,
+    ) -> Result<Box<dyn super::tenant_writer::TenantWriter>, PortError> {
+        let _ = (tenant, work_dir);
+        Err(PortError::permanent(
+            "rehydrate_unsupported",
+            format!("the {} tenant store cannot write yet", self.engine()),
+        ))
+    }
 }
 
 /// One consistent, read-only view of a tenant's data. Blocking: callers run it

@@ -2,18 +2,19 @@
 //! `export_{tenant}_{timestamp}.zip`, with the signed manifest.
 //!
 //! Only the files the earlier steps recorded go in (never whatever happens
-//! to lie in the directory). Each file is hashed again while it is
-//! compressed, and that hash must equal the one recorded when the file was
-//! written: a work file damaged between steps fails the export rather than
-//! ship silently. The file name and every timestamp inside derive from the
+//! to lie in the directory). The snapshot's files were compressed while
+//! they were dumped and are copied in as they are; assets are deflated here.
+//! Either way each file is hashed again on the way through, and that hash
+//! must equal the one recorded when the file was written: a work file
+//! damaged between steps fails the export rather than ship silently. The file name and every timestamp inside derive from the
 //! workflow's recorded times, so a repeated attempt writes the same bytes.
 
 use super::assets::{AssetIndexLine, AssetsOutput};
 use super::snapshot::SnapshotOutput;
 use super::{io_error, output_of, WorkDirs};
 use crate::bundle::{
-    AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Producer, WriteError,
-    FORMAT_VERSION,
+    AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Packed, Producer,
+    WriteError, FORMAT_VERSION,
 };
 use crate::export::ExportWorkflow;
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
@@ -54,6 +55,38 @@ fn write_err(e: WriteError) -> StepError {
     }
 }
 
+fn work_file_corrupt(path: &str) -> StepError {
+    StepError::permanent(
+        "work_file_corrupt",
+        format!("{path} changed after it was written; start a new export"),
+    )
+}
+
+/// Copy one packed snapshot file and check it still has the recorded hash.
+async fn add_packed_checked(
+    w: &mut BundleWriter,
+    packed_dir: &std::path::Path,
+    recorded: &ManifestEntry,
+    packed: &Packed,
+) -> Result<(), StepError> {
+    let got = w
+        .add_packed(
+            &recorded.path,
+            &packed_dir.join(&recorded.path),
+            packed,
+            recorded.bytes,
+            &recorded.blake3,
+            recorded.rows,
+            recorded.table.clone(),
+        )
+        .await
+        .map_err(write_err)?;
+    if got.blake3 != packed.blake3 || got.bytes != packed.bytes {
+        return Err(work_file_corrupt(&recorded.path));
+    }
+    Ok(())
+}
+
 /// Add one recorded file and check it still has the recorded hash.
 async fn add_checked(
     w: &mut BundleWriter,
@@ -70,13 +103,7 @@ async fn add_checked(
         .await
         .map_err(write_err)?;
     if got.blake3 != recorded.blake3 || got.bytes != recorded.bytes {
-        return Err(StepError::permanent(
-            "work_file_corrupt",
-            format!(
-                "{} changed after it was written; start a new export",
-                recorded.path
-            ),
-        ));
+        return Err(work_file_corrupt(&recorded.path));
     }
     Ok(())
 }
@@ -112,7 +139,11 @@ async fn write_bundle(
     let mut last_progress = Instant::now();
     for e in &snap.entries {
         ctx.check_cancelled()?;
-        add_checked(w, &dirs.files, e).await?;
+        match snap.packed.get(&e.path) {
+            Some(p) => add_packed_checked(w, &dirs.packed, e, p).await?,
+            // Snapshotted before files were packed: plain files to deflate.
+            None => add_checked(w, &dirs.files, e).await?,
+        }
         done_bytes += e.bytes;
         report_progress(ctx, &mut last_progress, done_bytes, total).await?;
     }

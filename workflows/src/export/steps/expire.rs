@@ -11,10 +11,11 @@
 use super::bundle::BundleOutput;
 use super::upload::UploadOutput;
 use super::{output_of, secs};
+use crate::export::records::RecordSource;
 use crate::export::{ExportWorkflow, AUDIT_ACTOR, AUDIT_ENTITY, BUNDLE_AREA, EXPIRE_TIMER};
 use crate::ports::audit::AuditEntry;
 use crate::ports::objects::ObjectKey;
-use ferry_engine::{StepContext, StepError, TimerContext, Timestamp};
+use ferry_engine::{Status, StepContext, StepError, TimerContext, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -22,24 +23,36 @@ use serde_json::{json, Value};
 #[serde(rename_all = "camelCase")]
 pub struct ExpireOutput {
     pub expires_at: Timestamp,
+    /// When the export completed (this step's first attempt).
+    #[serde(default)]
+    pub completed_at: Option<Timestamp>,
+    /// When it was requested, for the export record the timer rewrites.
+    #[serde(default)]
+    pub requested_at: Option<Timestamp>,
 }
 
 pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
     let upload: UploadOutput = output_of(ctx, "upload")?;
     let bundle: BundleOutput = output_of(ctx, "bundle")?;
-    let expires_at = match ctx
+    let fixed = match ctx
         .checkpoint_value()
         .and_then(|v| serde_json::from_value::<ExpireOutput>(v.clone()).ok())
     {
-        Some(cp) => cp.expires_at,
+        Some(cp) => cp,
         None => {
-            let at = ctx.now() + secs(wf.config.bundle_ttl);
-            let cp = serde_json::to_value(ExpireOutput { expires_at: at })
+            let now = ctx.now();
+            let cp = ExpireOutput {
+                expires_at: now + secs(wf.config.bundle_ttl),
+                completed_at: Some(now),
+                requested_at: Some(ctx.created_at),
+            };
+            let v = serde_json::to_value(&cp)
                 .map_err(|e| StepError::permanent("invalid_output", e.to_string()))?;
-            ctx.checkpoint(cp, None).await?;
-            at
+            ctx.checkpoint(v, None).await?;
+            cp
         }
     };
+    let expires_at = fixed.expires_at;
     ctx.schedule_timer(EXPIRE_TIMER, expires_at).await?;
     wf.audit(
         ctx,
@@ -68,8 +81,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
             .with_label_values(&[profile])
             .observe(bundle.size_bytes as f64);
     }
-    serde_json::to_value(ExpireOutput { expires_at })
-        .map_err(|e| StepError::permanent("invalid_output", e.to_string()))
+    serde_json::to_value(fixed).map_err(|e| StepError::permanent("invalid_output", e.to_string()))
 }
 
 /// The `expire` timer: delete the bundle, then audit.
@@ -112,6 +124,23 @@ pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), St
         .map_err(|e| StepError::retryable("audit_failed", e.message))?;
     if let Some(m) = &wf.metrics {
         m.expired.inc();
+    }
+    // Exports that completed before records were kept have no request time.
+    let expire: Option<ExpireOutput> = ctx
+        .outputs
+        .get("expire")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    if let Some(requested_at) = expire.and_then(|e| e.requested_at) {
+        let source = RecordSource {
+            workflow: ctx.workflow,
+            tenant: &ctx.tenant,
+            input: &ctx.input,
+            outputs: &ctx.outputs,
+            requested_at,
+        };
+        let mut record = source.record(Status::Completed)?;
+        record.expired_at = Some(chrono::Utc::now());
+        wf.write_record(record).await?;
     }
     Ok(())
 }

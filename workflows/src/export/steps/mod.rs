@@ -1,10 +1,13 @@
 //! The export's steps, one per file, and what they share: the layout of a
-//! workflow's work directory, reading earlier steps' outputs, and the
-//! hashing, cancellable file writer that blocking table dumps write through.
+//! workflow's work directory, reading earlier steps' outputs, and the live
+//! counters and cancel flag of the blocking tasks that dump tables (which
+//! write through [`pack::PackingWriter`]).
 //!
 //! Layout of `<work>/<workflow-id>/`:
 //! - `snapshot/` — private to the `TenantStore` (e.g. SQLite's consistent copy);
-//! - `files/` — exactly the bundle's future entries (`database/...`, `assets/...`);
+//! - `packed/` — the snapshot's entries (`database/...`), already encoded as
+//!   they go into the archive (see [`pack`]);
+//! - `files/` — the assets' future entries (`assets/...`), as they are;
 //! - `assets.index.ndjson` — the asset entries the `assets` step collected;
 //! - `out/` — the finished archive.
 //!
@@ -16,6 +19,7 @@ pub mod assets;
 pub mod bundle;
 pub mod expire;
 pub mod notify;
+pub mod pack;
 pub mod plan;
 pub mod snapshot;
 pub mod upload;
@@ -24,7 +28,7 @@ use super::input::ExportInput;
 use super::ExportWorkflow;
 use ferry_engine::{StepContext, StepError, WorkflowId};
 use serde::de::DeserializeOwned;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +38,7 @@ use std::sync::Arc;
 pub struct WorkDirs {
     pub root: PathBuf,
     pub snapshot: PathBuf,
+    pub packed: PathBuf,
     pub files: PathBuf,
     pub out: PathBuf,
 }
@@ -43,6 +48,7 @@ impl WorkDirs {
         let root = wf.work_dir_of(id);
         WorkDirs {
             snapshot: root.join("snapshot"),
+            packed: root.join("packed"),
             files: root.join("files"),
             out: root.join("out"),
             root,
@@ -54,7 +60,8 @@ impl WorkDirs {
     }
 
     pub async fn create(&self) -> Result<(), StepError> {
-        for d in [&self.snapshot, &self.files.join("database"), &self.out] {
+        let database = self.packed.join("database");
+        for d in [&self.snapshot, &database, &self.files, &self.out] {
             tokio::fs::create_dir_all(d)
                 .await
                 .map_err(|e| io_error("work_dir_failed", e))?;
@@ -104,53 +111,6 @@ pub(crate) struct CancelOnDrop(pub Arc<Live>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel.store(true, Ordering::SeqCst);
-    }
-}
-
-/// A blocking writer that hashes (blake3) and counts what passes through,
-/// adds to the live byte counter, and fails once the cancel flag is set.
-pub(crate) struct HashingFileWriter {
-    inner: io::BufWriter<std::fs::File>,
-    hasher: blake3::Hasher,
-    bytes: u64,
-    live: Arc<Live>,
-}
-
-impl HashingFileWriter {
-    pub fn create(path: &Path, live: Arc<Live>) -> io::Result<Self> {
-        let file = std::fs::File::create(path)?;
-        Ok(HashingFileWriter {
-            inner: io::BufWriter::with_capacity(256 * 1024, file),
-            hasher: blake3::Hasher::new(),
-            bytes: 0,
-            live,
-        })
-    }
-
-    /// Flush and fsync; the blake3 (hex) and size of what was written.
-    pub fn finish(mut self) -> io::Result<(String, u64)> {
-        self.inner.flush()?;
-        self.inner.get_ref().sync_all()?;
-        Ok((self.hasher.finalize().to_hex().to_string(), self.bytes))
-    }
-}
-
-impl Write for HashingFileWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.live.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "export step cancelled",
-            ));
-        }
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        self.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

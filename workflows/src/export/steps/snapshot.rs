@@ -2,8 +2,10 @@
 //! of the tenant and stream it to a file in the work directory.
 //!
 //! Dumps are blocking (database drivers), so they run on
-//! `spawn_blocking`, writing through a hashing writer: each file's blake3 and
-//! size are known the moment it is complete, without a second read. After
+//! `spawn_blocking`, writing through a [`PackingWriter`]: while the dump
+//! thread reads and encodes rows, a second thread hashes and deflates what
+//! it wrote, so each file's blake3, size and ZIP encoding are known the
+//! moment it is complete, and the `bundle` step only copies. After
 //! each table the step records a checkpoint listing the finished files; a
 //! resumed step skips them, provided the snapshot is durable (the same
 //! snapshot survives the restart) and the files are still there. A
@@ -11,12 +13,10 @@
 //! would not be consistent with each other. Between tables (and, through the
 //! writer, within one) the step stops at once when the workflow is cancelled.
 
+use super::pack::{PackedFile, PackingWriter};
 use super::plan::{manifest_date_range, select_schema, table_format};
-use super::{
-    input_of, io_error, sync_dir_blocking, table_file_stem, CancelOnDrop, HashingFileWriter, Live,
-    WorkDirs,
-};
-use crate::bundle::{ManifestDateRange, ManifestEntry};
+use super::{input_of, io_error, sync_dir_blocking, table_file_stem, CancelOnDrop, Live, WorkDirs};
+use crate::bundle::{ManifestDateRange, ManifestEntry, Packed};
 use crate::export::input::Profile;
 use crate::export::ExportWorkflow;
 use crate::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
@@ -24,6 +24,7 @@ use crate::ports::PortError;
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,9 +45,13 @@ pub struct SnapshotOutput {
     pub row_count: Option<u64>,
     pub schema_fingerprint: String,
     pub date_range: Option<ManifestDateRange>,
-    /// The files written, paths relative to `files/`.
+    /// The files written, paths relative to `packed/` (or, for exports
+    /// snapshotted before files were packed, to `files/`).
     pub entries: Vec<ManifestEntry>,
     pub bytes: u64,
+    /// How each entry's work file is encoded, by entry path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packed: BTreeMap<String, Packed>,
 }
 
 /// What a resumed attempt continues from.
@@ -55,6 +60,8 @@ pub struct SnapshotOutput {
 struct SnapshotCheckpoint {
     taken_at: Option<Timestamp>,
     done: Vec<ManifestEntry>,
+    #[serde(default)]
+    packed: BTreeMap<String, Packed>,
 }
 
 type Snap = Box<dyn TenantSnapshot>;
@@ -64,13 +71,14 @@ fn port(e: PortError) -> StepError {
 }
 
 /// Write one file atomically on the blocking pool: `produce` streams into a
-/// hashing writer; the file appears under `final_path` only when complete.
+/// packing writer; the file appears under `final_path` only when complete.
 fn write_file_blocking<T>(
     final_path: &Path,
     tmp_tag: &str,
     live: &Arc<Live>,
-    produce: impl FnOnce(&mut HashingFileWriter) -> Result<T, PortError>,
-) -> Result<(T, String, u64), StepError> {
+    level: u32,
+    produce: impl FnOnce(&mut PackingWriter) -> Result<T, PortError>,
+) -> Result<(T, PackedFile), StepError> {
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let name = final_path
         .file_name()
@@ -78,13 +86,13 @@ fn write_file_blocking<T>(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{tmp_tag}.tmp"));
     let result = (|| {
-        let mut w = HashingFileWriter::create(&tmp, live.clone())
+        let mut w = PackingWriter::create(&tmp, level, live.clone())
             .map_err(|e| io_error("snapshot_io", e))?;
         let value = produce(&mut w).map_err(port)?;
-        let (hash, bytes) = w.finish().map_err(|e| io_error("snapshot_io", e))?;
+        let packed = w.finish().map_err(|e| io_error("snapshot_io", e))?;
         std::fs::rename(&tmp, final_path).map_err(|e| io_error("snapshot_io", e))?;
         sync_dir_blocking(dir).map_err(|e| io_error("snapshot_io", e))?;
-        Ok((value, hash, bytes))
+        Ok((value, packed))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -148,16 +156,40 @@ async fn open_snapshot(
     .map_err(port)
 }
 
-/// Finished entries of an earlier attempt whose files are still intact.
-async fn still_present(files: &Path, done: Vec<ManifestEntry>) -> Vec<ManifestEntry> {
+/// Finished entries of an earlier attempt whose packed files are still
+/// intact.
+async fn still_present(
+    packed_dir: &Path,
+    done: Vec<ManifestEntry>,
+    packed: &BTreeMap<String, Packed>,
+) -> Vec<ManifestEntry> {
     let mut kept = Vec::with_capacity(done.len());
     for e in done {
-        match tokio::fs::metadata(files.join(&e.path)).await {
-            Ok(m) if m.is_file() && m.len() == e.bytes => kept.push(e),
+        let Some(p) = packed.get(&e.path) else {
+            continue;
+        };
+        match tokio::fs::metadata(packed_dir.join(&e.path)).await {
+            Ok(m) if m.is_file() && m.len() == p.bytes => kept.push(e),
             _ => {}
         }
     }
     kept
+}
+
+/// The manifest entry of a packed work file.
+fn entry_of(
+    path: String,
+    file: &PackedFile,
+    rows: Option<u64>,
+    table: Option<String>,
+) -> ManifestEntry {
+    ManifestEntry {
+        path,
+        bytes: file.bytes,
+        rows,
+        table,
+        blake3: file.blake3.clone(),
+    }
 }
 
 pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
@@ -165,7 +197,8 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     let request = input.request.clone();
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
-    let db_dir = dirs.files.join("database");
+    let db_dir = dirs.packed.join("database");
+    let level = wf.config.deflate_level;
 
     let (snap, full_schema) = open_snapshot(wf, ctx, dirs.snapshot.clone()).await?;
     let schema = select_schema(&full_schema, &request)?;
@@ -174,11 +207,16 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
     let (taken_at, mut done) = if snap.durable() {
-        let kept = still_present(&dirs.files, previous.done).await;
+        let kept = still_present(&dirs.packed, previous.done, &previous.packed).await;
         (previous.taken_at.unwrap_or_else(|| ctx.now()), kept)
     } else {
         (ctx.now(), Vec::new())
     };
+    let mut packed: BTreeMap<String, Packed> = previous
+        .packed
+        .into_iter()
+        .filter(|(path, _)| done.iter().any(|e| &e.path == path))
+        .collect();
     let live = Arc::new(Live::default());
     let _stop_on_drop = CancelOnDrop(live.clone());
     let tag = format!("{}-{}", ctx.attempt, uuid::Uuid::new_v4().simple());
@@ -190,21 +228,17 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
         let path = db_dir.join("schema.json");
         let live2 = live.clone();
         let tag2 = tag.clone();
-        let (_, hash, size) = tokio::task::spawn_blocking(move || {
-            write_file_blocking(&path, &tag2, &live2, |w| {
+        let (_, file) = tokio::task::spawn_blocking(move || {
+            write_file_blocking(&path, &tag2, &live2, level, |w| {
                 std::io::Write::write_all(w, &bytes)
                     .map_err(|e| PortError::retryable("snapshot_io", e.to_string()))
             })
         })
         .await
         .map_err(|e| StepError::retryable("snapshot_panicked", e.to_string()))??;
-        ManifestEntry {
-            path: "database/schema.json".into(),
-            bytes: size,
-            rows: None,
-            table: None,
-            blake3: hash,
-        }
+        let path = "database/schema.json".to_owned();
+        packed.insert(path.clone(), file.packed.clone());
+        entry_of(path, &file, None, None)
     };
 
     let column = wf.config.analytics_timestamp_column.clone();
@@ -216,7 +250,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
             ctx.check_cancelled()?;
             let checkpoint = json!(SnapshotCheckpoint {
                 taken_at: Some(taken_at),
-                done: vec![]
+                ..SnapshotCheckpoint::default()
             });
             let mut s = snap
                 .take()
@@ -225,11 +259,11 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
             let live2 = live.clone();
             let tag2 = tag.clone();
             let handle = tokio::task::spawn_blocking(move || {
-                let r = write_file_blocking(&tmp_final, &tag2, &live2, |w| s.dump_native(w));
+                let r = write_file_blocking(&tmp_final, &tag2, &live2, level, |w| s.dump_native(w));
                 (s, r, tmp_final)
             });
             let (_s, r, staged) = await_blocking(ctx, handle, &live, &checkpoint, 0.0).await?;
-            let (info, hash, size) = r?;
+            let (info, file) = r?;
             if !crate::bundle::manifest::entry_path_is_safe(&info.file_name)
                 || info.file_name.contains('/')
             {
@@ -243,13 +277,9 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                 .await
                 .map_err(|e| io_error("snapshot_io", e))?;
             format_name = info.format;
-            table_entries.push(ManifestEntry {
-                path: format!("database/{}", info.file_name),
-                bytes: size,
-                rows: None,
-                table: None,
-                blake3: hash,
-            });
+            let path = format!("database/{}", info.file_name);
+            packed.insert(path.clone(), file.packed.clone());
+            table_entries.push(entry_of(path, &file, None, None));
         }
         Profile::Lite | Profile::Analytics => {
             let ext = if request.profile == Profile::Lite {
@@ -271,20 +301,21 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                 ctx.check_cancelled()?;
                 let checkpoint = json!(SnapshotCheckpoint {
                     taken_at: Some(taken_at),
-                    done: done.clone()
+                    done: done.clone(),
+                    packed: packed.clone(),
                 });
                 let format: TableFormat = table_format(&request, table, &column);
                 let mut s = snap
                     .take()
                     .ok_or_else(|| StepError::retryable("snapshot_lost", "snapshot unavailable"))?;
-                let final_path = dirs.files.join(&path);
+                let final_path = dirs.packed.join(&path);
                 let name = table.name.clone();
                 let live2 = live.clone();
                 let tag2 = tag.clone();
                 let rows_before = done.iter().filter_map(|e| e.rows).sum::<u64>();
                 let handle = tokio::task::spawn_blocking(move || {
                     let live3 = live2.clone();
-                    let r = write_file_blocking(&final_path, &tag2, &live2, |w| {
+                    let r = write_file_blocking(&final_path, &tag2, &live2, level, |w| {
                         s.dump_table(&name, &format, w, &mut |rows| {
                             live3.rows.store(rows_before + rows, Ordering::Relaxed);
                         })
@@ -294,14 +325,9 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                 let (s, r) =
                     await_blocking(ctx, handle, &live, &checkpoint, i as f64 / total).await?;
                 snap = Some(s);
-                let (stats, hash, size) = r?;
-                let entry = ManifestEntry {
-                    path,
-                    bytes: size,
-                    rows: Some(stats.rows),
-                    table: Some(table.name.clone()),
-                    blake3: hash,
-                };
+                let (stats, file) = r?;
+                packed.insert(path.clone(), file.packed.clone());
+                let entry = entry_of(path, &file, Some(stats.rows), Some(table.name.clone()));
                 done.push(entry.clone());
                 table_entries.push(entry);
                 live.rows
@@ -314,7 +340,8 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                 ctx.checkpoint(
                     json!(SnapshotCheckpoint {
                         taken_at: Some(taken_at),
-                        done: done.clone()
+                        done: done.clone(),
+                        packed: packed.clone(),
                     }),
                     Some(progress),
                 )
@@ -340,6 +367,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
         date_range: manifest_date_range(&request, &column),
         bytes: entries.iter().map(|e| e.bytes).sum(),
         entries,
+        packed,
     };
     wf.audit(
         ctx,

@@ -1,0 +1,173 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers
+//! themselves (utoipa) and served at `/openapi.json`.
+//!
+//! How a route gets into the document (follow this for new routes, e.g. the
+//! rehydrate endpoints):
+//!
+//! 1. Declare the handler with actix's route macro (`#[get("/api/v1/...")]`,
+//!    `#[post(...)]`) and put `#[utoipa::path(...)]` above it, naming its
+//!    `tag`, path `params`, `request_body`, every status it can answer in
+//!    `responses` (end with one of the error sets below, e.g.
+//!    `TenantErrors`), and `security(("bearer" = []))` if it needs a token.
+//!    The path and method come from the actix macro, so they cannot drift.
+//! 2. In the route file, list the handlers in one
+//!    `#[derive(utoipa::OpenApi)] #[openapi(paths(a, b))] pub struct Api;`.
+//! 3. Add that `Api` to [`document`] below.
+//!
+//! The unit test below fails when a `#[get]`/`#[post]`/... route in
+//! `src/routes/` is missing from the document (or the document names a
+//! route that does not exist), and `tests/openapi_contract.rs` runs
+//! schemathesis against the served document: no 5xx and no status code the
+//! document does not list.
+
+use crate::routes;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
+
+/// Every error: `{"error": {"code", "message"}}` with a stable code.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `invalid_profile`, `not_found`, `rate_limited`.
+    pub code: String,
+    pub message: String,
+}
+
+/// The errors of every route that needs a bearer token and names a
+/// workflow: bad input, no or bad token, wrong role or tenant header, an
+/// unknown (or another tenant's) id.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum TenantErrors {
+    /// Bad query, header or body (the code says which).
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token's role may not do this, or `X-Tenant-Id` without platform_admin.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown id, another tenant's id, or an unknown tenant.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// A failure of ferry itself; details only in the server log.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ferry",
+        description = "Durable, event-sourced export and rehydration of one tenant's data. \
+            Tenant-scoped endpoints take a bearer JWT (`ferry token`); a platform_admin may \
+            name another tenant in `X-Tenant-Id`. Every response carries `X-Request-Id`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct Base;
+
+/// The whole document: the base plus every route file's `Api`.
+pub fn document() -> Document {
+    let mut doc = Base::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for part in [
+        routes::ops::Api::openapi(),
+        routes::export::Api::openapi(),
+        routes::rehydrate::Api::openapi(),
+        routes::workflows::Api::openapi(),
+        routes::audit::Api::openapi(),
+        routes::download::Api::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// `(METHOD, /path/{param})` of every actix route macro in src/routes.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+        let mut found = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            found.extend(text.lines().filter_map(route_attr));
+        }
+        found
+    }
+
+    /// `#[get("/path")]` → `("GET", "/path")`.
+    fn route_attr(line: &str) -> Option<(String, String)> {
+        let rest = line.trim().strip_prefix("#[")?;
+        let (method, rest) = rest.split_once("(\"")?;
+        if !["get", "post", "put", "patch", "delete"].contains(&method) {
+            return None;
+        }
+        let (path, _) = rest.split_once('"')?;
+        Some((method.to_uppercase(), path.to_owned()))
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_of_the_code() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let code = routes_in_source();
+        let missing: Vec<_> = code.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&code).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes not in /openapi.json: {missing:?}\ndocumented routes not in the code: {extra:?}\n(see the steps at the top of api/src/openapi.rs)"
+        );
+    }
+
+    #[test]
+    fn every_operation_documents_its_errors_and_tenant_routes_need_a_token() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.is_empty(), "{method} {path}: no responses");
+                if path.starts_with("/api/") {
+                    assert!(
+                        responses.contains_key("401"),
+                        "{method} {path}: 401 not documented"
+                    );
+                    assert!(op["security"].is_array(), "{method} {path}: no security");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The rehydration endpoints of SPEC: create (an uploaded bundle, streamed
+//! to disk and size-limited, or `{"exportId"}`), status, preview, the typed
+//! confirmation, rollback of a finished rehydration, and the row-level
+//! validation report.
+
+use super::visible_workflow;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use ferry_engine::SubmitRequest;
+use ferry_workflows::export::{self, artifact};
+use ferry_workflows::rehydrate::input::{parse_json_request, parse_query_options, Requester};
+use ferry_workflows::rehydrate::status::{can_confirm, can_roll_back, preview, ActionError};
+use ferry_workflows::rehydrate::{
+    self, Options, RehydrateInput, RehydrateStatusView, Source, CONFIRM_SIGNAL, CONFIRM_TEXT,
+};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// `POST /api/v1/tenant/rehydrate` with `Content-Type: application/json`:
+/// rehydrate from one of the tenant's own exports. (Any other content type
+/// is a bundle upload, with the options in the query string.)
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RehydrateRequestDoc {
+    export_id: String,
+    /// `replace` (default) or `merge`.
+    mode: Option<String>,
+    tables: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+/// `{"confirm": "DELETE"}`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConfirmDoc {
+    confirm: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, status, get_preview, confirm, rollback, report),
+    components(schemas(RehydrateRequestDoc, ConfirmDoc))
+)]
+pub struct Api;
+
+fn action_error(e: ActionError) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
+}
+
+/// Stream the request body into `<uploads>/<id>.zip`: hashed on the way,
+/// refused past the size limit, fsynced and renamed only when complete.
+async fn store_upload(
+    state: &AppState,
+    mut body: web::Payload,
+) -> Result<(String, u64, String), ApiError> {
+    let wf = &state.rehydrate;
+    let max = wf.config().upload_bytes_max;
+    let dir = &wf.config().uploads_dir;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = dir.join(format!(".{id}.part"));
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut total = 0u64;
+    let outcome: Result<(), ApiError> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("upload_failed", format!("the upload broke off: {e}"))
+            })?;
+            total += chunk.len() as u64;
+            if total > max {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "upload_too_large",
+                    format!("bundles may be at most {max} bytes"),
+                ));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        }
+        if total == 0 {
+            return Err(ApiError::bad_request(
+                "empty_upload",
+                "the request body is empty; send the bundle as application/zip",
+            ));
+        }
+        file.sync_all().await.map_err(ApiError::internal)?;
+        Ok(())
+    }
+    .await;
+    drop(file);
+    if let Err(e) = outcome {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&tmp, wf.upload_path(&id))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((id, total, hasher.finalize().to_hex().to_string()))
+}
+
+/// The exports-area key of a finished export of the caller's tenant.
+async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<Source, ApiError> {
+    let wf = visible_workflow(&state.engine, caller, id, Some(export::KIND))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "export_not_found",
+                "no export with this id for this tenant",
+            )
+        })?;
+    let art = artifact(&wf, Utc::now()).map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "export_not_available",
+            format!("the export's bundle cannot be used: {e}"),
+        )
+    })?;
+    Ok(Source::Export {
+        id: wf.id.to_string(),
+        key: art.key.to_string(),
+    })
+}
+
+/// Start a rehydration from an export (JSON body) or an uploaded bundle.
+#[utoipa::path(
+    tag = "rehydrate",
+    request_body(content(
+        (RehydrateRequestDoc = "application/json"),
+        (Vec<u8> = "application/zip"),
+    )),
+    responses(
+        (status = 202, description = "rehydration job created", body = serde_json::Value),
+        (status = 409, description = "the export is not ready", body = crate::openapi::ErrorBody),
+        (status = 410, description = "the export expired", body = crate::openapi::ErrorBody),
+        (status = 413, description = "upload too large", body = crate::openapi::ErrorBody),
+        (status = 429, description = "daily rehydration limit reached", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/api/v1/tenant/rehydrate")]
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let json_body = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    super::check_daily_limit(
+        &state.engine,
+        &caller,
+        rehydrate::KIND,
+        "rehydration",
+        state.config.rehydrations_per_day_max,
+    )?;
+    let (source, options): (Source, Options) = if json_body {
+        let bytes = read_small_body(body).await?;
+        let (export_id, options) =
+            parse_json_request(&bytes).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        (export_source(&state, &caller, &export_id).await?, options)
+    } else {
+        let options =
+            parse_query_options(&query).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        let (id, bytes, blake3) = store_upload(&state, body).await?;
+        (Source::Upload { id, bytes, blake3 }, options)
+    };
+    let input = RehydrateInput::new(
+        source,
+        options,
+        Requester {
+            sub: caller.sub.clone(),
+            email: caller.email.clone(),
+        },
+    );
+    let submitted = state
+        .engine
+        .submit(SubmitRequest {
+            tenant: caller.tenant.clone(),
+            kind: rehydrate::KIND.to_owned(),
+            input: input.to_value(),
+            idempotency_key: None,
+            requested_by: Some(caller.actor()),
+        })
+        .await?;
+    let wf = submitted.state;
+    state
+        .audit_request(
+            &req,
+            &caller,
+            "REHYDRATE_REQUESTED",
+            &wf,
+            json!({"mode": input.mode.as_str(), "dryRun": input.dry_run, "tables": input.tables}),
+        )
+        .await;
+    Ok(HttpResponse::Accepted().json(json!({
+        "message": "Rehydration job created successfully",
+        "job": {
+            "id": wf.id,
+            "tenantId": wf.tenant,
+            "mode": input.mode.as_str(),
+            "dryRun": input.dry_run,
+            "status": wf.status,
+            "requestedAt": wf.created_at,
+        }
+    })))
+}
+
+async fn read_small_body(mut body: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("invalid_body", "unreadable body"))?;
+        if out.len() + chunk.len() > rehydrate::input::BODY_BYTES_MAX {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the request body is too large",
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A rehydration's status and progress.
+#[utoipa::path(
+    tag = "rehydrate",
+    params(("id" = String, Path, description = "rehydration id")),
+    responses(
+        (status = 200, description = "status", body = serde_json::Value),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[get("/api/v1/tenant/rehydrate/{id}/status")]
+async fn status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
+    let has_report = tokio::fs::metadata(state.rehydrate.report_path(wf.id))
+        .await
+        .is_ok_and(|m| m.len() > 0);
+    Ok(HttpResponse::Ok().json(RehydrateStatusView::from_state(&wf, has_report)))
+}
+
+/// Per table: rows that would be deleted, inserted, updated; conflicts.
+#[utoipa::path(
+    tag = "rehydrate",
+    params(("id" = String, Path, description = "rehydration id")),
+    responses(
+        (status = 200, description = "the preview", body = serde_json::Value),
+        (status = 409, description = "not validated yet", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[get("/api/v1/tenant/rehydrate/{id}/preview")]
+async fn get_preview(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
+    let p = preview(&wf).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "preview_not_ready",
+            "the bundle is not validated yet (or failed validation); see the status",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// The typed confirmation `{"confirm": "DELETE"}`: the destructive steps may start.
+#[utoipa::path(
+    tag = "rehydrate",
+    params(("id" = String, Path, description = "rehydration id")),
+    request_body = ConfirmDoc,
+    responses(
+        (status = 202, description = "confirmed", body = serde_json::Value),
+        (status = 409, description = "not awaiting confirmation", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/api/v1/tenant/rehydrate/{id}/confirm")]
+async fn confirm(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "send {\"confirm\": \"DELETE\"}"))?;
+    if v.get("confirm").and_then(Value::as_str) != Some(CONFIRM_TEXT) {
+        return Err(ApiError::bad_request(
+            "confirmation_mismatch",
+            "the confirmation must be exactly {\"confirm\": \"DELETE\"}",
+        ));
+    }
+    can_confirm(&wf).map_err(action_error)?;
+    let payload = json!({"confirmedBy": caller.actor(), "at": Utc::now()});
+    let after = state
+        .engine
+        .signal(wf.id, CONFIRM_SIGNAL, payload)
+        .await
+        .map_err(|e| match e {
+            ferry_engine::Error::Rejected(_) => {
+                action_error(ActionError::NotAwaitingConfirmation)
+            }
+            other => other.into(),
+        })?;
+    state
+        .audit_request(&req, &caller, "REHYDRATE_CONFIRMED", &after, json!({}))
+        .await;
+    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+}
+
+/// Undo a finished rehydration while its backup is kept.
+#[utoipa::path(
+    tag = "rehydrate",
+    params(("id" = String, Path, description = "rehydration id")),
+    responses(
+        (status = 202, description = "rollback started", body = serde_json::Value),
+        (status = 409, description = "cannot be rolled back", body = crate::openapi::ErrorBody),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/api/v1/tenant/rehydrate/{id}/rollback")]
+async fn rollback(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
+    can_roll_back(&wf).map_err(action_error)?;
+    let after = state
+        .engine
+        .rollback(wf.id, &format!("rollback requested by {}", caller.actor()))
+        .await
+        .map_err(|e| match e {
+            ferry_engine::Error::Rejected(_) => action_error(ActionError::NotCompleted),
+            other => other.into(),
+        })?;
+    state
+        .audit_request(&req, &caller, "REHYDRATE_ROLLBACK_REQUESTED", &after, json!({}))
+        .await;
+    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+}
+
+/// The row-level validation report (NDJSON).
+#[utoipa::path(
+    tag = "rehydrate",
+    params(("id" = String, Path, description = "rehydration id")),
+    responses(
+        (status = 200, description = "the report", content_type = "application/x-ndjson", body = String),
+        crate::openapi::TenantErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[get("/api/v1/tenant/rehydrate/{id}/report")]
+async fn report(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
+    let path = state.rehydrate.report_path(wf.id);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "report_not_found",
+                "this rehydration has no validation report",
+            ))
+        }
+    };
+    let stream = tokio_util::io::ReaderStream::new(file);
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create)
+        .service(status)
+        .service(get_preview)
+        .service(confirm)
+        .service(rollback)
+        .service(report);
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Rehydration benchmark (issue 4, "Benchmark (not a test)"): in one run, for
+# each requested sample scale, generate a schema-mode tenant, export it
+# (lite and native) and `pg_dump -Fc` it; then change the tenant and time
+# `ferry rehydrate` (replace, confirmed at once) of each bundle — the whole
+# workflow and its import phase (the `import` step's own elapsed time from
+# the server log) — against `pg_restore` of the same data into an empty
+# database. Records wall times, ratios and peak RSS in
+# bench/results/rehydrate-vs-pg_restore-<date>.md and prints it.
+#
+# Usage: bench/rehydrate-vs-pg_restore.sh [SCALE ...]   (205 ≈ 100 MB, 2050 ≈ 1 GB)
+# Env:   as bench/export-vs-pg_dump.sh (PGHOST/PGPORT/PGUSER, FERRY_BIN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scales=("$@")
+[ ${#scales[@]} -gt 0 ] || scales=(205)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+command -v pg_restore >/dev/null || { echo "pg_restore not found" >&2; exit 1; }
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sections=""
+sections_steps=""
+verdicts=""
+
+for scale in "${scales[@]}"; do
+  db="ferry_rbench_$$_$scale"
+  target="ferry_rbench_$$_${scale}_restore"
+  data="$scratch/data-$scale"
+  mkdir -p "$data"
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  dbs+=("$db" "$target")
+  export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db" FERRY_TENANT_ISOLATION=schema FERRY_DATA_DIR="$data"
+
+  log "scale $scale: generating sample tenant in $db"
+  "$FERRY" sample --tenant bench --scale "$scale" >"$data/sample.json" 2>"$data/sample.log"
+  psql -qX -d "$db" -c "VACUUM ANALYZE" >/dev/null
+  rows=$(psql -qXAt -d "$db" -c "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint) FROM pg_tables WHERE schemaname='tenant_bench'")
+  table_mb=$(calc "$(psql -qXAt -d "$db" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname='tenant_bench' AND c.relkind='r'") / 1000000")
+  log "scale $scale: $rows rows, $table_mb MB"
+
+  dump="$scratch/bench-$scale.dump"
+  pg_dump -Fc -n tenant_bench -f "$dump" "$db"
+
+  port=$(free_port)
+  start_server "$data" "$port"
+  declare -A bundle=()
+  for profile in lite native; do
+    "$FERRY" export --tenant bench --profile "$profile" --wait --url "http://127.0.0.1:$port" >"$data/export-$profile.out" 2>/dev/null
+    id=$(sed -n '/^{/,$p' "$data/export-$profile.out" | jq -r .id)
+    bundle[$profile]=$(find "$data/objects/exports/bench/$id" -name '*.zip' | head -1)
+  done
+  stop_server
+
+  # ---- pg_restore baseline: the same data into an empty database ----
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $target" -c "CREATE DATABASE $target" >/dev/null
+  log "scale $scale: pg_restore"
+  timed pg_restore --no-owner -d "$target" "$dump"
+  restore_s=$elapsed
+  restore_rss=$peak_kb
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $target WITH (FORCE)" >/dev/null
+
+  rows_md="| \`pg_restore --no-owner\` into an empty database | $restore_s | – | $restore_s | $(calc "$restore_rss / 1024" %.1f) | 1.00× | 1.00× |"$'\n'
+  declare -A import_ratio=()
+  for profile in lite native; do
+    # Replace mode deletes every row and loads the bundle's, whether or not
+    # they differ, so the tenant as it is serves as "the current data".
+    port=$(free_port)
+    start_server "$data" "$port"
+    log "scale $scale: ferry rehydrate ${bundle[$profile]##*/} ($profile)"
+    t0=$(now)
+    "$FERRY" rehydrate "${bundle[$profile]}" --tenant bench --confirm DELETE --url "http://127.0.0.1:$port" >"$data/rehydrate-$profile.out" 2>"$data/rehydrate-$profile.err"
+    t1=$(now)
+    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
+    stop_server
+    status_json=$(sed -n '/^{/,$p' "$data/rehydrate-$profile.out")
+    st=$(jq -r .status <<<"$status_json")
+    [ "$st" = completed ] || { echo "rehydrate $profile ended $st" >&2; cat "$data/rehydrate-$profile.out" "$data/rehydrate-$profile.err" >&2; exit 1; }
+    id=$(jq -r .id <<<"$status_json")
+    whole=$(calc "$t1 - $t0" %.3f)
+    import_s=$(calc "$(step_ms "$data/serve.log" "$id" import) / 1000" %.3f)
+    import_ratio[$profile]=$(calc "$import_s / $restore_s" %.2f)
+    rows_md+="| ferry rehydrate ($profile bundle) | $whole | $import_s | $(calc "$rows / $import_s" %.0f) rows/s | $(calc "$hwm / 1024" %.1f) | $(calc "$whole / $restore_s" %.2f)× | ${import_ratio[$profile]}× |"$'\n'
+    steps=$(step_times "$data/serve.log" "$id")
+    sections_steps+="- $profile: $steps"$'\n'
+  done
+
+  if awk "BEGIN { exit !(${import_ratio[lite]} <= 1.5) }"; then ok="**holds**"; else ok="**does not hold**"; fi
+  sections+="### Scale $scale — $table_mb MB of table data, $rows rows
+
+| what | whole s | import phase s | import rate | peak RSS MiB | whole × pg_restore | import × pg_restore |
+|---|---:|---:|---:|---:|---:|---:|
+$rows_md
+The whole rehydration includes receive, validation of every row and key, preview, the backup (a full lite export, read back and verified), delete, import, verification of every table's content hash and reactivation; pg_restore does only the load (and builds indexes). Peak RSS: the ferry server's \`VmHWM\`, the \`pg_restore\` client's max RSS (\`/usr/bin/time -v\`); PostgreSQL backends are not counted for either.
+
+Steps (elapsed per step):
+
+${sections_steps}
+Target: import phase ≤ 1.5× pg_restore — lite ${import_ratio[lite]}×, native ${import_ratio[native]}× → $ok (lite).
+
+"
+  verdicts+="- scale $scale ($table_mb MB): import/pg_restore lite ${import_ratio[lite]}×, native ${import_ratio[native]}× → $ok"$'\n'
+  sections_steps=""
+  unset bundle import_ratio
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  rm -rf "$data"
+done
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+date=$(date -u +%Y-%m-%d)
+out="bench/results/rehydrate-vs-pg_restore-$date.md"
+mkdir -p bench/results
+{
+  echo "# ferry rehydrate vs pg_restore — $date"
+  echo
+  echo "Command: \`bench/rehydrate-vs-pg_restore.sh ${scales[*]}\` (started $started)"
+  echo
+  echo "## Machine"
+  echo
+  echo "- CPU: $machine_model, nproc $machine_cpus; memory $machine_mem"
+  echo "- Load average (1/5/15 min): before $load_before, after $load_after"
+  echo "- PostgreSQL $pg_version at $PGHOST:$PGPORT; $(pg_restore --version); $ferry_version"
+  echo "- One run per tool and size (no repetition); schema isolation."
+  echo
+  echo "## Target (issue 4)"
+  echo
+  echo "Import phase ≤ 1.5× pg_restore of the same data."
+  echo
+  printf '%s' "$verdicts"
+  echo
+  echo "## Results"
+  echo
+  printf '%s' "$sections"
+} >"$out"
+cat "$out"
+echo "wrote $out" >&2

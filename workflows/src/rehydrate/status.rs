@@ -1,0 +1,186 @@
+//! The status of a rehydration as the API shows it, derived from the
+//! workflow's folded state (nothing here is stored), and the rules for
+//! what may be done to it next: confirm only while awaiting confirmation
+//! with a conflict-free preview; roll back only a completed rehydration
+//! whose backup is still kept.
+
+use super::input::RehydrateInput;
+use super::steps::backup::BackupOutput;
+use super::steps::import::ImportOutput;
+use super::steps::preview::PreviewOutput;
+use super::steps::validate::ValidateOutput;
+use super::{BACKUP_TIMER, STEP_NAMES};
+use crate::export::status::StatusError;
+use ferry_engine::{Phase, Status, Timestamp, WorkflowId, WorkflowState};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// What `GET /api/v1/tenant/rehydrate/{id}/status` returns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RehydrateStatusView {
+    pub id: WorkflowId,
+    pub tenant_id: String,
+    pub status: Status,
+    pub mode: Option<String>,
+    pub dry_run: bool,
+    pub tables: Option<Vec<String>>,
+    /// 0–100 over the steps that run.
+    pub progress: u8,
+    pub current_step: Option<String>,
+    /// `forward`, or `compensation` while rolling back.
+    pub phase: Phase,
+    pub source: Option<String>,
+    pub export_id: Option<String>,
+    pub rows_checked: Option<u64>,
+    pub rows_imported: Option<u64>,
+    pub preview_ready: bool,
+    pub awaiting_confirmation: bool,
+    pub backup: Option<BackupView>,
+    /// Whether the rollback restored the backup (after a rollback).
+    pub restored: Option<bool>,
+    /// A row-level validation report can be downloaded.
+    pub report_available: bool,
+    pub error: Option<StatusError>,
+    pub requested_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupView {
+    pub size_bytes: u64,
+    pub checksum: String,
+    pub taken_at: Timestamp,
+    pub retained_until: Option<Timestamp>,
+    /// Its retention timer fired: the backup is gone.
+    pub expired: bool,
+}
+
+fn output<T: DeserializeOwned>(state: &WorkflowState, step: &str) -> Option<T> {
+    state
+        .outputs
+        .get(step)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// The preview, once the `preview` step recorded it.
+pub fn preview(state: &WorkflowState) -> Option<PreviewOutput> {
+    output(state, "preview")
+}
+
+/// Why a rehydration cannot be confirmed or rolled back now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("the rehydration is not waiting for a confirmation")]
+    NotAwaitingConfirmation,
+    #[error("the preview shows merge conflicts; fix the bundle or the merge keys")]
+    MergeConflicts,
+    #[error("only a completed rehydration can be rolled back")]
+    NotCompleted,
+    #[error("a dry run changed nothing; there is nothing to roll back")]
+    DryRun,
+    #[error("the backup is no longer kept; the rehydration cannot be rolled back")]
+    BackupExpired,
+}
+
+impl ActionError {
+    pub fn code(self) -> &'static str {
+        match self {
+            ActionError::NotAwaitingConfirmation => "not_awaiting_confirmation",
+            ActionError::MergeConflicts => "merge_conflicts",
+            ActionError::NotCompleted => "not_rollbackable",
+            ActionError::DryRun => "dry_run",
+            ActionError::BackupExpired => "backup_expired",
+        }
+    }
+}
+
+/// Whether `state` can take the typed confirmation now.
+pub fn can_confirm(state: &WorkflowState) -> Result<(), ActionError> {
+    if state.status != Status::AwaitingConfirmation {
+        return Err(ActionError::NotAwaitingConfirmation);
+    }
+    if preview(state).is_some_and(|p| p.conflicts > 0) {
+        return Err(ActionError::MergeConflicts);
+    }
+    Ok(())
+}
+
+/// Whether `state` can be rolled back now.
+pub fn can_roll_back(state: &WorkflowState) -> Result<(), ActionError> {
+    if state.status != Status::Completed {
+        return Err(ActionError::NotCompleted);
+    }
+    if RehydrateInput::from_value(&state.input).is_ok_and(|i| i.dry_run) {
+        return Err(ActionError::DryRun);
+    }
+    if state.timers.get(BACKUP_TIMER).is_some_and(|t| t.fired) {
+        return Err(ActionError::BackupExpired);
+    }
+    Ok(())
+}
+
+impl RehydrateStatusView {
+    pub fn from_state(state: &WorkflowState, report_available: bool) -> RehydrateStatusView {
+        let input = RehydrateInput::from_value(&state.input).ok();
+        let validate: Option<ValidateOutput> = output(state, "validate");
+        let import: Option<ImportOutput> = output(state, "import");
+        let backup: Option<BackupOutput> = output(state, "backup");
+        let steps = STEP_NAMES.len() as f64;
+        let done = STEP_NAMES
+            .iter()
+            .filter(|s| state.outputs.contains_key(**s))
+            .count() as f64;
+        let live = state.progress.as_ref().map_or(0.0, |p| p.fraction.clamp(0.0, 1.0));
+        let progress = if state.status == Status::Completed {
+            100
+        } else {
+            (100.0 * (done + live) / steps).clamp(0.0, 99.0) as u8
+        };
+        let timer = state.timers.get(BACKUP_TIMER);
+        let error = match state.status {
+            Status::Completed => None,
+            _ => state.last_error.as_ref().map(|f| StatusError {
+                code: f.code.clone(),
+                message: f.message.clone(),
+            }),
+        };
+        RehydrateStatusView {
+            id: state.id,
+            tenant_id: state.tenant.to_string(),
+            status: state.status,
+            mode: input.as_ref().map(|i| i.mode.as_str().to_owned()),
+            dry_run: input.as_ref().is_some_and(|i| i.dry_run),
+            tables: input.as_ref().and_then(|i| i.tables.clone()),
+            progress,
+            current_step: state.current_step.clone(),
+            phase: state.phase,
+            source: input.as_ref().map(|i| match &i.source {
+                super::Source::Upload { .. } => "upload".to_owned(),
+                super::Source::Export { .. } => "export".to_owned(),
+            }),
+            export_id: validate.as_ref().map(|v| v.export_id.clone()),
+            rows_checked: validate.as_ref().map(|v| v.rows_checked),
+            rows_imported: import.as_ref().map(|i| i.rows),
+            preview_ready: state.outputs.contains_key("preview"),
+            awaiting_confirmation: state.status == Status::AwaitingConfirmation,
+            backup: backup.map(|b| BackupView {
+                size_bytes: b.size_bytes,
+                checksum: b.checksum,
+                taken_at: b.taken_at,
+                retained_until: timer.map(|t| t.due_at),
+                expired: timer.is_some_and(|t| t.fired),
+            }),
+            restored: state
+                .compensated
+                .get("quiesce")
+                .and_then(|v| v.get("restored"))
+                .and_then(|v| v.as_bool()),
+            report_available,
+            error,
+            requested_at: state.created_at,
+            completed_at: state.finished_at,
+        }
+    }
+}

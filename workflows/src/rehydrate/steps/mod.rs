@@ -1,0 +1,108 @@
+//! The rehydration's steps, one per file, and what they share: the layout of
+//! a rehydration's work directory, its input, earlier outputs, and running
+//! blocking tenant-database work so that a cancel stops it.
+//!
+//! Layout of `<rehydrate work>/<workflow-id>/`:
+//! - `bundle.zip` — the bundle as received;
+//! - `bundle/` — its entries, extracted and checksum-verified by `validate`;
+//! - `report.ndjson` — the row-level validation report, if any;
+//! - `backup/` — the backup of the tenant's current data (`backup.zip`,
+//!   plus the snapshot files it was built from);
+//! - `restore/` — the backup, extracted again, while `rollback` restores it.
+
+pub mod backup;
+pub mod delete;
+pub mod import;
+pub mod preview;
+pub mod quiesce;
+pub mod reactivate;
+pub mod receive;
+pub mod restore;
+pub mod validate;
+pub mod verify;
+
+use super::input::RehydrateInput;
+use super::RehydrateWorkflow;
+use crate::ports::tenant_writer::TenantWriter;
+use crate::ports::PortError;
+use ferry_engine::{StepContext, StepError, WorkflowId};
+use std::path::PathBuf;
+
+pub(crate) use crate::export::steps::output_of;
+
+/// The directories and files of one rehydration.
+#[derive(Clone, Debug)]
+pub struct WorkDirs {
+    pub root: PathBuf,
+}
+
+impl WorkDirs {
+    pub fn new(wf: &RehydrateWorkflow, id: WorkflowId) -> Self {
+        WorkDirs {
+            root: wf.work_dir_of(id),
+        }
+    }
+    pub fn bundle(&self) -> PathBuf {
+        self.root.join("bundle.zip")
+    }
+    pub fn extracted(&self) -> PathBuf {
+        self.root.join("bundle")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.ndjson")
+    }
+    pub fn backup_dir(&self) -> PathBuf {
+        self.root.join("backup")
+    }
+    pub fn backup(&self) -> PathBuf {
+        self.backup_dir().join("backup.zip")
+    }
+    pub fn restore_dir(&self) -> PathBuf {
+        self.root.join("restore")
+    }
+    pub fn writer_dir(&self) -> PathBuf {
+        self.root.join("writer")
+    }
+    pub async fn create(&self) -> Result<(), StepError> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io_error("work_dir_failed", e))
+    }
+}
+
+/// A retryable error from local I/O.
+pub(crate) fn io_error(code: &str, e: std::io::Error) -> StepError {
+    StepError::retryable(code, e.to_string())
+}
+
+/// The workflow's validated input.
+pub(crate) fn input_of(ctx: &StepContext) -> Result<RehydrateInput, StepError> {
+    RehydrateInput::from_value(&ctx.input).map_err(|e| StepError::permanent(e.code, e.message))
+}
+
+/// Run blocking work against the tenant's database on the blocking pool.
+/// The closure gets a fresh [`TenantWriter`]; each of its calls is one
+/// transaction, so dropping the step (cancel, timeout) between calls is safe.
+pub(crate) async fn with_writer<T: Send + 'static>(
+    wf: &RehydrateWorkflow,
+    ctx: &StepContext,
+    f: impl FnOnce(&mut dyn TenantWriter) -> Result<T, PortError> + Send + 'static,
+) -> Result<T, StepError> {
+    let tenants = wf.deps.tenants.clone();
+    let tenant = ctx.tenant.clone();
+    let dir = WorkDirs::new(wf, ctx.workflow).writer_dir();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| PortError::retryable("work_dir_failed", e.to_string()))?;
+        let mut w = tenants.writer(&tenant, &dir)?;
+        f(w.as_mut())
+    })
+    .await
+    .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
+    .map_err(StepError::from)
+}
+
+/// Serialize a step output.
+pub(crate) fn to_output<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, StepError> {
+    serde_json::to_value(v).map_err(|e| StepError::permanent("invalid_output", e.to_string()))
+}

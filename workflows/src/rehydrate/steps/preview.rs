@@ -1,0 +1,113 @@
+//! Step `preview`: what confirming would do, per table — rows that will be
+//! deleted, inserted and updated, and merge conflicts — computed without
+//! writing. The API serves it at `GET /rehydrate/{id}/preview`; a dry run
+//! ends after it. Merge conflicts are recorded, not raised here, so the
+//! operator can see them; confirming such a preview is refused.
+
+use super::validate::ValidateOutput;
+use super::{input_of, output_of, to_output, with_writer};
+use crate::rehydrate::input::Mode;
+use crate::rehydrate::RehydrateWorkflow;
+use ferry_engine::{StepContext, StepError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::BufReader;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TablePreview {
+    pub table: String,
+    pub rows_now: u64,
+    pub will_delete: u64,
+    pub will_insert: u64,
+    pub will_update: u64,
+    pub unchanged: u64,
+    pub conflicts: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewOutput {
+    pub mode: String,
+    pub tables: Vec<TablePreview>,
+    pub will_delete: u64,
+    pub will_insert: u64,
+    pub will_update: u64,
+    pub conflicts: u64,
+}
+
+impl PreviewOutput {
+    pub fn table(&self, name: &str) -> Option<&TablePreview> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+}
+
+pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let input = input_of(ctx)?;
+    let v: ValidateOutput = output_of(ctx, "validate")?;
+    let mode = input.mode;
+    let merge_keys = input.merge_keys.clone();
+    let v2 = v.clone();
+    let tables = with_writer(wf, ctx, move |w| {
+        let mut out = Vec::new();
+        if let Some(native) = &v2.native {
+            for (table, rows) in &native.row_counts {
+                let now = w.count_rows(table)?;
+                out.push(TablePreview {
+                    table: table.clone(),
+                    rows_now: now,
+                    will_delete: now,
+                    will_insert: *rows,
+                    ..TablePreview::default()
+                });
+            }
+            return Ok(out);
+        }
+        for t in &v2.tables {
+            let now = w.count_rows(&t.table)?;
+            let p = if mode == Mode::Merge {
+                let key = merge_keys.get(&t.table).cloned().unwrap_or_default();
+                let file = std::fs::File::open(&t.file).map_err(|e| {
+                    crate::ports::PortError::permanent("work_file_missing", format!("{}: {e}", t.table))
+                })?;
+                let m = w.preview_merge(&t.table, &key, &mut BufReader::new(file))?;
+                TablePreview {
+                    table: t.table.clone(),
+                    rows_now: now,
+                    will_delete: 0,
+                    will_insert: m.will_insert,
+                    will_update: m.will_update,
+                    unchanged: m.unchanged,
+                    conflicts: m.conflicts,
+                }
+            } else {
+                TablePreview {
+                    table: t.table.clone(),
+                    rows_now: now,
+                    will_delete: now,
+                    will_insert: t.rows,
+                    ..TablePreview::default()
+                }
+            };
+            out.push(p);
+        }
+        Ok(out)
+    })
+    .await?;
+    let sum = |f: fn(&TablePreview) -> u64| tables.iter().map(f).sum::<u64>();
+    let out = PreviewOutput {
+        mode: mode.as_str().to_owned(),
+        will_delete: sum(|t| t.will_delete),
+        will_insert: sum(|t| t.will_insert),
+        will_update: sum(|t| t.will_update),
+        conflicts: sum(|t| t.conflicts),
+        tables,
+    };
+    wf.audit(
+        ctx,
+        "REHYDRATE_PREVIEWED",
+        json!({"mode": out.mode, "willDelete": out.will_delete, "willInsert": out.will_insert, "willUpdate": out.will_update}),
+    )
+    .await?;
+    to_output(&out)
+}

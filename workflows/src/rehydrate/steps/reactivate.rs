@@ -1,0 +1,24 @@
+//! Step `reactivate`: the new data is verified; lift the maintenance flag,
+//! start the backup's retention timer (a finished rehydration can be
+//! rolled back until it fires) and drop the work files (the extracted
+//! bundle is a full copy of tenant data and must not linger; the backup
+//! stays in the backups area).
+
+use super::{to_output, with_writer, WorkDirs};
+use crate::rehydrate::{RehydrateWorkflow, BACKUP_TIMER};
+use crate::export::steps::secs;
+use ferry_engine::{StepContext, StepError};
+use serde_json::{json, Value};
+
+pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    with_writer(wf, ctx, |w| w.set_maintenance(false)).await?;
+    let until = ctx.created_at.max(ctx.now()) + secs(wf.config.backup_retention);
+    ctx.schedule_timer(BACKUP_TIMER, until).await?;
+    let root = WorkDirs::new(wf, ctx.workflow).root;
+    if let Err(e) = crate::export::remove_dir_all_idempotent(&root).await {
+        tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove the rehydration work directory");
+    }
+    wf.audit(ctx, "REHYDRATE_COMPLETED", json!({"backupRetainedUntil": until}))
+        .await?;
+    to_output(&json!({"backupRetainedUntil": until}))
+}

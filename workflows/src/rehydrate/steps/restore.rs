@@ -1,0 +1,148 @@
+//! Compensation of `quiesce`: the rollback. It runs when a step after
+//! `quiesce` fails for good, when the workflow is cancelled after it, and
+//! when a finished rehydration is rolled back while its backup is kept.
+//!
+//! If a backup was taken and any table's content hash differs from the
+//! backup's, the backup is fetched (the local copy, else the backups
+//! area), validated like any bundle (signature, checksums, rows, schema),
+//! every table emptied and loaded from it group by group, sequences reset,
+//! and every content hash compared again: a restore that does not verify
+//! is an error, retried, never reported as done. Then the tenant is
+//! reactivated. With no backup nothing was deleted (the delete runs only
+//! after the backup verified), so only the flag is lifted. Safe to repeat:
+//! an interrupted restore starts over from the verified backup.
+
+use super::backup::{backup_key, BackupOutput};
+use super::import::load_lite;
+use super::validate::TableFile;
+use super::verify::hash_mismatches;
+use super::{io_error, to_output, with_writer, WorkDirs};
+use crate::ports::objects::Area;
+use crate::ports::tenant_writer::WriteMode;
+use crate::rehydrate::validate::{self, BundleData, Request};
+use crate::rehydrate::RehydrateWorkflow;
+use ferry_engine::{StepContext, StepError};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// Put the backup at `dirs.backup()` unless a copy with its checksum is there.
+async fn fetch_backup(
+    wf: &RehydrateWorkflow,
+    ctx: &StepContext,
+    dirs: &WorkDirs,
+    b: &BackupOutput,
+) -> Result<(), StepError> {
+    let local = dirs.backup();
+    if let Ok(bytes) = tokio::fs::read(&local).await {
+        if blake3::hash(&bytes).to_hex().as_str() == b.checksum {
+            return Ok(());
+        }
+    }
+    let key = backup_key(&ctx.tenant, ctx.workflow)?;
+    let mut reader = wf.deps.objects.open(Area::Backups, &key).await?.ok_or_else(|| {
+        StepError::permanent(
+            "backup_gone",
+            "the backup is no longer kept; the rehydration cannot be rolled back",
+        )
+    })?;
+    tokio::fs::create_dir_all(dirs.backup_dir())
+        .await
+        .map_err(|e| io_error("work_dir_failed", e))?;
+    let tmp = dirs.backup_dir().join(format!(".backup.{}.tmp", ctx.attempt));
+    let mut out = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| io_error("restore_io", e))?;
+    tokio::io::copy(&mut reader, &mut out)
+        .await
+        .map_err(|e| StepError::retryable("object_read_failed", e.to_string()))?;
+    out.flush().await.map_err(|e| io_error("restore_io", e))?;
+    out.sync_all().await.map_err(|e| io_error("restore_io", e))?;
+    drop(out);
+    tokio::fs::rename(&tmp, &local)
+        .await
+        .map_err(|e| io_error("restore_io", e))
+}
+
+async fn restore(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    b: &BackupOutput,
+) -> Result<(), StepError> {
+    let dirs = WorkDirs::new(wf, ctx.workflow);
+    dirs.create().await?;
+    fetch_backup(wf, ctx, &dirs, b).await?;
+    let target = with_writer(wf, ctx, |w| w.schema()).await?;
+    let key = wf.deps.signer.verifying_key();
+    let restore_dir = dirs.restore_dir();
+    let _ = tokio::fs::remove_dir_all(&restore_dir).await;
+    let validated = validate::validate(
+        &dirs.backup(),
+        &restore_dir,
+        &dirs.root.join("restore-report.ndjson"),
+        Request {
+            tenant: &ctx.tenant,
+            key: &key,
+            target: &target,
+            tables: None,
+            merge: false,
+            limits: &wf.config.limits,
+        },
+    )
+    .await
+    .map_err(|r| StepError::retryable(r.code, format!("the backup does not validate: {}", r.message)))?;
+    let BundleData::Lite { tables } = &validated.data else {
+        return Err(StepError::permanent("backup_invalid", "a backup is always lite"));
+    };
+    let files: Vec<TableFile> = tables
+        .iter()
+        .map(|t| TableFile {
+            table: t.name.clone(),
+            file: t.path.to_string_lossy().into_owned(),
+            rows: t.rows,
+            blake3: t.blake3.clone(),
+        })
+        .collect();
+    let all: Vec<String> = files.iter().map(|f| f.table.clone()).collect();
+    with_writer(wf, ctx, move |w| w.delete_rows(&all)).await?;
+    load_lite(wf, ctx, &validated.schema, &files, false, |_| WriteMode::Replace).await?;
+    let _ = tokio::fs::remove_dir_all(&restore_dir).await;
+    Ok(())
+}
+
+pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let backup: Option<BackupOutput> = ctx
+        .output("backup")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let mut restored = false;
+    if let Some(b) = backup {
+        with_writer(wf, ctx, |w| w.set_maintenance(true)).await?;
+        let expected: Vec<_> = b
+            .tables
+            .iter()
+            .map(|t| (t.table.clone(), t.rows, t.blake3.clone()))
+            .collect();
+        if !hash_mismatches(wf, ctx, expected.clone()).await?.is_empty() {
+            restore(wf, ctx, &b).await?;
+            let still = hash_mismatches(wf, ctx, expected).await?;
+            if !still.is_empty() {
+                return Err(StepError::retryable(
+                    "restore_unverified",
+                    format!("after restoring, these tables differ from the backup: {}", still.join(", ")),
+                ));
+            }
+            restored = true;
+        }
+    }
+    with_writer(wf, ctx, |w| w.set_maintenance(false)).await?;
+    if ctx.output("backup").is_some() {
+        // Keep the backup for its retention after a rollback too, then let
+        // the timer delete it.
+        let until = ctx.now() + crate::export::steps::secs(wf.config.backup_retention);
+        ctx.schedule_timer(crate::rehydrate::BACKUP_TIMER, until).await?;
+    }
+    let root = WorkDirs::new(wf, ctx.workflow).root;
+    let _ = crate::export::remove_dir_all_idempotent(&root.join("bundle")).await;
+    wf.audit(ctx, "REHYDRATE_ROLLED_BACK", json!({"restored": restored}))
+        .await?;
+    to_output(&json!({"restored": restored}))
+}

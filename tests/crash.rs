@@ -63,11 +63,13 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
             let id = f.export(&tokens[t], body);
             acked.push((t, id));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
+        // Exports of these small tenants take a few hundred milliseconds, so
+        // the kill comes within that time of the last submission.
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..150)));
         for (t, id) in &acked {
             seen.insert(id.clone(), events_of(&f, &tokens[t], id));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..100)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..50)));
         f.kill();
         let mut in_flight = false;
         for events in seen.values() {

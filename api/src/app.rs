@@ -15,10 +15,10 @@ use ferry_workflows::data_metrics::DataMetrics;
 use ferry_workflows::export::metrics::ExportMetrics;
 use ferry_workflows::export::{ExportConfig, ExportDeps, ExportWorkflow};
 use ferry_workflows::links::LinkSigner;
-use ferry_workflows::rehydrate::{RehydrateConfig, RehydrateDeps, RehydrateWorkflow};
 use ferry_workflows::ports::audit::{AuditEntry, AuditLog};
 use ferry_workflows::ports::objects::ObjectStore;
 use ferry_workflows::ports::tenant::TenantStore;
+use ferry_workflows::rehydrate::{RehydrateConfig, RehydrateDeps, RehydrateWorkflow};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -166,6 +166,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     let mut rehydrate_config = RehydrateConfig::new(config.rehydrate_dir(), config.uploads_dir());
     rehydrate_config.upload_bytes_max = config.upload_bytes_max;
     rehydrate_config.backup_retention = config.backup_retention;
+    rehydrate_config.limits.entries_max = config.bundle_entries_max;
     let rehydrate = RehydrateWorkflow::new(
         RehydrateDeps {
             tenants: tenants.clone(),
@@ -304,7 +305,10 @@ async fn sweep_rehydrations(services: &Services) -> anyhow::Result<()> {
     keep.extend(failed_ids(engine, KIND)?);
     let removed = services.state.rehydrate.sweep(&keep, &uploads).await?;
     if removed > 0 {
-        tracing::info!(removed, "removed rehydration work folders and uploads nothing uses");
+        tracing::info!(
+            removed,
+            "removed rehydration work folders and uploads nothing uses"
+        );
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Config {
     pub rehydrations_per_day_max: u64,
     /// Largest bundle a rehydration accepts (upload or export).
     pub upload_bytes_max: u64,
+    /// Most entries a rehydration bundle may hold (a zip-bomb bound).
+    pub bundle_entries_max: usize,
     /// How long a rehydration's backup is kept (and it can be rolled back).
     pub backup_retention: std::time::Duration,
     pub bundle_bytes_max: u64,
@@ -55,6 +57,10 @@ impl Config {
             exports_per_day_max: env_or("FERRY_EXPORTS_PER_DAY", 50)?,
             rehydrations_per_day_max: env_or("FERRY_REHYDRATIONS_PER_DAY", 20)?,
             upload_bytes_max: env_or("FERRY_UPLOAD_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
+            bundle_entries_max: env_or(
+                "FERRY_BUNDLE_ENTRIES_MAX",
+                ferry_workflows::rehydrate::validate::Limits::default().entries_max,
+            )?,
             backup_retention: std::time::Duration::from_secs(env_or(
                 "FERRY_BACKUP_RETENTION_SECS",
                 7 * 24 * 3600,
@@ -63,8 +69,11 @@ impl Config {
             bundle_ttl: std::time::Duration::from_secs(env_or("FERRY_BUNDLE_TTL_SECS", 24 * 3600)?),
             running_per_tenant_max: env_or("FERRY_RUNNING_PER_TENANT", 1)?,
             analytics_timestamp_column: env_or("FERRY_ANALYTICS_COLUMN", "created_at".to_owned())?,
-            deflate_level: env_or("FERRY_DEFLATE_LEVEL", ferry_workflows::bundle::writer::DEFLATE_LEVEL)?
-                .min(9),
+            deflate_level: env_or(
+                "FERRY_DEFLATE_LEVEL",
+                ferry_workflows::bundle::writer::DEFLATE_LEVEL,
+            )?
+            .min(9),
             mail_from: env_or("FERRY_MAIL_FROM", "ferry <ferry@localhost>".to_owned())?,
             step_threads: env_or("FERRY_STEP_THREADS", 2)?,
         })

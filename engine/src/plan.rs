@@ -286,7 +286,9 @@ mod tests {
     fn steps_skipped_by_the_input_complete_without_running() {
         let steps = vec![
             StepSpec::new("a"),
-            StepSpec::new("b").awaits_signal("go").skip_if_input("dryRun"),
+            StepSpec::new("b")
+                .awaits_signal("go")
+                .skip_if_input("dryRun"),
             StepSpec::new("c").skip_if_input("dryRun"),
         ];
         let mut s = submitted();

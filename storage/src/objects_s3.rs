@@ -172,7 +172,11 @@ impl S3Config {
             .parse::<BaseUrl>()
             .map_err(|e| config_err(format!("MINIO_ENDPOINT is not a valid base URL: {e}")))?;
         Region::new(&self.region).map_err(|e| config_err(format!("MINIO_REGION: {e}")))?;
-        for b in [&self.assets_bucket, &self.exports_bucket, &self.backups_bucket] {
+        for b in [
+            &self.assets_bucket,
+            &self.exports_bucket,
+            &self.backups_bucket,
+        ] {
             minio::s3::types::BucketName::new(b.as_str())
                 .map_err(|e| config_err(format!("bucket name {b:?}: {e}")))?;
         }

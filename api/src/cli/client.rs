@@ -31,7 +31,10 @@ pub struct ApiClient {
 impl ApiClient {
     pub fn new(args: &ClientArgs, timeout: Duration) -> anyhow::Result<ApiClient> {
         let config = Config::from_env()?;
-        let base = args.url.clone().unwrap_or_else(|| config.public_url.clone());
+        let base = args
+            .url
+            .clone()
+            .unwrap_or_else(|| config.public_url.clone());
         let token = match (&args.token, &args.tenant) {
             (Some(t), _) => t.clone(),
             (None, Some(tenant)) => {
@@ -41,7 +44,9 @@ impl ApiClient {
                 anyhow::bail!("give --token (or FERRY_TOKEN) or --tenant to mint a local token")
             }
         };
-        let http = reqwest::blocking::Client::builder().timeout(timeout).build()?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()?;
         Ok(ApiClient { http, base, token })
     }
 
@@ -61,7 +66,12 @@ impl ApiClient {
 
     /// Follow `status_path` with a progress bar until the status is one of
     /// `stop_at` or final; the last status seen.
-    pub fn follow(&self, status_path: &str, stop_at: &[&str], wait_max: Duration) -> anyhow::Result<Value> {
+    pub fn follow(
+        &self,
+        status_path: &str,
+        stop_at: &[&str],
+        wait_max: Duration,
+    ) -> anyhow::Result<Value> {
         let bar = ProgressBar::new(100);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>3}% {msg}")?
@@ -72,8 +82,14 @@ impl ApiClient {
             let s = self.get_json(status_path)?;
             bar.set_position(s["progress"].as_u64().unwrap_or(0));
             let status = s["status"].as_str().unwrap_or("?").to_owned();
-            bar.set_message(format!("{status} {}", s["currentStep"].as_str().unwrap_or("")));
-            let done = matches!(status.as_str(), "completed" | "failed" | "cancelled" | "rolled_back");
+            bar.set_message(format!(
+                "{status} {}",
+                s["currentStep"].as_str().unwrap_or("")
+            ));
+            let done = matches!(
+                status.as_str(),
+                "completed" | "failed" | "cancelled" | "rolled_back"
+            );
             if done || stop_at.contains(&status.as_str()) {
                 if status == "completed" {
                     bar.finish_with_message(status);

@@ -82,14 +82,20 @@ pub fn run(args: RehydrateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rehydration refused ({status}): {}", created["error"]);
         return Ok(ExitCode::from(1));
     }
-    let id = created["job"]["id"].as_str().context("no job id")?.to_owned();
+    let id = created["job"]["id"]
+        .as_str()
+        .context("no job id")?
+        .to_owned();
     println!("rehydration {id} submitted; validating");
     let status_path = format!("/api/v1/tenant/rehydrate/{id}/status");
     let s = api.follow(&status_path, &["awaiting_confirmation"], WAIT_MAX)?;
     if s["status"] == "failed" {
         eprintln!("the bundle was refused: {}", s["error"]);
         if s["reportAvailable"] == true {
-            eprintln!("row-level report: {}", api.url(&format!("/api/v1/tenant/rehydrate/{id}/report")));
+            eprintln!(
+                "row-level report: {}",
+                api.url(&format!("/api/v1/tenant/rehydrate/{id}/report"))
+            );
         }
         return Ok(ExitCode::from(1));
     }

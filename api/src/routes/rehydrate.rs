@@ -324,9 +324,7 @@ async fn confirm(
         .signal(wf.id, CONFIRM_SIGNAL, payload)
         .await
         .map_err(|e| match e {
-            ferry_engine::Error::Rejected(_) => {
-                action_error(ActionError::NotAwaitingConfirmation)
-            }
+            ferry_engine::Error::Rejected(_) => action_error(ActionError::NotAwaitingConfirmation),
             other => other.into(),
         })?;
     state
@@ -364,7 +362,13 @@ async fn rollback(
             other => other.into(),
         })?;
     state
-        .audit_request(&req, &caller, "REHYDRATE_ROLLBACK_REQUESTED", &after, json!({}))
+        .audit_request(
+            &req,
+            &caller,
+            "REHYDRATE_ROLLBACK_REQUESTED",
+            &after,
+            json!({}),
+        )
         .await;
     Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
 }

@@ -245,8 +245,15 @@ impl ExportWorkflow {
     ) -> Result<(), StepError> {
         let input = ExportInput::from_value(&ctx.input).ok();
         let common = json!({"requestedBy": input.as_ref().map(|i| i.requested_by.sub.clone())});
-        crate::step_audit::append(&*self.deps.audit, ctx, AUDIT_ENTITY, action, common, details)
-            .await
+        crate::step_audit::append(
+            &*self.deps.audit,
+            ctx,
+            AUDIT_ENTITY,
+            action,
+            common,
+            details,
+        )
+        .await
     }
 }
 

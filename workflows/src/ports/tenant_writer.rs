@@ -126,8 +126,11 @@ pub trait TenantWriter: Send {
 
     /// Rows per table in a native dump made by this engine, read without
     /// restoring it (validation checks them, verification compares them).
-    fn native_row_counts(&mut self, format: &str, dump: &Path)
-        -> Result<Vec<(String, u64)>, PortError>;
+    fn native_row_counts(
+        &mut self,
+        format: &str,
+        dump: &Path,
+    ) -> Result<Vec<(String, u64)>, PortError>;
 
     /// Mark the tenant as under maintenance (`true`) or active again, where
     /// the backend keeps such a flag (the tenant registry). Safe to repeat.

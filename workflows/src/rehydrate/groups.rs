@@ -135,7 +135,12 @@ mod tests {
             table("b", &["a", "accounts"]),
         ];
         let groups = import_groups(&tables, false);
-        let pos = |t: &str| groups.iter().position(|g| g.iter().any(|x| x == t)).unwrap();
+        let pos = |t: &str| {
+            groups
+                .iter()
+                .position(|g| g.iter().any(|x| x == t))
+                .unwrap()
+        };
         assert!(pos("accounts") < pos("orders"));
         assert!(pos("orders") < pos("order_items"));
         assert!(pos("products") < pos("order_items"));

@@ -145,7 +145,10 @@ pub fn parse_json_request(body: &[u8]) -> Result<(String, Options), InputError> 
     if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
         return Err(InputError::new(
             "invalid_body",
-            format!("unknown field {unknown:?}; expected {}", KNOWN_FIELDS.join(", ")),
+            format!(
+                "unknown field {unknown:?}; expected {}",
+                KNOWN_FIELDS.join(", ")
+            ),
         ));
     }
     let export_id = match obj.get("exportId") {
@@ -250,8 +253,8 @@ pub fn parse_query_options(pairs: &[(String, String)]) -> Result<Options, InputE
                     return Err(InputError::new(
                         "invalid_body",
                         format!(
-                            "unknown option {other:?}; expected mode, tables, dryRun, mergeKey.<table>"
-                        ),
+                        "unknown option {other:?}; expected mode, tables, dryRun, mergeKey.<table>"
+                    ),
                     ))
                 }
             },
@@ -285,7 +288,10 @@ fn parse_merge_keys(
     for (table, cols) in keys {
         let cols = match cols {
             Value::Array(items) => parse_tables(items).map_err(|e| {
-                InputError::new("invalid_merge_keys", format!("mergeKeys.{table}: {}", e.message))
+                InputError::new(
+                    "invalid_merge_keys",
+                    format!("mergeKeys.{table}: {}", e.message),
+                )
             })?,
             _ => {
                 return Err(InputError::new(
@@ -340,7 +346,10 @@ mod tests {
     #[test]
     fn good_requests_parse() {
         let (id, o) = parse_json_request(br#"{"exportId":"x"}"#).unwrap();
-        assert_eq!((id.as_str(), o.mode, o.dry_run), ("x", Mode::Replace, false));
+        assert_eq!(
+            (id.as_str(), o.mode, o.dry_run),
+            ("x", Mode::Replace, false)
+        );
         let (_, o) = parse_json_request(
             br#"{"exportId":"x","mode":"merge","dryRun":true,"mergeKeys":{"accounts":["external_account_id"]}}"#,
         )
@@ -359,7 +368,10 @@ mod tests {
         assert_eq!(code("{}"), "invalid_body");
         assert_eq!(code(r#"{"exportId":7}"#), "invalid_export_id");
         assert_eq!(code(r#"{"exportId":"x","mode":"wipe"}"#), "invalid_mode");
-        assert_eq!(code(r#"{"exportId":"x","mode":"partial"}"#), "invalid_tables");
+        assert_eq!(
+            code(r#"{"exportId":"x","mode":"partial"}"#),
+            "invalid_tables"
+        );
         assert_eq!(code(r#"{"exportId":"x","tables":["a"]}"#), "invalid_tables");
         assert_eq!(code(r#"{"exportId":"x","dryRun":"yes"}"#), "invalid_body");
         assert_eq!(
@@ -378,10 +390,19 @@ mod tests {
                     .collect::<Vec<_>>(),
             )
         };
-        let o = q(&[("mode", "partial"), ("tables", "kpis,orders"), ("dryRun", "true")]).unwrap();
+        let o = q(&[
+            ("mode", "partial"),
+            ("tables", "kpis,orders"),
+            ("dryRun", "true"),
+        ])
+        .unwrap();
         assert_eq!(o.tables.unwrap(), vec!["kpis", "orders"]);
         assert!(o.dry_run);
-        let o = q(&[("mode", "merge"), ("mergeKey.accounts", "external_account_id")]).unwrap();
+        let o = q(&[
+            ("mode", "merge"),
+            ("mergeKey.accounts", "external_account_id"),
+        ])
+        .unwrap();
         assert_eq!(o.merge_keys["accounts"], vec!["external_account_id"]);
         assert_eq!(q(&[("wipe", "1")]).unwrap_err().code, "invalid_body");
         assert_eq!(q(&[("dryRun", "maybe")]).unwrap_err().code, "invalid_body");

@@ -9,7 +9,8 @@
 //! current data, read back and verified) → `delete` → `import` (foreign-key
 //! order, checkpointed per group) → `verify` (content hashes or row counts
 //! equal the bundle's) → `reactivate` (flag off, backup retention timer).
-//! A dry run (`dryRun`) skips every step after `preview` and completes.
+//! A dry run (`dryRun`) skips every step after `preview` but `reactivate`,
+//! which then only drops the work files, and completes.
 //!
 //! Nothing is deleted before validation passed and the backup verified.
 //! `quiesce` is the one compensable step and its compensation is the
@@ -35,7 +36,9 @@ use crate::ports::audit::{AuditEntry, AuditLog};
 use crate::ports::objects::{Area, ObjectStore};
 use crate::ports::tenant::TenantStore;
 use async_trait::async_trait;
-use ferry_engine::{RetryPolicy, StepContext, StepError, StepSpec, TimerContext, Workflow, WorkflowId};
+use ferry_engine::{
+    RetryPolicy, StepContext, StepError, StepSpec, TimerContext, Workflow, WorkflowId,
+};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,11 +171,10 @@ fn step_specs() -> Vec<StepSpec> {
                 .retry(policy(5, secs(2), secs(120)))
                 .timeout(long),
         ),
-        after_preview(
-            StepSpec::new("reactivate")
-                .retry(policy(10, secs(1), secs(120)))
-                .timeout(secs(300)),
-        ),
+        // Runs in a dry run too, to drop the work files (see the step).
+        StepSpec::new("reactivate")
+            .retry(policy(10, secs(1), secs(120)))
+            .timeout(secs(300)),
     ]
 }
 
@@ -270,8 +272,15 @@ impl RehydrateWorkflow {
             "requestedBy": input.as_ref().map(|i| i.requested_by.sub.clone()),
             "mode": input.as_ref().map(|i| i.mode.as_str()),
         });
-        crate::step_audit::append(&*self.deps.audit, ctx, AUDIT_ENTITY, action, common, details)
-            .await
+        crate::step_audit::append(
+            &*self.deps.audit,
+            ctx,
+            AUDIT_ENTITY,
+            action,
+            common,
+            details,
+        )
+        .await
     }
 }
 

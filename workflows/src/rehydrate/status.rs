@@ -132,7 +132,10 @@ impl RehydrateStatusView {
             .iter()
             .filter(|s| state.outputs.contains_key(**s))
             .count() as f64;
-        let live = state.progress.as_ref().map_or(0.0, |p| p.fraction.clamp(0.0, 1.0));
+        let live = state
+            .progress
+            .as_ref()
+            .map_or(0.0, |p| p.fraction.clamp(0.0, 1.0));
         let progress = if state.status == Status::Completed {
             100
         } else {

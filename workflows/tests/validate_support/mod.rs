@@ -140,6 +140,41 @@ impl Fixture {
         }
     }
 
+    /// What a real bundle holds (written by ferry), to change and sign
+    /// again with [`Fixture::write`].
+    pub async fn from_bundle(path: &Path) -> Fixture {
+        let entries = entries_of(path).await;
+        let data = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == name.as_bytes())
+                .unwrap_or_else(|| panic!("{name} not in the bundle"))
+                .data
+                .clone()
+        };
+        let manifest: Manifest = serde_json::from_slice(&data("manifest.json")).unwrap();
+        let schema: SchemaInfo = serde_json::from_slice(&data("database/schema.json")).unwrap();
+        let files = manifest
+            .entries
+            .iter()
+            .filter(|e| e.path != "database/schema.json")
+            .map(|e| File {
+                path: e.path.clone(),
+                data: data(&e.path),
+                table: e.table.clone(),
+                rows: e.rows,
+            })
+            .collect();
+        Fixture {
+            tenant: manifest.tenant_id.to_string(),
+            profile: manifest.profile,
+            version: manifest.version,
+            format: manifest.database.format,
+            schema,
+            files,
+        }
+    }
+
     /// Set (or add) a table's file; its row count is its line count.
     pub fn set_table(&mut self, table: &str, ndjson: &str) {
         self.files.retain(|f| f.table.as_deref() != Some(table));

@@ -49,7 +49,10 @@ pub struct BackupOutput {
 }
 
 /// The backups-area key of a rehydration's backup.
-pub fn backup_key(tenant: &ferry_engine::TenantId, id: ferry_engine::WorkflowId) -> Result<ObjectKey, StepError> {
+pub fn backup_key(
+    tenant: &ferry_engine::TenantId,
+    id: ferry_engine::WorkflowId,
+) -> Result<ObjectKey, StepError> {
     ObjectKey::for_tenant(tenant, &format!("{id}/backup.zip"))
         .map_err(|e| StepError::permanent("invalid_object_key", e.to_string()))
 }
@@ -79,7 +82,12 @@ fn dump_all(
         serde_json::to_vec_pretty(&schema).expect("schema serializes"),
     )
     .map_err(io)?;
-    let mut files = vec![("database/schema.json".to_owned(), schema_path, 0, String::new())];
+    let mut files = vec![(
+        "database/schema.json".to_owned(),
+        schema_path,
+        0,
+        String::new(),
+    )];
     for t in &schema.tables {
         let stem = table_file_stem(&t.name);
         let path = files_dir.join(format!("{stem}.ndjson"));
@@ -88,7 +96,12 @@ fn dump_all(
         let stats = snap.dump_table(&t.name, &TableFormat::Ndjson, &mut w, &mut |_| {})?;
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
-        files.push((format!("database/{stem}.ndjson"), path, stats.rows, t.name.clone()));
+        files.push((
+            format!("database/{stem}.ndjson"),
+            path,
+            stats.rows,
+            t.name.clone(),
+        ));
     }
     Ok(Dumped { schema, files })
 }
@@ -101,7 +114,11 @@ async fn build(
 ) -> Result<(), StepError> {
     let build_dir = dirs.backup_dir().join(format!("attempt-{}", ctx.attempt));
     let _ = tokio::fs::remove_dir_all(&build_dir).await;
-    let (tenants, tenant, d) = (wf.deps.tenants.clone(), ctx.tenant.clone(), build_dir.clone());
+    let (tenants, tenant, d) = (
+        wf.deps.tenants.clone(),
+        ctx.tenant.clone(),
+        build_dir.clone(),
+    );
     let taken_at = ctx.now();
     let dumped = tokio::task::spawn_blocking(move || dump_all(tenants, tenant, d))
         .await
@@ -133,7 +150,12 @@ async fn build(
         profile: "lite".into(),
         version: FORMAT_VERSION.to_owned(),
         database: DatabaseSection {
-            tables: dumped.schema.tables.iter().map(|t| t.name.clone()).collect(),
+            tables: dumped
+                .schema
+                .tables
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
             row_count: Some(rows),
             format: "ndjson".into(),
             engine: dumped.schema.engine.clone(),

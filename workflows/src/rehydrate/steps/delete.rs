@@ -53,6 +53,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
             rows_before: BTreeMap::new(),
         }
     };
-    wf.audit(ctx, "REHYDRATE_DELETED", json!({"rows": out.deleted})).await?;
+    wf.audit(ctx, "REHYDRATE_DELETED", json!({"rows": out.deleted}))
+        .await?;
     to_output(&out)
 }

@@ -101,8 +101,11 @@ pub(crate) async fn load_lite(
             rows: done_rows,
             bytes: 0,
         };
-        ctx.checkpoint(serde_json::to_value(&cp).expect("checkpoint"), Some(progress))
-            .await?;
+        ctx.checkpoint(
+            serde_json::to_value(&cp).expect("checkpoint"),
+            Some(progress),
+        )
+        .await?;
         // Between two groups: some tables loaded, others not yet.
         crate::failpoints::hit(if resume {
             "rehydrate.import.inside"
@@ -121,8 +124,10 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
     let tables = match &v.native {
         Some(native) => {
             let (format, file) = (native.format.clone(), native.file.clone());
-            with_writer(wf, ctx, move |w| w.restore_native(&format, std::path::Path::new(&file)))
-                .await?;
+            with_writer(wf, ctx, move |w| {
+                w.restore_native(&format, std::path::Path::new(&file))
+            })
+            .await?;
             native
                 .row_counts
                 .iter()

@@ -68,7 +68,10 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
             let p = if mode == Mode::Merge {
                 let key = merge_keys.get(&t.table).cloned().unwrap_or_default();
                 let file = std::fs::File::open(&t.file).map_err(|e| {
-                    crate::ports::PortError::permanent("work_file_missing", format!("{}: {e}", t.table))
+                    crate::ports::PortError::permanent(
+                        "work_file_missing",
+                        format!("{}: {e}", t.table),
+                    )
                 })?;
                 let m = w.preview_merge(&t.table, &key, &mut BufReader::new(file))?;
                 TablePreview {

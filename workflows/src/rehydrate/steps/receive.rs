@@ -72,7 +72,10 @@ async fn fetch_export(
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(StepError::permanent(
                 "bundle_too_large",
-                format!("the bundle is larger than {} bytes", wf.config.upload_bytes_max),
+                format!(
+                    "the bundle is larger than {} bytes",
+                    wf.config.upload_bytes_max
+                ),
             ));
         }
         hasher.update(&buf[..n]);
@@ -80,7 +83,9 @@ async fn fetch_export(
             .await
             .map_err(|e| io_error("receive_io", e))?;
     }
-    out.sync_all().await.map_err(|e| io_error("receive_io", e))?;
+    out.sync_all()
+        .await
+        .map_err(|e| io_error("receive_io", e))?;
     drop(out);
     tokio::fs::rename(&tmp, dirs.bundle())
         .await

@@ -39,16 +39,23 @@ async fn fetch_backup(
         }
     }
     let key = backup_key(&ctx.tenant, ctx.workflow)?;
-    let mut reader = wf.deps.objects.open(Area::Backups, &key).await?.ok_or_else(|| {
-        StepError::permanent(
-            "backup_gone",
-            "the backup is no longer kept; the rehydration cannot be rolled back",
-        )
-    })?;
+    let mut reader = wf
+        .deps
+        .objects
+        .open(Area::Backups, &key)
+        .await?
+        .ok_or_else(|| {
+            StepError::permanent(
+                "backup_gone",
+                "the backup is no longer kept; the rehydration cannot be rolled back",
+            )
+        })?;
     tokio::fs::create_dir_all(dirs.backup_dir())
         .await
         .map_err(|e| io_error("work_dir_failed", e))?;
-    let tmp = dirs.backup_dir().join(format!(".backup.{}.tmp", ctx.attempt));
+    let tmp = dirs
+        .backup_dir()
+        .join(format!(".backup.{}.tmp", ctx.attempt));
     let mut out = tokio::fs::File::create(&tmp)
         .await
         .map_err(|e| io_error("restore_io", e))?;
@@ -56,7 +63,9 @@ async fn fetch_backup(
         .await
         .map_err(|e| StepError::retryable("object_read_failed", e.to_string()))?;
     out.flush().await.map_err(|e| io_error("restore_io", e))?;
-    out.sync_all().await.map_err(|e| io_error("restore_io", e))?;
+    out.sync_all()
+        .await
+        .map_err(|e| io_error("restore_io", e))?;
     drop(out);
     tokio::fs::rename(&tmp, &local)
         .await
@@ -89,9 +98,17 @@ async fn restore(
         },
     )
     .await
-    .map_err(|r| StepError::retryable(r.code, format!("the backup does not validate: {}", r.message)))?;
+    .map_err(|r| {
+        StepError::retryable(
+            r.code,
+            format!("the backup does not validate: {}", r.message),
+        )
+    })?;
     let BundleData::Lite { tables } = &validated.data else {
-        return Err(StepError::permanent("backup_invalid", "a backup is always lite"));
+        return Err(StepError::permanent(
+            "backup_invalid",
+            "a backup is always lite",
+        ));
     };
     let files: Vec<TableFile> = tables
         .iter()
@@ -104,7 +121,10 @@ async fn restore(
         .collect();
     let all: Vec<String> = files.iter().map(|f| f.table.clone()).collect();
     with_writer(wf, ctx, move |w| w.delete_rows(&all)).await?;
-    load_lite(wf, ctx, &validated.schema, &files, false, |_| WriteMode::Replace).await?;
+    load_lite(wf, ctx, &validated.schema, &files, false, |_| {
+        WriteMode::Replace
+    })
+    .await?;
     let _ = tokio::fs::remove_dir_all(&restore_dir).await;
     Ok(())
 }
@@ -127,7 +147,10 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
             if !still.is_empty() {
                 return Err(StepError::retryable(
                     "restore_unverified",
-                    format!("after restoring, these tables differ from the backup: {}", still.join(", ")),
+                    format!(
+                        "after restoring, these tables differ from the backup: {}",
+                        still.join(", ")
+                    ),
                 ));
             }
             restored = true;
@@ -138,7 +161,8 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
         // Keep the backup for its retention after a rollback too, then let
         // the timer delete it.
         let until = ctx.now() + crate::export::steps::secs(wf.config.backup_retention);
-        ctx.schedule_timer(crate::rehydrate::BACKUP_TIMER, until).await?;
+        ctx.schedule_timer(crate::rehydrate::BACKUP_TIMER, until)
+            .await?;
     }
     let root = WorkDirs::new(wf, ctx.workflow).root;
     let _ = crate::export::remove_dir_all_idempotent(&root.join("bundle")).await;

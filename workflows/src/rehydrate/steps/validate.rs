@@ -4,7 +4,10 @@
 //! `bundle/` as they are checked; later steps read only those files.
 //!
 //! A rejection is permanent: the workflow fails here, nothing was written
-//! to the tenant, and the row-level report (if any) stays downloadable.
+//! to the tenant, and the row-level report stays downloadable. The refused
+//! bundle is removed (failed rehydrations would otherwise keep every
+//! refused upload on disk); repeated after that, the step refuses again
+//! from the report's first line.
 //! For a native bundle the tenant store also reads the dump's row counts
 //! without restoring it; `verify` compares against them.
 
@@ -72,7 +75,12 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         merge: input.mode == Mode::Merge,
         limits: &wf.config.limits,
     };
-    let validated = match validate::validate(&dirs.bundle(), &dirs.extracted(), &dirs.report(), req).await {
+    if let Some(refused) = refused_before(&dirs).await {
+        return Err(refused);
+    }
+    let validated = match validate::validate(&dirs.bundle(), &dirs.extracted(), &dirs.report(), req)
+        .await
+    {
         Ok(v) => v,
         Err(rejection) => {
             wf.audit(
@@ -81,6 +89,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
                 json!({"code": rejection.code, "message": rejection.message, "reportRows": rejection.report_rows}),
             )
             .await?;
+            drop_refused(&dirs, ctx).await;
             return Err(StepError::permanent(rejection.code, rejection.message));
         }
     };
@@ -161,4 +170,35 @@ pub async fn bundle_schema(
         .map_err(|e| StepError::permanent("work_file_missing", format!("schema.json: {e}")))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| StepError::permanent("work_file_corrupt", format!("schema.json: {e}")))
+}
+
+/// The refusal of an earlier run of this step whose bundle is already
+/// removed: the report's first line (every rejection writes one).
+async fn refused_before(dirs: &WorkDirs) -> Option<StepError> {
+    if tokio::fs::try_exists(dirs.bundle()).await.unwrap_or(true) {
+        return None;
+    }
+    let report = tokio::fs::read_to_string(dirs.report()).await.ok()?;
+    let first: Value = serde_json::from_str(report.lines().next()?).ok()?;
+    Some(StepError::permanent(
+        first["code"].as_str()?,
+        first["message"]
+            .as_str()
+            .unwrap_or("the bundle was refused"),
+    ))
+}
+
+/// Remove all but the report of a refused rehydration: the bundle last, as
+/// its absence marks the refusal as recorded in the report.
+async fn drop_refused(dirs: &WorkDirs, ctx: &StepContext) {
+    for dir in [dirs.extracted(), dirs.writer_dir()] {
+        if let Err(e) = crate::export::remove_dir_all_idempotent(&dir).await {
+            tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove {}", dir.display());
+        }
+    }
+    if let Err(e) = tokio::fs::remove_file(dirs.bundle()).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove a refused bundle");
+        }
+    }
 }

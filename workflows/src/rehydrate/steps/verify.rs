@@ -81,7 +81,10 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
     if !bad.is_empty() {
         return Err(StepError::permanent(
             "verify_mismatch",
-            format!("after import these tables differ from the bundle: {}", bad.join(", ")),
+            format!(
+                "after import these tables differ from the bundle: {}",
+                bad.join(", ")
+            ),
         ));
     }
     wf.audit(ctx, "REHYDRATE_VERIFIED", json!({"tables": v.scope.len()}))
@@ -90,8 +93,12 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         let import: ImportOutput = output_of(ctx, "import")?;
         let received: super::receive::ReceiveOutput = output_of(ctx, "receive")?;
         let mode = input.mode.as_str();
-        m.rows_imported.with_label_values(&[mode]).inc_by(import.rows);
-        m.bytes_imported.with_label_values(&[mode]).inc_by(received.bytes);
+        m.rows_imported
+            .with_label_values(&[mode])
+            .inc_by(import.rows);
+        m.bytes_imported
+            .with_label_values(&[mode])
+            .inc_by(received.bytes);
     }
     to_output(&json!({"verified": true}))
 }

@@ -8,7 +8,8 @@
 # database. Records wall times, ratios and peak RSS in
 # bench/results/rehydrate-vs-pg_restore-<date>.md and prints it.
 #
-# Usage: bench/rehydrate-vs-pg_restore.sh [SCALE ...]   (205 ≈ 100 MB, 2050 ≈ 1 GB)
+# Usage: bench/rehydrate-vs-pg_restore.sh [SCALE ...]   (205 ≈ 100 MB, 2050 ≈ 1 GB;
+#        a scale given twice is measured twice, each time on a new tenant)
 # Env:   as bench/export-vs-pg_dump.sh (PGHOST/PGPORT/PGUSER, FERRY_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,9 @@ for scale in "${scales[@]}"; do
   # ---- pg_restore baseline: the same data into an empty database ----
   psql -qX -d postgres -c "DROP DATABASE IF EXISTS $target" -c "CREATE DATABASE $target" >/dev/null
   log "scale $scale: pg_restore"
+  # Each timed run starts after a checkpoint, so none pays for the WAL of
+  # what came before it (the sample, the exports).
+  psql -qX -d postgres -c CHECKPOINT >/dev/null
   timed pg_restore --no-owner -d "$target" "$dump"
   restore_s=$elapsed
   restore_rss=$peak_kb
@@ -67,6 +71,7 @@ for scale in "${scales[@]}"; do
     port=$(free_port)
     start_server "$data" "$port"
     log "scale $scale: ferry rehydrate ${bundle[$profile]##*/} ($profile)"
+    psql -qX -d postgres -c CHECKPOINT >/dev/null
     t0=$(now)
     "$FERRY" rehydrate "${bundle[$profile]}" --tenant bench --confirm DELETE --url "http://127.0.0.1:$port" >"$data/rehydrate-$profile.out" 2>"$data/rehydrate-$profile.err"
     t1=$(now)

@@ -2,10 +2,12 @@
 //! (seeded) moments while exports of several tenants run. After each
 //! restart, every event acknowledged before the kill is still there (the
 //! stream seen before is a prefix of the stream after); in the end every
-//! workflow completes and every bundle verifies.
+//! workflow completes and every bundle verifies. The same for
+//! rehydrations: killed in any step, each ends with the tenant equal to
+//! its bundle.
 //!
 //! `FERRY_CRASH_SEED` replays a run; `FERRY_CRASH_KILLS` sets the number of
-//! kills (default 20).
+//! kills (default 20), `FERRY_CRASH_ROUNDS` the rehydrations (default 6).
 
 mod support;
 
@@ -156,5 +158,148 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
         0,
         "seed {seed}: work folders left in {}",
         work.display()
+    );
+}
+
+/// Rehydrations under SIGKILL: each round changes the tenant, rehydrates it
+/// (replace) from one fixed export, confirms, and kills the real server
+/// one to three times at random (seeded) moments — during validation, the
+/// backup, the delete, the import, verification, whatever is running.
+/// After the restarts each rehydration must end `completed` with the
+/// tenant equal to the bundle (a kill is not a failure: every step resumes
+/// or repeats); no acknowledged event is lost; the audit chain holds.
+#[test]
+fn sigkill_during_rehydrations_ends_each_with_the_bundle_verified() {
+    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random());
+    let rounds: u64 = std::env::var("FERRY_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    eprintln!(
+        "rehydration crash test seed {seed} (FERRY_CRASH_SEED={seed} to replay), {rounds} rounds"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tenant = "r-acme";
+    let mut f = Ferry::new().env("FERRY_REHYDRATIONS_PER_DAY", "1000");
+    f.sample(tenant, 3);
+    f.start();
+    let tok = f.token(tenant, "tenant_admin");
+    let export_id = f.export(&tok, json!({"profile": "lite"}));
+    f.wait_export(&tok, &export_id, "completed", Duration::from_secs(180));
+    let bundle = content_of(&f, &tok, tenant).1;
+    let status_path = |id: &str| format!("/api/v1/tenant/rehydrate/{id}/status");
+    let confirm_path = |id: &str| format!("/api/v1/tenant/rehydrate/{id}/confirm");
+    let mut kills = 0;
+    let mut interrupted_steps: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..rounds {
+        f.resample(tenant, 3, 100 + round);
+        let changed = content_of(&f, &tok, tenant).1;
+        assert_ne!(
+            changed, bundle,
+            "seed {seed}, round {round}: resample changed nothing"
+        );
+        let r = f.post(
+            "/api/v1/tenant/rehydrate",
+            Some(&tok),
+            &json!({"exportId": export_id}),
+        );
+        assert_eq!(r.status(), 202, "seed {seed}, round {round}");
+        let id = r.json::<Value>().unwrap()["job"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..rng.gen_range(1..=3) {
+            // Confirm as soon as the preview is ready (now and then the
+            // kill comes before that), then let the destructive steps run
+            // for a random while.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let s = f.get_json(&status_path(&id), &tok);
+                let step = s["currentStep"].as_str().unwrap_or("");
+                match s["status"].as_str().unwrap() {
+                    "awaiting_confirmation" => {
+                        f.post(
+                            &confirm_path(&id),
+                            Some(&tok),
+                            &json!({"confirm": "DELETE"}),
+                        );
+                        break;
+                    }
+                    "pending" | "running"
+                        if ["", "receive", "validate", "preview"].contains(&step) =>
+                    {
+                        if rng.gen_bool(0.1) {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "seed {seed}: stuck before confirmation: {s}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..250)));
+            let s = f.get_json(&status_path(&id), &tok);
+            let before = events_of(&f, &tok, &id);
+            f.kill();
+            kills += 1;
+            if s["status"] == "running" || s["status"] == "pending" {
+                let step = s["currentStep"].as_str().unwrap_or("(not started)");
+                *interrupted_steps.entry(step.to_owned()).or_default() += 1;
+            }
+            f.start();
+            let after = events_of(&f, &tok, &id);
+            assert!(
+                after.len() >= before.len() && after[..before.len()] == before[..],
+                "seed {seed}, round {round}: acknowledged events of {id} changed"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let s = f.get_json(&status_path(&id), &tok);
+            match s["status"].as_str().unwrap() {
+                "completed" => break,
+                "awaiting_confirmation" => {
+                    f.post(
+                        &confirm_path(&id),
+                        Some(&tok),
+                        &json!({"confirm": "DELETE"}),
+                    );
+                }
+                "failed" | "cancelled" | "rolled_back" => {
+                    panic!(
+                        "seed {seed}, round {round}: rehydration {id} ended {s}\n{}",
+                        f.server_log()
+                    )
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed}, round {round}: {id} stuck: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            content_of(&f, &tok, tenant).1,
+            bundle,
+            "seed {seed}, round {round}: the tenant equals the bundle"
+        );
+    }
+    let in_flight: usize = interrupted_steps.values().sum();
+    eprintln!("seed {seed}: {in_flight}/{kills} kills hit an unfinished rehydration; interrupted near steps {interrupted_steps:?}");
+    assert!(
+        in_flight * 2 >= kills,
+        "seed {seed}: only {in_flight} of {kills} kills hit work in flight"
+    );
+    let verify = f.get_json("/api/v1/audit/verify", &tok);
+    assert_eq!(
+        verify["ok"], true,
+        "seed {seed}: audit chain broken: {verify}"
     );
 }

@@ -232,12 +232,7 @@ fn run_wave(f: &Ferry, tokens: &[String]) {
             ));
         }
     }
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate",
-        &tokens[0],
-        "application/zip",
-        bundle,
-    );
+    let r = f.upload_bundle(&tokens[0], "", bundle);
     assert_eq!(r.status(), 202);
     let job: Value = r.json().unwrap();
     let status = format!(
@@ -249,6 +244,16 @@ fn run_wave(f: &Ferry, tokens: &[String]) {
     let r = f.post(&confirm, Some(&tokens[0]), &json!({"confirm": "DELETE"}));
     assert_eq!(r.status(), 202);
     f.wait_status(&tokens[0], &status, "completed", WAIT);
+    // A refused upload: a real failure for the failure panels and alerts
+    // (not only series that exist at zero).
+    let r = f.upload_bundle(&tokens[1], "", b"not a zip archive".to_vec());
+    assert_eq!(r.status(), 202);
+    let refused: Value = r.json().unwrap();
+    let refused = format!(
+        "/api/v1/tenant/rehydrate/{}/status",
+        refused["job"]["id"].as_str().unwrap()
+    );
+    f.wait_status(&tokens[1], &refused, "failed", WAIT);
     for (i, id) in &exports {
         f.wait_export(&tokens[*i], id, "completed", WAIT);
         wait_for("the expiry timer", || {
@@ -290,15 +295,30 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_real_prometheus() {
         run_wave(&f, &tokens);
         let want = per_wave * wave as f64;
         let rehydrated = r#"ferry_workflows_finished_total{kind="rehydrate",outcome="completed"}"#;
+        let refused = r#"ferry_workflows_finished_total{kind="rehydrate",outcome="failed"}"#;
         wait_for("Prometheus to see the wave's timers", || {
             (prom.value("sum(ferry_timers_fired_total)") >= Some(want)
                 && prom.value(
                     r#"sum(ferry_workflows_finished_total{kind="export",outcome="completed"})"#,
                 ) >= Some(want)
-                && prom.value(rehydrated) >= Some(wave as f64))
+                && prom.value(rehydrated) >= Some(wave as f64)
+                && prom.value(refused) >= Some(wave as f64))
             .then_some(())
         });
     }
+    // Tenant series are bounded: globex (not opted in) has none of its own
+    // and is counted under tenant="other"; acme (opted in) has its own.
+    let exposition = f.get("/metrics", None).text().unwrap();
+    let tenants: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        tenants,
+        ["acme", "other"].into_iter().collect(),
+        "tenant label values"
+    );
     // Rates over everything since Prometheus started.
     let window = format!("{}s", started.elapsed().as_secs() + 5);
     let substitute = |e: &str| {

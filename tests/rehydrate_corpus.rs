@@ -455,12 +455,7 @@ fn every_bad_bundle_is_refused_with_its_code_before_anything_is_changed() {
     for (what, code, path) in &corpus.cases {
         let body = std::fs::read(path).unwrap();
         assert!(body.len() < UPLOAD_MAX, "{what}: {} bytes", body.len());
-        let r = f.post_bytes(
-            "/api/v1/tenant/rehydrate?dryRun=true",
-            &token,
-            "application/zip",
-            body,
-        );
+        let r = f.upload_bundle(&token, "?dryRun=true", body);
         let v: Value = r.json().unwrap();
         let id = v["job"]["id"]
             .as_str()
@@ -491,21 +486,11 @@ fn every_bad_bundle_is_refused_with_its_code_before_anything_is_changed() {
     }
 
     // Refused by the API itself, before any workflow.
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate",
-        &token,
-        "application/zip",
-        vec![],
-    );
+    let r = f.upload_bundle(&token, "", vec![]);
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "empty_upload");
     codes.push("empty_upload");
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate",
-        &token,
-        "application/zip",
-        vec![b'x'; UPLOAD_MAX + 1],
-    );
+    let r = f.upload_bundle(&token, "", vec![b'x'; UPLOAD_MAX + 1]);
     assert_eq!(r.status(), 413);
     assert_eq!(
         r.json::<Value>().unwrap()["error"]["code"],

@@ -12,46 +12,16 @@ mod support;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use support::{lite_body, Ferry};
+use support::{content_of, lite_body, manifest_hashes, Ferry};
 
 const WAIT: Duration = Duration::from_secs(180);
 const TENANT: &str = "acme";
-
-/// Table → content hash, from a bundle's manifest.
-fn manifest_hashes(bundle: &Path) -> BTreeMap<String, String> {
-    let out = Command::new("unzip")
-        .args(["-p", bundle.to_str().unwrap(), "manifest.json"])
-        .output()
-        .expect("unzip");
-    assert!(out.status.success());
-    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
-    m["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            Some((
-                e["table"].as_str()?.to_owned(),
-                e["blake3"].as_str().unwrap().to_owned(),
-            ))
-        })
-        .collect()
-}
 
 /// Export the tenant (lite, no assets) and return the export id and its
 /// bundle's content hashes: the tenant's content right now.
 fn content(f: &Ferry, token: &str) -> (String, BTreeMap<String, String>) {
     content_of(f, token, TENANT)
-}
-
-fn content_of(f: &Ferry, token: &str, tenant: &str) -> (String, BTreeMap<String, String>) {
-    let id = f.export(token, json!({"profile": "lite"}));
-    f.wait_export(token, &id, "completed", WAIT);
-    let hashes = manifest_hashes(&f.bundle_path(tenant, &id));
-    assert!(!hashes.is_empty());
-    (id, hashes)
 }
 
 fn status_path(id: &str) -> String {
@@ -211,12 +181,7 @@ fn uploaded_bundle_dry_run_previews_and_changes_nothing() {
         changed,
     } = scene(&[], 9);
     let bytes = std::fs::read(f.bundle_path(TENANT, &export_id)).unwrap();
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate?dryRun=true",
-        &token,
-        "application/zip",
-        bytes,
-    );
+    let r = f.upload_bundle(&token, "?dryRun=true", bytes);
     let v: Value = r.json().unwrap();
     assert_eq!(v["job"]["dryRun"], true, "{v}");
     let id = v["job"]["id"].as_str().unwrap();
@@ -247,33 +212,18 @@ fn bad_uploads_are_refused_before_anything_is_changed() {
     let (_, before) = content(&f, &token);
 
     // Empty body.
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate",
-        &token,
-        "application/zip",
-        vec![],
-    );
+    let r = f.upload_bundle(&token, "", vec![]);
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "empty_upload");
     // Oversize upload.
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate",
-        &token,
-        "application/zip",
-        vec![b'x'; 300_000],
-    );
+    let r = f.upload_bundle(&token, "", vec![b'x'; 300_000]);
     assert_eq!(r.status(), 413);
     assert_eq!(
         r.json::<Value>().unwrap()["error"]["code"],
         "upload_too_large"
     );
     // Bad options.
-    let r = f.post_bytes(
-        "/api/v1/tenant/rehydrate?mode=wipe",
-        &token,
-        "application/zip",
-        b"PK".to_vec(),
-    );
+    let r = f.upload_bundle(&token, "?mode=wipe", b"PK".to_vec());
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "invalid_mode");
     // Another tenant's export id is not found.
     let theirs = f.export(&other, json!({"profile": "lite"}));
@@ -296,7 +246,7 @@ fn bad_uploads_are_refused_before_anything_is_changed() {
         ("bundle_not_zip", bundle[..bundle.len() / 2].to_vec()),
     ];
     for (code, body) in cases {
-        let r = f.post_bytes("/api/v1/tenant/rehydrate", &token, "application/zip", body);
+        let r = f.upload_bundle(&token, "", body);
         let v: Value = r.json().unwrap();
         let id = v["job"]["id"].as_str().unwrap_or_else(|| panic!("{v}"));
         let s = f.wait_status(&token, &status_path(id), "failed", WAIT);

@@ -445,25 +445,25 @@ fn a_failing_group_leaves_its_tables_as_they_were() {
     assert_eq!((err.code.as_str(), err.retryable), ("unknown_table", false));
 }
 
-#[test]
-fn a_foreign_key_cycle_loads_as_one_group() {
-    let db = TestDb::new();
-    let store = db.store(PgIsolation::Schema);
-    let mut conn = db.conn();
-    conn.batch_execute(
-        "CREATE SCHEMA tenant_cyc; SET search_path = tenant_cyc;
-         CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);
-         CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES a (id));
-         ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id);
-         WITH wa AS (INSERT INTO a VALUES (1, 10), (2, 20))
-         INSERT INTO b VALUES (10, 1), (20, 2);",
-    )
-    .unwrap();
-    let before = export(&store, "cyc");
-    let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
-    let both = vec!["a".to_owned(), "b".to_owned()];
-    assert_eq!(writer.delete_rows(&both).unwrap(), 4);
-    let (mut ra, mut rb) = (reader(&text(&before, "a")), reader(&text(&before, "b")));
+/// Tenant `cyc`: two tables referencing each other, a unique key and a
+/// partial index.
+const CYCLE_SQL: &str = "CREATE SCHEMA tenant_cyc; SET search_path = tenant_cyc;
+     CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);
+     CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES a (id),
+                     code text UNIQUE DEFERRABLE);
+     CREATE INDEX b_a_id ON b (a_id) WHERE a_id > 0;
+     ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id) ON DELETE CASCADE;
+     WITH wa AS (INSERT INTO a VALUES (1, 10), (2, 20))
+     INSERT INTO b VALUES (10, 1), (20, 2);";
+
+/// Load `a` and `b` from `ndjson` as one group (Replace).
+fn import_cycle(
+    writer: &mut dyn TenantWriter,
+    a: &str,
+    b: &str,
+) -> Result<Vec<ferry_workflows::ports::tenant_writer::TableWrite>, ferry_workflows::ports::PortError>
+{
+    let (mut ra, mut rb) = (reader(a), reader(b));
     let mut group = [
         TableSource {
             table: "a".into(),
@@ -476,7 +476,87 @@ fn a_foreign_key_cycle_loads_as_one_group() {
             rows: &mut rb,
         },
     ];
-    let writes = writer.import_group(&mut group, &mut |_| {}).unwrap();
+    writer.import_group(&mut group, &mut |_| {})
+}
+
+/// A writer that does not own the tables cannot set their keys aside: it
+/// loads with the row-level checks, which still refuse an orphan.
+#[test]
+fn a_writer_that_does_not_own_the_tables_loads_with_row_level_checks() {
+    let db = TestDb::new();
+    let owner = db.store(PgIsolation::Schema);
+    let mut conn = db.conn();
+    conn.batch_execute(CYCLE_SQL).unwrap();
+    let before = export(&owner, "cyc");
+    let role = format!("{}_writer", db.prefix);
+    conn.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN;
+         GRANT USAGE ON SCHEMA tenant_cyc TO \"{role}\";
+         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES
+             ON ALL TABLES IN SCHEMA tenant_cyc TO \"{role}\";
+         GRANT USAGE, CREATE ON SCHEMA public TO \"{role}\";
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\";"
+    ))
+    .unwrap();
+    let url = db.url.replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(url, db.url, "the test database URL names user postgres");
+    let mut config = db.config(PgIsolation::Schema);
+    config.platform_url = url;
+    let store = PgTenants::new(config).unwrap();
+    let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
+    let both = vec!["a".to_owned(), "b".to_owned()];
+    writer.delete_rows(&both).unwrap();
+    let orphan = text(&before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
+    let err = import_cycle(writer.as_mut(), &text(&before, "a"), &orphan).unwrap_err();
+    assert_eq!(err.code, "foreign_key_violation", "{err:?}");
+    let writes = import_cycle(writer.as_mut(), &text(&before, "a"), &text(&before, "b")).unwrap();
     assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
     assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+}
+
+#[test]
+fn a_foreign_key_cycle_loads_as_one_group() {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    let mut conn = db.conn();
+    conn.batch_execute(CYCLE_SQL).unwrap();
+    let before = export(&store, "cyc");
+    let constraints = |conn: &mut PgConnection| -> Vec<(String, String)> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            def: String,
+        }
+        diesel::sql_query(
+            "SELECT conname::text AS name, pg_get_constraintdef(oid) AS def \
+             FROM pg_constraint WHERE connamespace = 'tenant_cyc'::regnamespace \
+             UNION ALL SELECT indexname::text, indexdef FROM pg_indexes \
+             WHERE schemaname = 'tenant_cyc' ORDER BY 1, 2",
+        )
+        .load::<Row>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.def))
+        .collect()
+    };
+    let keys_before = constraints(&mut conn);
+    let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
+    let both = vec!["a".to_owned(), "b".to_owned()];
+    assert_eq!(writer.delete_rows(&both).unwrap(), 4);
+    // An orphan is refused when the foreign keys come back, and the
+    // tables stay as they were (empty).
+    let orphan = text(&before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
+    let err = import_cycle(writer.as_mut(), &text(&before, "a"), &orphan).unwrap_err();
+    assert_eq!(err.code, "foreign_key_violation", "{err:?}");
+    assert_eq!(writer.count_rows("a").unwrap(), 0);
+    let writes = import_cycle(writer.as_mut(), &text(&before, "a"), &text(&before, "b")).unwrap();
+    assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
+    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+    // The keys and indexes set aside for the load are back, as they were:
+    // 2 primary keys, 2 foreign keys, 1 unique key, their 3 indexes and 1
+    // partial index.
+    assert_eq!(constraints(&mut conn), keys_before);
+    assert_eq!(keys_before.len(), 9, "{keys_before:?}");
 }

@@ -9,6 +9,7 @@ pub mod transfers;
 
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -457,6 +458,17 @@ impl Ferry {
             .unwrap()
     }
 
+    /// Upload a bundle to `POST /api/v1/tenant/rehydrate` followed by
+    /// `query` (`""` or e.g. `"?dryRun=true"`).
+    pub fn upload_bundle(&self, token: &str, query: &str, bundle: Vec<u8>) -> Response {
+        self.post_bytes(
+            &format!("/api/v1/tenant/rehydrate{query}"),
+            token,
+            "application/zip",
+            bundle,
+        )
+    }
+
     /// Replace the tenant with another sample (another seed): a backend-
     /// neutral way to change every table.
     pub fn resample(&self, tenant: &str, scale: u32, seed: u64) {
@@ -559,4 +571,35 @@ pub fn link_in_email(mail: &str) -> Option<String> {
 
 pub fn lite_body() -> Value {
     json!({"profile": "lite", "includeAssets": true})
+}
+
+/// Table → content hash, from a bundle's manifest.
+pub fn manifest_hashes(bundle: &Path) -> BTreeMap<String, String> {
+    let out = Command::new("unzip")
+        .args(["-p", bundle.to_str().unwrap(), "manifest.json"])
+        .output()
+        .expect("unzip");
+    assert!(out.status.success());
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["table"].as_str()?.to_owned(),
+                e["blake3"].as_str().unwrap().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Export `tenant` (lite, no assets) and return the export id and its
+/// bundle's content hashes: the tenant's content right now.
+pub fn content_of(f: &Ferry, token: &str, tenant: &str) -> (String, BTreeMap<String, String>) {
+    let id = f.export(token, json!({"profile": "lite"}));
+    f.wait_export(token, &id, "completed", Duration::from_secs(180));
+    let hashes = manifest_hashes(&f.bundle_path(tenant, &id));
+    assert!(!hashes.is_empty());
+    (id, hashes)
 }

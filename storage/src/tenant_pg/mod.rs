@@ -48,6 +48,7 @@ pub mod encode_csv;
 pub mod encode_json;
 mod import_copy;
 mod introspect;
+mod keys_aside;
 pub mod native;
 mod native_script;
 pub mod registry;

@@ -20,7 +20,14 @@
 //! **one** statement of data-modifying CTEs (`WITH w0 AS (INSERT ...), w1
 //! AS (INSERT ...)`).
 //!
-//! **Foreign keys.** `SET CONSTRAINTS ALL DEFERRED` defers what is
+//! **Foreign keys.** In schema and database isolation the foreign keys of
+//! the tables being loaded (and, when rows are copied straight in, their
+//! unique keys and indexes) are set aside for the load and re-created (so
+//! checked and built in bulk) before the transaction commits
+//! (`keys_aside.rs`); a group of several tables (a cycle) and a native
+//! dump are then copied straight into their tables too. Otherwise (row mode, or a writer that
+//! does not own the tables) the checks run per row:
+//! `SET CONSTRAINTS ALL DEFERRED` defers what is
 //! deferrable to the commit. Constraints that are `NOT DEFERRABLE` (the
 //! default) are checked at the end of each statement, which is why a
 //! cycle's tables are inserted by one statement: its rows all exist when the
@@ -56,6 +63,7 @@ use super::config::PgIsolation;
 use super::conn::{connect, db_error, qualified, quote_ident};
 use super::import_copy::{copy_in, copy_rows, first_line, insert_rows, load_error};
 use super::introspect::{introspect, tenant_filter_value, Introspected, PgTable};
+use super::keys_aside;
 use super::native::{PG_DUMP_FORMAT, ROW_SCRIPT_FORMAT};
 use super::native_script::{Script, Statement};
 use super::registry;
@@ -771,9 +779,22 @@ impl TenantWriter for PgWriter {
                 .map(|p| p.table)
                 .collect();
             empty_tables(conn, schema, ctx, &replaced)?;
-            let direct = planned.len() == 1
-                && planned[0].merge.is_none()
-                && !row_security_active(conn, ctx, planned[0].table)?;
+            let mut copyable = planned.iter().all(|p| p.merge.is_none());
+            for p in &planned {
+                copyable = copyable && !row_security_active(conn, ctx, p.table)?;
+            }
+            let aside = match ctx.tenant_column {
+                None => {
+                    let names: Vec<&str> =
+                        planned.iter().map(|p| p.table.info.name.as_str()).collect();
+                    keys_aside::set_aside(conn, &ctx.schema, &names, copyable)?
+                }
+                Some(_) => None,
+            };
+            // Straight into the tables when every table is replaced and
+            // nothing forces one statement: a single table, or a cycle
+            // whose foreign keys are set aside.
+            let direct = copyable && (planned.len() == 1 || aside.is_some());
 
             let (mut done, mut reported) = (0u64, 0u64);
             let mut on_row = || {
@@ -872,6 +893,9 @@ impl TenantWriter for PgWriter {
                 writes[m.index].inserted = inserted;
                 writes[m.index].updated = updated;
             }
+            if let Some(aside) = aside {
+                aside.restore(conn)?;
+            }
             if done != reported {
                 progress(done);
             }
@@ -966,6 +990,17 @@ impl TenantWriter for PgWriter {
                 .map_err(|e| db_error("deferring constraints", e))?;
             let all: Vec<&PgTable> = schema.tables.iter().collect();
             empty_tables(conn, schema, ctx, &all)?;
+            // With the foreign keys set aside, each block is copied
+            // straight into its table in the dump's order; otherwise (row
+            // mode, or not the tables' owner) blocks are staged and moved
+            // by one statement, which the row-level checks need.
+            let aside = match ctx.tenant_column {
+                None => {
+                    let names: Vec<&str> = all.iter().map(|t| t.info.name.as_str()).collect();
+                    keys_aside::set_aside(conn, &ctx.schema, &names, true)?
+                }
+                Some(_) => None,
+            };
             let mut moves = Vec::new();
             let mut setvals = Vec::new();
             let mut seen = BTreeSet::new();
@@ -1000,8 +1035,13 @@ impl TenantWriter for PgWriter {
                 }
                 let list = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
                 let staging = format!("ferry_native_{}", moves.len());
-                create_staging(conn, ctx, t, &staging, &list)?;
-                copy_in(conn, &name, &format!("{staging} ({list})"), &mut |out| {
+                let into = if aside.is_some() {
+                    ctx.qualified(t)
+                } else {
+                    create_staging(conn, ctx, t, &staging, &list)?;
+                    staging.clone()
+                };
+                copy_in(conn, &name, &format!("{into} ({list})"), &mut |out| {
                     script
                         .rows(|row| {
                             out.write_all(row).map_err(|e| {
@@ -1010,6 +1050,9 @@ impl TenantWriter for PgWriter {
                         })
                         .map(|_| ())
                 })?;
+                if aside.is_some() {
+                    continue;
+                }
                 if let (Some(column), Some(ty)) = (&ctx.tenant_column, &t.tenant_type) {
                     // Every row must be this tenant's: the script is data, not trusted.
                     let foreign = count(
@@ -1040,6 +1083,9 @@ impl TenantWriter for PgWriter {
             }
             let names: Vec<String> = seen.into_iter().collect();
             move_staged(conn, &moves, &names)?;
+            if let Some(aside) = aside {
+                aside.restore(conn)?;
+            }
             // The dump's own sequence values (never lowering one), for the
             // tenant's sequences only, then past every column's maximum.
             for (sequence, value, is_called) in setvals {

@@ -1,0 +1,291 @@
+//! Keys and indexes set aside while a bulk load runs, and put back (and so
+//! checked) before the same transaction commits: what `pg_restore` does by
+//! loading data before it builds indexes and adds constraints.
+//!
+//! A row-level foreign-key check costs a query and a row lock on the
+//! referenced row for every row written, and every row written updates
+//! every index; `ALTER TABLE ... ADD CONSTRAINT` checks a whole table with
+//! one join, and an index built after the load is one sort. On the
+//! benchmark tenant the per-row checks were half of the import's time, the
+//! per-row index updates about a sixth of what was left
+//! (`bench/results/rehydrate-vs-pg_restore-*.md`).
+//!
+//! Only in schema and database isolation, where every table is the
+//! tenant's own: in row mode the tables are shared, and dropping a
+//! constraint would lock every tenant out and re-check every tenant's rows.
+//! Everything is read back from the catalog as PostgreSQL itself writes it
+//! (`pg_get_constraintdef`, `pg_get_indexdef`: names, columns, actions,
+//! deferrability, `NOT VALID`, storage parameters, predicates) and
+//! re-created with the same names in the same transaction, so no other
+//! session ever sees the tables without them, and a row that breaks one
+//! fails the commit as the row-level check would have:
+//! `foreign_key_violation`, or `row_invalid` for a duplicate key.
+//!
+//! Two levels, each behind its own savepoint:
+//! - the foreign keys declared on the loaded tables (always, when the
+//!   writer may);
+//! - with `indexes`, also their primary-key and unique constraints, the
+//!   foreign keys of other tables that depend on those, and their plain
+//!   indexes. Not for a merge, whose `ON CONFLICT` needs the unique index.
+//!   Indexes of partitioned tables and partitions, the replica-identity and
+//!   clustered indexes stay, as does every exclusion constraint.
+//!
+//! Dropping needs the tables' ownership; a writer that lacks it keeps the
+//! per-row work (the savepoint undoes the attempt), as does a key that
+//! something outside the tenant depends on.
+
+use super::conn::{db_error, qualified, quote_ident};
+use diesel::connection::SimpleConnection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Array, Text};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use ferry_workflows::ports::PortError;
+
+/// One constraint or index set aside.
+#[derive(QueryableByName)]
+struct Aside {
+    #[diesel(sql_type = Text)]
+    schema_name: String,
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    /// A constraint's definition, or a whole `CREATE INDEX` statement.
+    #[diesel(sql_type = Text)]
+    definition: String,
+}
+
+impl Aside {
+    fn table(&self) -> String {
+        qualified(&self.schema_name, &self.table_name)
+    }
+}
+
+/// What was dropped in the current transaction, to be re-created by
+/// [`KeysAside::restore`] before it commits.
+#[must_use = "the keys must be restored before the transaction commits"]
+pub(crate) struct KeysAside {
+    foreign_keys: Vec<Aside>,
+    unique_keys: Vec<Aside>,
+    indexes: Vec<Aside>,
+}
+
+/// Constraints (schema, table, name, definition) that meet `condition`.
+fn constraints_where(condition: &str) -> String {
+    format!(
+        "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
+                con.conname::text AS name, pg_catalog.pg_get_constraintdef(con.oid) AS definition \
+         FROM pg_catalog.pg_constraint con \
+         JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE con.conparentid = 0 AND {condition} \
+         ORDER BY 1, 2, 3"
+    )
+}
+
+/// Foreign keys declared on the tables `$2` of schema `$1`.
+fn outgoing_sql() -> String {
+    constraints_where("n.nspname = $1 AND c.relname = ANY($2) AND con.contype = 'f'")
+}
+
+/// The tables `$2` of schema `$1` whose keys and indexes may be rebuilt:
+/// ordinary tables, not partitions.
+const REBUILDABLE: &str = "\
+    SELECT c.oid FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = $1 AND c.relname = ANY($2) \
+      AND c.relkind = 'r' AND NOT c.relispartition";
+
+/// Primary-key and unique constraints of the rebuildable tables, but those
+/// whose index is the replica identity or clustered.
+fn unique_sql() -> String {
+    constraints_where(&format!(
+        "con.conrelid IN ({REBUILDABLE}) AND con.contype IN ('p', 'u') \
+         AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid \
+                     AND NOT i.indisreplident AND NOT i.indisclustered)"
+    ))
+}
+
+/// Foreign keys of tables other than `$2` that reference the rebuildable
+/// tables (they depend on those tables' unique keys).
+fn incoming_sql() -> String {
+    constraints_where(&format!(
+        "con.confrelid IN ({REBUILDABLE}) AND con.contype = 'f' \
+         AND NOT (n.nspname = $1 AND c.relname = ANY($2))"
+    ))
+}
+
+/// Plain indexes (no constraint behind them) of the rebuildable tables.
+fn plain_index_sql() -> String {
+    format!(
+        "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
+                ic.relname::text AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition \
+         FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE i.indrelid IN ({REBUILDABLE}) AND i.indisvalid \
+           AND NOT i.indisreplident AND NOT i.indisclustered \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid) \
+         ORDER BY 2, 3"
+    )
+}
+
+fn load(
+    conn: &mut PgConnection,
+    sql: &str,
+    schema: &str,
+    tables: &[&str],
+) -> Result<Vec<Aside>, PortError> {
+    diesel::sql_query(sql)
+        .bind::<Text, _>(schema)
+        .bind::<Array<Text>, _>(tables)
+        .load(conn)
+        .map_err(|e| db_error("reading the tables' keys and indexes", e))
+}
+
+fn drop_constraints(conn: &mut PgConnection, all: &[Aside]) -> Result<(), DieselError> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let sql = all
+        .iter()
+        .map(|c| {
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT {};",
+                c.table(),
+                quote_ident(&c.name)
+            )
+        })
+        .collect::<String>();
+    conn.batch_execute(&sql)
+}
+
+fn drop_indexes(conn: &mut PgConnection, all: &[Aside]) -> Result<(), DieselError> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let sql = all
+        .iter()
+        .map(|i| format!("DROP INDEX {};", qualified(&i.schema_name, &i.name)))
+        .collect::<String>();
+    conn.batch_execute(&sql)
+}
+
+/// Run `drop` behind a savepoint: `Ok(true)` when it worked, `Ok(false)`
+/// when it was not allowed (undone), else the error.
+fn behind_savepoint(
+    conn: &mut PgConnection,
+    name: &str,
+    drop: impl FnOnce(&mut PgConnection) -> Result<(), DieselError>,
+) -> Result<bool, PortError> {
+    conn.batch_execute(&format!("SAVEPOINT {name}"))
+        .map_err(|e| db_error("setting a savepoint", e))?;
+    match drop(conn) {
+        Ok(()) => {
+            conn.batch_execute(&format!("RELEASE SAVEPOINT {name}"))
+                .map_err(|e| db_error("releasing a savepoint", e))?;
+            Ok(true)
+        }
+        Err(DieselError::DatabaseError(kind, info)) if not_allowed(&kind, info.message()) => {
+            conn.batch_execute(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                .map_err(|e| db_error("rolling back to a savepoint", e))?;
+            tracing::debug!(
+                reason = info.message(),
+                "keys and indexes stay in place during the load"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(db_error("setting keys and indexes aside", e)),
+    }
+}
+
+/// Not the owner, or something else depends on the key.
+fn not_allowed(kind: &DatabaseErrorKind, message: &str) -> bool {
+    !matches!(kind, DatabaseErrorKind::ClosedConnection)
+        && (message.contains("must be owner")
+            || message.contains("permission denied")
+            || message.contains("depend"))
+}
+
+/// Set aside the foreign keys declared on `tables` (of `schema`), and with
+/// `indexes` also their unique keys and indexes (see the module doc).
+/// `None` when nothing was set aside.
+pub(crate) fn set_aside(
+    conn: &mut PgConnection,
+    schema: &str,
+    tables: &[&str],
+    indexes: bool,
+) -> Result<Option<KeysAside>, PortError> {
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let mut aside = KeysAside {
+        foreign_keys: load(conn, &outgoing_sql(), schema, tables)?,
+        unique_keys: Vec::new(),
+        indexes: Vec::new(),
+    };
+    if !aside.foreign_keys.is_empty() {
+        let dropped = behind_savepoint(conn, "ferry_fk_aside", |conn| {
+            drop_constraints(conn, &aside.foreign_keys)
+        })?;
+        if !dropped {
+            return Ok(None);
+        }
+    }
+    if indexes {
+        let incoming = load(conn, &incoming_sql(), schema, tables)?;
+        let unique = load(conn, &unique_sql(), schema, tables)?;
+        let plain = load(conn, &plain_index_sql(), schema, tables)?;
+        let dropped = behind_savepoint(conn, "ferry_index_aside", |conn| {
+            drop_constraints(conn, &incoming)?;
+            drop_constraints(conn, &unique)?;
+            drop_indexes(conn, &plain)
+        })?;
+        if dropped {
+            aside.foreign_keys.extend(incoming);
+            aside.unique_keys = unique;
+            aside.indexes = plain;
+        }
+    }
+    let nothing =
+        aside.foreign_keys.is_empty() && aside.unique_keys.is_empty() && aside.indexes.is_empty();
+    Ok((!nothing).then_some(aside))
+}
+
+impl KeysAside {
+    /// Re-create what was set aside: indexes and unique keys first (built
+    /// from the rows now in the tables, refusing duplicates), then the
+    /// foreign keys (each checked against those rows).
+    pub(crate) fn restore(self, conn: &mut PgConnection) -> Result<(), PortError> {
+        for i in &self.indexes {
+            conn.batch_execute(&i.definition)
+                .map_err(|e| restore_error(&i.table_name, e))?;
+        }
+        for c in self.unique_keys.iter().chain(&self.foreign_keys) {
+            let sql = format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                c.table(),
+                quote_ident(&c.name),
+                c.definition
+            );
+            conn.batch_execute(&sql)
+                .map_err(|e| restore_error(&c.table_name, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn restore_error(table: &str, e: DieselError) -> PortError {
+    if let DieselError::DatabaseError(kind, info) = &e {
+        let at = format!("table {}: {}", quote_ident(table), info.message());
+        match kind {
+            DatabaseErrorKind::ForeignKeyViolation => {
+                return PortError::permanent("foreign_key_violation", at)
+            }
+            DatabaseErrorKind::UniqueViolation => return PortError::permanent("row_invalid", at),
+            _ => {}
+        }
+    }
+    db_error("restoring the keys and indexes", e)
+}

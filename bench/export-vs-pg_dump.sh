@@ -11,32 +11,50 @@
 #        2050 ≈ 1 GB, which takes several minutes to generate)
 # Env:   PGHOST/PGPORT/PGUSER (default 127.0.0.1/5432/postgres, trust auth),
 #        FERRY_BIN (default $CARGO_TARGET_DIR/release/ferry, ~/.cache/ferry/target).
-#        FERRY_DEFLATE_LEVEL (passed to ferry serve), BENCH_RESULTS (output file).
+#        FERRY_DEFLATE_LEVEL (passed to ferry serve), BENCH_RESULTS (output file),
+#        BENCH_ROUNDS (default 3: pg_dump and the lite export alternate this many
+#        times, medians reported), FERRY_BASE (another ferry binary whose lite
+#        export is measured in the same rounds, to compare two versions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scales=("$@")
 [ ${#scales[@]} -gt 0 ] || scales=(205)
+rounds=${BENCH_ROUNDS:-3}
+FERRY_BASE=${FERRY_BASE:-}
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 command -v pg_dump >/dev/null || { echo "pg_dump not found" >&2; exit 1; }
 
-# Submit an export over HTTP and poll its status every 50 ms until it is
-# final (`ferry export --wait` polls every 300 ms, too coarse at 100 MB);
-# prints the final status JSON. $1 = port, $2 = body.
+# Submit an export over HTTP and wait until it is final, polling twice a
+# second; prints the final status JSON. (A tight poll, curl and jq every
+# 50 ms, took a fifth of this 2-core machine's CPU away from the export it
+# was timing.) The export's wall time is the server's own record of it,
+# completedAt − requestedAt, not the polling's.
 export_and_wait() {
   local token id status
   token=$("$FERRY" token --tenant bench --role tenant_admin --email admin@bench.example)
   id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/tenant/export" \
     -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$2" | jq -r .job.id)
   while :; do
+    sleep 0.5
     status=$(curl -sf "http://127.0.0.1:$1/api/v1/tenant/export/$id/status" -H "Authorization: Bearer $token")
     case $(jq -r .status <<<"$status") in
       completed | failed | cancelled) echo "$status"; return 0 ;;
     esac
-    sleep 0.05
   done
+}
+# Seconds from RFC 3339 time $1 to $2.
+span_s() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+from datetime import datetime
+def parse(s):
+    s = re.sub(r"(\.\d{6})\d*", r"\1", s).replace("Z", "+00:00")
+    return datetime.fromisoformat(s)
+print("%.3f" % (parse(sys.argv[2]) - parse(sys.argv[1])).total_seconds())
+PY
 }
 pg_dump_version=$(pg_dump --version)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -68,48 +86,47 @@ for scale in "${scales[@]}"; do
   native_note=""
   declare -A wall=() rss=() outb=() nrows=() steps=()
 
-  # ---- pg_dump baseline (run first and last would be fairer; one run here) ----
-  log "scale $scale: pg_dump -Fc -n tenant_bench"
-  dump="$scratch/out-$scale.dump"
-  t0=$(now)
-  if [ -n "$GNU_TIME" ]; then
-    $GNU_TIME -v -o "$data/pg_dump.time" pg_dump -Fc -n tenant_bench -f "$dump" "$db"
-    t1=$(now)
-    pg_rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$data/pg_dump.time")
-  else
-    pg_dump -Fc -n tenant_bench -f "$dump" "$db" & p=$!
-    pg_rss_kb=0
-    while kill -0 "$p" 2>/dev/null; do
-      v=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-      [ "${v:-0}" -gt "$pg_rss_kb" ] && pg_rss_kb=$v
-      sleep 0.02
-    done
-    wait "$p"; t1=$(now)
-  fi
-  wall[pg_dump]=$(calc "$t1 - $t0" %.3f)
-  rss[pg_dump]=$pg_rss_kb
-  outb[pg_dump]=$(stat -c %s "$dump")
-  nrows[pg_dump]=$rows
-  rm -f "$dump"
-
-  # ---- ferry exports, one fresh server per profile ----
-  for profile in lite native analytics; do
+  # ---- pg_dump and ferry lite in alternating rounds (medians reported),
+  # then native and analytics once; each timed run after a checkpoint ----
+  time_pg_dump() { # sets w and pg_rss_kb
+    local dump="$scratch/out-$scale.dump" t0 t1
+    psql -qX -d postgres -c CHECKPOINT >/dev/null
+    t0=$(now)
+    if [ -n "$GNU_TIME" ]; then
+      $GNU_TIME -v -o "$data/pg_dump.time" pg_dump -Fc -n tenant_bench -f "$dump" "$db"
+      t1=$(now)
+      pg_rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$data/pg_dump.time")
+    else
+      pg_dump -Fc -n tenant_bench -f "$dump" "$db" & p=$!
+      pg_rss_kb=0
+      while kill -0 "$p" 2>/dev/null; do
+        v=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        [ "${v:-0}" -gt "$pg_rss_kb" ] && pg_rss_kb=$v
+        sleep 0.02
+      done
+      wait "$p"; t1=$(now)
+    fi
+    w=$(calc "$t1 - $t0" %.3f)
+    outb[pg_dump]=$(stat -c %s "$dump")
+    rm -f "$dump"
+  }
+  time_ferry() { # $1 = profile; sets w, and rss/outb/nrows/steps of the profile
+    local profile=$1 port body t0 t1 hwm status_json st id
     port=$(free_port)
     start_server "$data" "$port"
     body="{\"profile\": \"$profile\", \"includeAssets\": false}"
     [ "$profile" = analytics ] &&
       body='{"profile": "analytics", "includeAssets": false, "dateRange": {"from": "1970-01-01", "to": "2099-12-31"}}'
-    log "scale $scale: ferry export, profile $profile (server pid $server_pid, port $port)"
-    t0=$(now)
+    log "scale $scale: $FERRY export, profile $profile (server pid $server_pid, port $port)"
+    psql -qX -d postgres -c CHECKPOINT >/dev/null
     export_and_wait "$port" "$body" >"$data/$profile.out" 2>"$data/$profile.err"
-    t1=$(now)
     hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
     stop_server
     status_json=$(cat "$data/$profile.out")
     st=$(jq -r .status <<<"$status_json")
     [ "$st" = completed ] || { echo "export $profile ended $st" >&2; cat "$data/$profile.out" "$data/$profile.err" >&2; exit 1; }
     id=$(jq -r .id <<<"$status_json")
-    wall[$profile]=$(calc "$t1 - $t0" %.3f)
+    w=$(span_s "$(jq -r .requestedAt <<<"$status_json")" "$(jq -r .completedAt <<<"$status_json")")
     rss[$profile]=$hwm
     outb[$profile]=$(jq -r .sizeBytes <<<"$status_json")
     nrows[$profile]=$(jq -r .rowsDone <<<"$status_json")
@@ -117,12 +134,40 @@ for scale in "${scales[@]}"; do
     if [ "${nrows[$profile]}" = 0 ]; then nrows[$profile]=$rows; native_note=" (native reports rowsDone 0: its rows/s uses the table row count)"; fi
     # where the time went: the engine's per-step elapsed_ms for this workflow
     steps[$profile]=$(step_times "$data/serve.log" "$id")
+  }
+  median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+  pg_runs=() lite_runs=() base_runs=()
+  for round in $(seq "$rounds"); do
+    log "scale $scale: round $round of $rounds: pg_dump -Fc -n tenant_bench"
+    time_pg_dump; pg_runs+=("$w")
+    time_ferry lite; lite_runs+=("$w")
+    if [ -n "$FERRY_BASE" ]; then
+      main=$FERRY; FERRY=$FERRY_BASE
+      time_ferry lite; base_runs+=("$w"); base_rss=${rss[lite]}
+      FERRY=$main
+    fi
   done
+  wall[pg_dump]=$(median "${pg_runs[@]}")
+  rss[pg_dump]=$pg_rss_kb
+  nrows[pg_dump]=$rows
+  wall[lite]=$(median "${lite_runs[@]}")
+  for profile in native analytics; do
+    time_ferry "$profile"; wall[$profile]=$w
+  done
+  rounds_md="- Rounds (wall s, in run order): pg_dump ${pg_runs[*]}; ferry lite ${lite_runs[*]}"
+  if [ -n "$FERRY_BASE" ]; then
+    wall[base]=$(median "${base_runs[@]}")
+    rss[base]=$base_rss outb[base]=${outb[lite]} nrows[base]=${nrows[lite]}
+    rounds_md+="; ferry lite, base binary ($FERRY_BASE) ${base_runs[*]}"
+  fi
 
   pgw=${wall[pg_dump]}
-  for tool in pg_dump lite native analytics; do
+  tools=(pg_dump lite native analytics)
+  [ -n "$FERRY_BASE" ] && tools+=(base)
+  for tool in "${tools[@]}"; do
     label=$tool; [ "$tool" = pg_dump ] || label="ferry $tool"
     [ "$tool" = pg_dump ] && label='`pg_dump -Fc -n tenant_bench`'
+    [ "$tool" = base ] && label="ferry lite, base binary"
     w=${wall[$tool]}
     rows_md+="| $label | $w | $(calc "${nrows[$tool]} / $w" %.0f) | $(calc "$table_mb / $w" %.1f) | ${outb[$tool]} | $(calc "${rss[$tool]} / 1024" %.1f) | $(calc "$w / $pgw" %.2f)× |"$'\n'
   done
@@ -141,6 +186,8 @@ for scale in "${scales[@]}"; do
 | tool / profile | wall s | rows/s | MB/s | output bytes | peak RSS MiB | × pg_dump wall |
 |---|---:|---:|---:|---:|---:|---:|
 $rows_md
+$rounds_md. pg_dump and lite are medians of these rounds; native and analytics ran once.
+
 Ferry's peak RSS is the server's \`VmHWM\` (fresh \`ferry serve\` per profile, read after the export completed); the native profile's own \`pg_dump\` child is a separate process and not included. pg_dump's is \`/usr/bin/time -v\` max RSS (client only; the PostgreSQL backend is not counted for either tool).
 
 Engine steps (elapsed per step, from the server's JSON log):
@@ -174,7 +221,7 @@ mkdir -p bench/results
   echo "- Memory: $machine_mem"
   echo "- Load average (1/5/15 min): before $load_before, after $load_after"
   echo "- PostgreSQL $pg_version at $PGHOST:$PGPORT; $pg_dump_version; $ferry_version"
-  echo "- Each export: \`POST /api/v1/tenant/export\` (\`{\"profile\": P, \"includeAssets\": false}\`) to a fresh \`ferry serve\` (FERRY_TENANT_ISOLATION=schema, FERRY_EXPORTS_PER_DAY=1000, deflate level \`${FERRY_DEFLATE_LEVEL:-default}\`), timed from submit until the status, polled every 50 ms with curl, is \`completed\`; analytics with \`dateRange\` 1970-01-01..2099-12-31. One run per tool and size (no repetition)."
+  echo "- Each export: \`POST /api/v1/tenant/export\` (\`{\"profile\": P, \"includeAssets\": false}\`) to a fresh \`ferry serve\` (FERRY_TENANT_ISOLATION=schema, FERRY_EXPORTS_PER_DAY=1000, deflate level \`${FERRY_DEFLATE_LEVEL:-default}\`), timed by the server's own record (\`completedAt\` − \`requestedAt\` of the status; the status polled every 500 ms), pg_dump as a process; analytics with \`dateRange\` 1970-01-01..2099-12-31. Every timed run starts after a \`CHECKPOINT\`; pg_dump and lite alternate for $rounds rounds (medians reported), native and analytics run once."
   echo
   echo "## Targets (issue 3)"
   echo

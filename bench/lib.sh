@@ -5,8 +5,10 @@
 
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
+# FERRY_BIN measures a given binary; otherwise the working tree is built
+# (always: a binary left from older sources must not be measured).
 FERRY="${FERRY_BIN:-$target_dir/release/ferry}"
-if [ ! -x "$FERRY" ]; then
+if [ -z "${FERRY_BIN:-}" ]; then
   CARGO_TARGET_DIR="$target_dir" cargo build --release -p ferry >&2
 fi
 GNU_TIME=""

@@ -24,16 +24,18 @@ fn events_of(f: &Ferry, tok: &str, id: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The environment variable `name` parsed, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random());
-    let kills: usize = std::env::var("FERRY_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seed: u64 = env_or("FERRY_CRASH_SEED", rand::random());
+    let kills: usize = env_or("FERRY_CRASH_KILLS", 20);
     eprintln!("crash test seed {seed} (FERRY_CRASH_SEED={seed} to replay), {kills} kills");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut f = Ferry::new();
@@ -170,14 +172,8 @@ fn sigkill_at_random_moments_loses_nothing_and_every_export_completes() {
 /// or repeats); no acknowledged event is lost; the audit chain holds.
 #[test]
 fn sigkill_during_rehydrations_ends_each_with_the_bundle_verified() {
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random());
-    let rounds: u64 = std::env::var("FERRY_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let seed: u64 = env_or("FERRY_CRASH_SEED", rand::random());
+    let rounds: u64 = env_or("FERRY_CRASH_ROUNDS", 6);
     eprintln!(
         "rehydration crash test seed {seed} (FERRY_CRASH_SEED={seed} to replay), {rounds} rounds"
     );

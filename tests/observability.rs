@@ -214,10 +214,22 @@ fn exported_families(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Upload a bundle for a rehydration; the status path of its workflow.
+fn upload(f: &Ferry, token: &str, bundle: Vec<u8>) -> String {
+    let r = f.upload_bundle(token, "", bundle);
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().unwrap();
+    format!(
+        "/api/v1/tenant/rehydrate/{}/status",
+        job["job"]["id"].as_str().unwrap()
+    )
+}
+
 /// Export every profile for each tenant and wait until each is completed
 /// and its (short) expiry timer has deleted the bundle; meanwhile rehydrate
 /// the first tenant from its first bundle (replace, confirmed), so the
-/// rehydrate kind's series have data too.
+/// rehydrate kind's series have data too, and refuse a bad upload of the
+/// second (a real failure).
 fn run_wave(f: &Ferry, tokens: &[String]) {
     let first = f.export(&tokens[0], json!({"profile": "lite"}));
     f.wait_export(&tokens[0], &first, "completed", WAIT);
@@ -232,13 +244,7 @@ fn run_wave(f: &Ferry, tokens: &[String]) {
             ));
         }
     }
-    let r = f.upload_bundle(&tokens[0], "", bundle);
-    assert_eq!(r.status(), 202);
-    let job: Value = r.json().unwrap();
-    let status = format!(
-        "/api/v1/tenant/rehydrate/{}/status",
-        job["job"]["id"].as_str().unwrap()
-    );
+    let status = upload(f, &tokens[0], bundle);
     f.wait_status(&tokens[0], &status, "awaiting_confirmation", WAIT);
     let confirm = status.replace("/status", "/confirm");
     let r = f.post(&confirm, Some(&tokens[0]), &json!({"confirm": "DELETE"}));
@@ -246,13 +252,7 @@ fn run_wave(f: &Ferry, tokens: &[String]) {
     f.wait_status(&tokens[0], &status, "completed", WAIT);
     // A refused upload: a real failure for the failure panels and alerts
     // (not only series that exist at zero).
-    let r = f.upload_bundle(&tokens[1], "", b"not a zip archive".to_vec());
-    assert_eq!(r.status(), 202);
-    let refused: Value = r.json().unwrap();
-    let refused = format!(
-        "/api/v1/tenant/rehydrate/{}/status",
-        refused["job"]["id"].as_str().unwrap()
-    );
+    let refused = upload(f, &tokens[1], b"not a zip archive".to_vec());
     f.wait_status(&tokens[1], &refused, "failed", WAIT);
     for (i, id) in &exports {
         f.wait_export(&tokens[*i], id, "completed", WAIT);

@@ -56,6 +56,55 @@ def parse(s):
 print("%.3f" % (parse(sys.argv[2]) - parse(sys.argv[1])).total_seconds())
 PY
 }
+# The timed runs of one scale (they read $scale, $data, $db and $rows).
+time_pg_dump() { # sets w and pg_rss_kb
+  local dump="$scratch/out-$scale.dump" t0 t1
+  psql -qX -d postgres -c CHECKPOINT >/dev/null
+  t0=$(now)
+  if [ -n "$GNU_TIME" ]; then
+    $GNU_TIME -v -o "$data/pg_dump.time" pg_dump -Fc -n tenant_bench -f "$dump" "$db"
+    t1=$(now)
+    pg_rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$data/pg_dump.time")
+  else
+    pg_dump -Fc -n tenant_bench -f "$dump" "$db" & p=$!
+    pg_rss_kb=0
+    while kill -0 "$p" 2>/dev/null; do
+      v=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+      [ "${v:-0}" -gt "$pg_rss_kb" ] && pg_rss_kb=$v
+      sleep 0.02
+    done
+    wait "$p"; t1=$(now)
+  fi
+  w=$(calc "$t1 - $t0" %.3f)
+  outb[pg_dump]=$(stat -c %s "$dump")
+  rm -f "$dump"
+}
+time_ferry() { # $1 = profile; sets w, and rss/outb/nrows/steps of the profile
+  local profile=$1 port body t0 t1 hwm status_json st id
+  port=$(free_port)
+  start_server "$data" "$port"
+  body="{\"profile\": \"$profile\", \"includeAssets\": false}"
+  [ "$profile" = analytics ] &&
+    body='{"profile": "analytics", "includeAssets": false, "dateRange": {"from": "1970-01-01", "to": "2099-12-31"}}'
+  log "scale $scale: $FERRY export, profile $profile (server pid $server_pid, port $port)"
+  psql -qX -d postgres -c CHECKPOINT >/dev/null
+  export_and_wait "$port" "$body" >"$data/$profile.out" 2>"$data/$profile.err"
+  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
+  stop_server
+  status_json=$(cat "$data/$profile.out")
+  st=$(jq -r .status <<<"$status_json")
+  [ "$st" = completed ] || { echo "export $profile ended $st" >&2; cat "$data/$profile.out" "$data/$profile.err" >&2; exit 1; }
+  id=$(jq -r .id <<<"$status_json")
+  w=$(span_s "$(jq -r .requestedAt <<<"$status_json")" "$(jq -r .completedAt <<<"$status_json")")
+  rss[$profile]=$hwm
+  outb[$profile]=$(jq -r .sizeBytes <<<"$status_json")
+  nrows[$profile]=$(jq -r .rowsDone <<<"$status_json")
+  # native reports rowsDone 0 (pg_dump does the rows); count the table rows instead
+  if [ "${nrows[$profile]}" = 0 ]; then nrows[$profile]=$rows; native_note=" (native reports rowsDone 0: its rows/s uses the table row count)"; fi
+  # where the time went: the engine's per-step elapsed_ms for this workflow
+  steps[$profile]=$(step_times "$data/serve.log" "$id")
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 pg_dump_version=$(pg_dump --version)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sections=""
@@ -88,54 +137,6 @@ for scale in "${scales[@]}"; do
 
   # ---- pg_dump and ferry lite in alternating rounds (medians reported),
   # then native and analytics once; each timed run after a checkpoint ----
-  time_pg_dump() { # sets w and pg_rss_kb
-    local dump="$scratch/out-$scale.dump" t0 t1
-    psql -qX -d postgres -c CHECKPOINT >/dev/null
-    t0=$(now)
-    if [ -n "$GNU_TIME" ]; then
-      $GNU_TIME -v -o "$data/pg_dump.time" pg_dump -Fc -n tenant_bench -f "$dump" "$db"
-      t1=$(now)
-      pg_rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$data/pg_dump.time")
-    else
-      pg_dump -Fc -n tenant_bench -f "$dump" "$db" & p=$!
-      pg_rss_kb=0
-      while kill -0 "$p" 2>/dev/null; do
-        v=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        [ "${v:-0}" -gt "$pg_rss_kb" ] && pg_rss_kb=$v
-        sleep 0.02
-      done
-      wait "$p"; t1=$(now)
-    fi
-    w=$(calc "$t1 - $t0" %.3f)
-    outb[pg_dump]=$(stat -c %s "$dump")
-    rm -f "$dump"
-  }
-  time_ferry() { # $1 = profile; sets w, and rss/outb/nrows/steps of the profile
-    local profile=$1 port body t0 t1 hwm status_json st id
-    port=$(free_port)
-    start_server "$data" "$port"
-    body="{\"profile\": \"$profile\", \"includeAssets\": false}"
-    [ "$profile" = analytics ] &&
-      body='{"profile": "analytics", "includeAssets": false, "dateRange": {"from": "1970-01-01", "to": "2099-12-31"}}'
-    log "scale $scale: $FERRY export, profile $profile (server pid $server_pid, port $port)"
-    psql -qX -d postgres -c CHECKPOINT >/dev/null
-    export_and_wait "$port" "$body" >"$data/$profile.out" 2>"$data/$profile.err"
-    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")
-    stop_server
-    status_json=$(cat "$data/$profile.out")
-    st=$(jq -r .status <<<"$status_json")
-    [ "$st" = completed ] || { echo "export $profile ended $st" >&2; cat "$data/$profile.out" "$data/$profile.err" >&2; exit 1; }
-    id=$(jq -r .id <<<"$status_json")
-    w=$(span_s "$(jq -r .requestedAt <<<"$status_json")" "$(jq -r .completedAt <<<"$status_json")")
-    rss[$profile]=$hwm
-    outb[$profile]=$(jq -r .sizeBytes <<<"$status_json")
-    nrows[$profile]=$(jq -r .rowsDone <<<"$status_json")
-    # native reports rowsDone 0 (pg_dump does the rows); count the table rows instead
-    if [ "${nrows[$profile]}" = 0 ]; then nrows[$profile]=$rows; native_note=" (native reports rowsDone 0: its rows/s uses the table row count)"; fi
-    # where the time went: the engine's per-step elapsed_ms for this workflow
-    steps[$profile]=$(step_times "$data/serve.log" "$id")
-  }
-  median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
   pg_runs=() lite_runs=() base_runs=()
   for round in $(seq "$rounds"); do
     log "scale $scale: round $round of $rounds: pg_dump -Fc -n tenant_bench"

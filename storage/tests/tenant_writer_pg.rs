@@ -479,6 +479,21 @@ fn import_cycle(
     writer.import_group(&mut group, &mut |_| {})
 }
 
+/// Into the emptied `a` and `b`: an orphan in `b` is refused when the
+/// foreign keys are checked.
+fn refuse_an_orphan(writer: &mut dyn TenantWriter, before: &Export) {
+    let orphan = text(before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
+    let err = import_cycle(writer, &text(before, "a"), &orphan).unwrap_err();
+    assert_eq!(err.code, "foreign_key_violation", "{err:?}");
+}
+
+/// Load the exported `a` and `b` as one group: the tables equal the export.
+fn load_the_export(writer: &mut dyn TenantWriter, before: &Export) {
+    let writes = import_cycle(writer, &text(before, "a"), &text(before, "b")).unwrap();
+    assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
+    assert_eq!(hashes(writer, &before.schema), before.blake3);
+}
+
 /// A writer that does not own the tables cannot set their keys aside: it
 /// loads with the row-level checks, which still refuse an orphan.
 #[test]
@@ -506,12 +521,8 @@ fn a_writer_that_does_not_own_the_tables_loads_with_row_level_checks() {
     let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
     let both = vec!["a".to_owned(), "b".to_owned()];
     writer.delete_rows(&both).unwrap();
-    let orphan = text(&before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
-    let err = import_cycle(writer.as_mut(), &text(&before, "a"), &orphan).unwrap_err();
-    assert_eq!(err.code, "foreign_key_violation", "{err:?}");
-    let writes = import_cycle(writer.as_mut(), &text(&before, "a"), &text(&before, "b")).unwrap();
-    assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
-    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+    refuse_an_orphan(writer.as_mut(), &before);
+    load_the_export(writer.as_mut(), &before);
 }
 
 #[test]
@@ -547,13 +558,9 @@ fn a_foreign_key_cycle_loads_as_one_group() {
     assert_eq!(writer.delete_rows(&both).unwrap(), 4);
     // An orphan is refused when the foreign keys come back, and the
     // tables stay as they were (empty).
-    let orphan = text(&before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
-    let err = import_cycle(writer.as_mut(), &text(&before, "a"), &orphan).unwrap_err();
-    assert_eq!(err.code, "foreign_key_violation", "{err:?}");
+    refuse_an_orphan(writer.as_mut(), &before);
     assert_eq!(writer.count_rows("a").unwrap(), 0);
-    let writes = import_cycle(writer.as_mut(), &text(&before, "a"), &text(&before, "b")).unwrap();
-    assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
-    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+    load_the_export(writer.as_mut(), &before);
     // The keys and indexes set aside for the load are back, as they were:
     // 2 primary keys, 2 foreign keys, 1 unique key, their 3 indexes and 1
     // partial index.

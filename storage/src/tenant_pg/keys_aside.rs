@@ -18,8 +18,9 @@
 //! deferrability, `NOT VALID`, storage parameters, predicates) and
 //! re-created with the same names in the same transaction, so no other
 //! session ever sees the tables without them, and a row that breaks one
-//! fails the commit as the row-level check would have:
-//! `foreign_key_violation`, or `row_invalid` for a duplicate key.
+//! fails the commit as the row-level check would have, with the load's own
+//! codes (`import_copy::load_error`): `foreign_key_violation`, or
+//! `row_invalid` for a duplicate key.
 //!
 //! Two levels, each behind its own savepoint:
 //! - the foreign keys declared on the loaded tables (always, when the
@@ -35,8 +36,9 @@
 //! something outside the tenant depends on.
 
 use super::conn::{db_error, qualified, quote_ident};
+use super::import_copy::load_error;
 use diesel::connection::SimpleConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use ferry_workflows::ports::PortError;
@@ -187,7 +189,7 @@ fn behind_savepoint(
                 .map_err(|e| db_error("releasing a savepoint", e))?;
             Ok(true)
         }
-        Err(DieselError::DatabaseError(kind, info)) if not_allowed(&kind, info.message()) => {
+        Err(DieselError::DatabaseError(_, info)) if not_allowed(info.message()) => {
             conn.batch_execute(&format!("ROLLBACK TO SAVEPOINT {name}"))
                 .map_err(|e| db_error("rolling back to a savepoint", e))?;
             tracing::debug!(
@@ -201,11 +203,10 @@ fn behind_savepoint(
 }
 
 /// Not the owner, or something else depends on the key.
-fn not_allowed(kind: &DatabaseErrorKind, message: &str) -> bool {
-    !matches!(kind, DatabaseErrorKind::ClosedConnection)
-        && (message.contains("must be owner")
-            || message.contains("permission denied")
-            || message.contains("depend"))
+fn not_allowed(message: &str) -> bool {
+    message.contains("must be owner")
+        || message.contains("permission denied")
+        || message.contains("depend")
 }
 
 /// Set aside the foreign keys declared on `tables` (of `schema`), and with
@@ -260,7 +261,7 @@ impl KeysAside {
     pub(crate) fn restore(self, conn: &mut PgConnection) -> Result<(), PortError> {
         for i in &self.indexes {
             conn.batch_execute(&i.definition)
-                .map_err(|e| restore_error(&i.table_name, e))?;
+                .map_err(|e| load_error(&i.table_name, e))?;
         }
         for c in self.unique_keys.iter().chain(&self.foreign_keys) {
             let sql = format!(
@@ -270,22 +271,8 @@ impl KeysAside {
                 c.definition
             );
             conn.batch_execute(&sql)
-                .map_err(|e| restore_error(&c.table_name, e))?;
+                .map_err(|e| load_error(&c.table_name, e))?;
         }
         Ok(())
     }
-}
-
-fn restore_error(table: &str, e: DieselError) -> PortError {
-    if let DieselError::DatabaseError(kind, info) = &e {
-        let at = format!("table {}: {}", quote_ident(table), info.message());
-        match kind {
-            DatabaseErrorKind::ForeignKeyViolation => {
-                return PortError::permanent("foreign_key_violation", at)
-            }
-            DatabaseErrorKind::UniqueViolation => return PortError::permanent("row_invalid", at),
-            _ => {}
-        }
-    }
-    db_error("restoring the keys and indexes", e)
 }

@@ -25,9 +25,9 @@
 //! unique keys and indexes) are set aside for the load and re-created (so
 //! checked and built in bulk) before the transaction commits
 //! (`keys_aside.rs`); a group of several tables (a cycle) and a native
-//! dump are then copied straight into their tables too. Otherwise (row mode, or a writer that
-//! does not own the tables) the checks run per row:
-//! `SET CONSTRAINTS ALL DEFERRED` defers what is
+//! dump are then copied straight into their tables too. Otherwise (row
+//! mode, or a writer that does not own the tables) the checks run per
+//! row: `SET CONSTRAINTS ALL DEFERRED` defers what is
 //! deferrable to the commit. Constraints that are `NOT DEFERRABLE` (the
 //! default) are checked at the end of each statement, which is why a
 //! cycle's tables are inserted by one statement: its rows all exist when the
@@ -391,6 +391,21 @@ fn empty_tables(
     };
     let rows: Vec<CountRow> = query.load(conn).map_err(|e| delete_error(e, context))?;
     Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+}
+
+/// Set the keys (and with `indexes` the indexes) of `tables` aside for a
+/// bulk load (`keys_aside.rs`); never in row mode, whose tables are shared.
+fn set_aside(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    tables: &[&PgTable],
+    indexes: bool,
+) -> Result<Option<keys_aside::KeysAside>, PortError> {
+    if ctx.tenant_column.is_some() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = tables.iter().map(|t| t.info.name.as_str()).collect();
+    keys_aside::set_aside(conn, &ctx.schema, &names, indexes)
 }
 
 fn delete_error(e: DieselError, context: &str) -> PortError {
@@ -783,14 +798,8 @@ impl TenantWriter for PgWriter {
             for p in &planned {
                 copyable = copyable && !row_security_active(conn, ctx, p.table)?;
             }
-            let aside = match ctx.tenant_column {
-                None => {
-                    let names: Vec<&str> =
-                        planned.iter().map(|p| p.table.info.name.as_str()).collect();
-                    keys_aside::set_aside(conn, &ctx.schema, &names, copyable)?
-                }
-                Some(_) => None,
-            };
+            let tables: Vec<&PgTable> = planned.iter().map(|p| p.table).collect();
+            let aside = set_aside(conn, ctx, &tables, copyable)?;
             // Straight into the tables when every table is replaced and
             // nothing forces one statement: a single table, or a cycle
             // whose foreign keys are set aside.
@@ -994,13 +1003,7 @@ impl TenantWriter for PgWriter {
             // straight into its table in the dump's order; otherwise (row
             // mode, or not the tables' owner) blocks are staged and moved
             // by one statement, which the row-level checks need.
-            let aside = match ctx.tenant_column {
-                None => {
-                    let names: Vec<&str> = all.iter().map(|t| t.info.name.as_str()).collect();
-                    keys_aside::set_aside(conn, &ctx.schema, &names, true)?
-                }
-                Some(_) => None,
-            };
+            let aside = set_aside(conn, ctx, &all, true)?;
             let mut moves = Vec::new();
             let mut setvals = Vec::new();
             let mut seen = BTreeSet::new();

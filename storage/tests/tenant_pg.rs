@@ -874,6 +874,76 @@ fn errors_have_stable_codes() -> Result<()> {
     Ok(())
 }
 
+/// A table is read by one `COPY ... TO STDOUT`. If the server stops that
+/// COPY part-way with an error (here a cancel, sent after the first rows
+/// arrived, while most of the table is still to come), the dump fails,
+/// retryably, instead of ending early with a short table; the snapshot
+/// refuses to go on. The same dump without the cancel reads every row.
+#[test]
+fn a_copy_the_server_stops_part_way_fails_the_dump_rather_than_shortening_it() -> Result<()> {
+    const ROWS: u64 = 300_000;
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    sample(&store, "acme");
+    db.conn().batch_execute(&format!(
+        "CREATE TABLE tenant_acme.wide AS \
+         SELECT g AS id, repeat(md5(g::text), 6) AS pad FROM generate_series(1, {ROWS}) AS g"
+    ))?;
+    let dir = tempfile::tempdir()?;
+
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    let mut admin = PgConnection::establish(&db.admin_url)?;
+    let mut cancelled = 0;
+    let mut seen = 0;
+    let err = snap
+        .dump_table(
+            "wide",
+            &TableFormat::Ndjson,
+            &mut std::io::sink(),
+            &mut |rows| {
+                seen = rows;
+                if cancelled == 0 {
+                    let row: CountRow = diesel::sql_query(
+                        "SELECT count(pg_cancel_backend(pid))::int4 AS n FROM pg_stat_activity \
+                         WHERE datname = $1 AND pid <> pg_backend_pid() AND query LIKE 'COPY %'",
+                    )
+                    .bind::<Text, _>(&db.prefix)
+                    .get_result(&mut admin)
+                    .expect("cancel the COPY");
+                    cancelled = row.n;
+                }
+            },
+        )
+        .unwrap_err();
+    assert_eq!(cancelled, 1, "exactly one COPY was running");
+    assert!(seen < ROWS, "the cancel landed part-way ({seen} rows seen)");
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("tenant_snapshot_lost", true),
+        "{err}"
+    );
+    let err = snap
+        .dump_table(
+            "users",
+            &TableFormat::Ndjson,
+            &mut std::io::sink(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!(err.code, "tenant_snapshot_lost");
+    drop(snap);
+
+    let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
+    let stats = snap.dump_table(
+        "wide",
+        &TableFormat::Ndjson,
+        &mut std::io::sink(),
+        &mut |_| {},
+    )?;
+    assert_eq!(stats.rows, ROWS);
+    Ok(())
+}
+
 /// Terminate every other connection to the test database.
 fn conn_terminate_others(db: &TestDb) -> Result<()> {
     let mut admin = PgConnection::establish(&db.admin_url)?;

@@ -1,5 +1,5 @@
-//! PostgreSQL's `COPY ... FROM stdin` text format, for the row-mode native
-//! dump (`native.rs`).
+//! Writing values in PostgreSQL's `COPY ... FROM stdin` text format, for
+//! loading rows (`import_copy.rs`).
 //!
 //! Columns are separated by a tab and rows end with a newline; NULL is `\N`;
 //! a backslash, tab, newline or carriage return inside a value is written as
@@ -8,20 +8,7 @@
 
 use std::io::{self, Write};
 
-/// Write one row in COPY text format.
-pub(crate) fn write_row(out: &mut impl Write, row: &[Option<Vec<u8>>]) -> io::Result<()> {
-    for (i, value) in row.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b"\t")?;
-        }
-        match value {
-            None => out.write_all(b"\\N")?,
-            Some(bytes) => write_escaped(out, bytes)?,
-        }
-    }
-    out.write_all(b"\n")
-}
-
+/// Write `bytes` as one value of COPY text format.
 pub(crate) fn write_escaped(out: &mut (impl Write + ?Sized), bytes: &[u8]) -> io::Result<()> {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -44,18 +31,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn specials_are_escaped_and_null_is_backslash_n() {
+    fn specials_are_escaped() {
         let mut out = Vec::new();
-        write_row(
-            &mut out,
-            &[
-                Some(b"a\tb\\c\nd\re".to_vec()),
-                None,
-                Some(b"\\N".to_vec()),
-                Some(Vec::new()),
-            ],
-        )
-        .unwrap();
-        assert_eq!(out, b"a\\tb\\\\c\\nd\\re\t\\N\t\\\\N\t\n");
+        write_escaped(&mut out, b"a\tb\\c\nd\re").unwrap();
+        assert_eq!(out, b"a\\tb\\\\c\\nd\\re");
     }
 }

@@ -25,13 +25,15 @@ use std::io::{self, Write};
 pub(crate) fn write_row(
     out: &mut impl Write,
     families: &[Family],
-    row: &[Option<Vec<u8>>],
+    row: &[Option<impl AsRef<[u8]>>],
 ) -> io::Result<()> {
     for (i, (family, value)) in families.iter().zip(row).enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
-        let Some(bytes) = value else { continue };
+        let Some(bytes) = value.as_ref().map(AsRef::as_ref) else {
+            continue;
+        };
         let Ok(text) = std::str::from_utf8(bytes) else {
             // Not UTF-8 (SQL_ASCII databases only): the bytes, verbatim.
             write_field(out, bytes)?;
@@ -94,7 +96,7 @@ mod tests {
         .map(|v| v.map(|s: &str| s.as_bytes().to_vec()))
         .collect();
         write_row(&mut out, &families, &row).unwrap();
-        write_row(&mut out, &families[..1], &[None]).unwrap();
+        write_row(&mut out, &families[..1], &[None::<&[u8]>]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "id,\"a \"\"b\"\"\"\r\n1,\"x,y\n\"\"z\"\"\",false,AAE=,2025-01-01T00:00:00Z,Infinity,\"\"\r\n\r\n"

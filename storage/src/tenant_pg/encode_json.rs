@@ -52,7 +52,7 @@ pub(crate) fn write_row(
     out: &mut impl Write,
     columns: &[String],
     families: &[Family],
-    row: &[Option<Vec<u8>>],
+    row: &[Option<impl AsRef<[u8]>>],
 ) -> io::Result<()> {
     out.write_all(b"{")?;
     for (i, ((name, family), value)) in columns.iter().zip(families).zip(row).enumerate() {
@@ -63,7 +63,7 @@ pub(crate) fn write_row(
         out.write_all(b":")?;
         match value {
             None => out.write_all(b"null")?,
-            Some(bytes) => match std::str::from_utf8(bytes) {
+            Some(bytes) => match std::str::from_utf8(bytes.as_ref()) {
                 Ok(text) => write_value(out, family, text)?,
                 Err(_) => tagged(
                     out,

@@ -12,21 +12,17 @@
 //! The column list is the bundle's (its first line's keys) minus generated
 //! columns; columns the bundle does not carry take their defaults. In row
 //! mode the tenant column is always written, with the writer's tenant id: a
-//! line that names another tenant is refused rather than rewritten.
-//!
-//! diesel's `copy_from` knows its target only through a type
-//! ([`CopyTarget::walk_target`] takes no `self`), so the target of the one
-//! COPY running on this thread is handed over through a thread-local: set
-//! immediately before `execute`, read while diesel writes the statement.
+//! line that names another tenant is refused rather than rewritten. The
+//! statement's target is set through `copy_target.rs`.
 
 use super::conn::{db_error, quote_ident};
+use super::copy_target::{self, DynamicTarget};
 use super::decode_json::input_text;
 use super::encode_copy::write_escaped;
 use super::types::Family;
 use crate::lite_read::{parse_line, row_invalid, KeyMap, LiteLines, LiteValue};
-use diesel::pg::{CopyFormat, CopyTarget, Pg};
+use diesel::pg::{CopyFormat, Pg};
 use diesel::prelude::ExecuteCopyFromDsl;
-use diesel::query_builder::AstPass;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::Text;
 use diesel::{PgConnection, RunQueryDsl};
@@ -40,31 +36,6 @@ const COPY_BUFFER_BYTES: usize = 64 * 1024;
 /// Rows of one `INSERT` on the batched path (fewer for wide tables, so a
 /// statement stays under PostgreSQL's 65,535 parameters).
 pub const INSERT_BATCH_ROWS: usize = 1_000;
-
-diesel::table! {
-    /// Never queried: `copy_from` needs a table type to hang the dynamic
-    /// target on.
-    ferry_copy_anchor (id) {
-        id -> Integer,
-    }
-}
-
-thread_local! {
-    /// `"schema"."table" ("a", "b")` of the COPY this thread is starting.
-    static COPY_TARGET: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-struct DynamicTarget;
-
-impl CopyTarget for DynamicTarget {
-    type Table = ferry_copy_anchor::table;
-    type SqlType = diesel::sql_types::Integer;
-
-    fn walk_target(mut pass: AstPass<'_, '_, Pg>) -> diesel::QueryResult<()> {
-        COPY_TARGET.with(|target| pass.push_sql(&target.borrow()));
-        Ok(())
-    }
-}
 
 /// Why a COPY stopped: the database, or the rows we were sending.
 #[derive(Debug)]
@@ -304,8 +275,8 @@ pub(crate) fn copy_in(
     // stdin failed") before the callback's own error, so the callback's
     // error is also kept here, and wins.
     let failed: RefCell<Option<PortError>> = RefCell::new(None);
-    COPY_TARGET.with(|t| *t.borrow_mut() = target.to_owned());
-    let result = diesel::copy_from(ferry_copy_anchor::table)
+    copy_target::aim(target);
+    let result = diesel::copy_from(copy_target::anchor)
         .from_raw_data(
             DynamicTarget,
             |sink: &mut dyn Write| -> Result<(), CopyError> {

@@ -6,8 +6,8 @@
 //! An export reads through a [`PgSnapshot`] (`snapshot.rs`): one `REPEATABLE
 //! READ, READ ONLY` transaction whose snapshot is exported so `pg_dump` reads
 //! the same instant. The schema is discovered from the catalogs
-//! (`introspect.rs`), tables stream through a server-side cursor
-//! (`cursor.rs`), and every value is read as PostgreSQL's own text output
+//! (`introspect.rs`), tables stream through `COPY (...) TO STDOUT`
+//! (`copy_out.rs`, read back by `decode_copy.rs`), and every value is read as PostgreSQL's own text output
 //! and written as NDJSON ([`encode_json`], which documents the lossless
 //! encoding per type) or CSV ([`encode_csv`]). The `native` profile is
 //! `pg_dump --format=custom` of the tenant's schema or database, or, in row
@@ -20,8 +20,9 @@
 //! `COPY FROM STDIN` (`import_copy.rs`), native dumps restored from their
 //! `COPY` blocks (`native_script.rs`), the maintenance flag in the registry.
 //!
-//! In row mode the tenant id is always a bound parameter of the filter on
-//! the tenant column, and is also set as `ferry.tenant` for the snapshot's
+//! In row mode the tenant id is always in the filter on the tenant column
+//! (a bound parameter, or a quoted literal in the `COPY` reads, which take
+//! no parameters), and is also set as `ferry.tenant` for the snapshot's
 //! transaction for row-level security policies. Tables without the tenant
 //! column, and the platform's own tables (`ferry_*`), are not tenant data.
 //!
@@ -41,7 +42,9 @@
 mod array;
 pub mod config;
 pub(crate) mod conn;
-mod cursor;
+mod copy_out;
+mod copy_target;
+mod decode_copy;
 mod decode_json;
 pub mod encode_copy;
 pub mod encode_csv;
@@ -69,7 +72,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use config::{ConfigError, PgIsolation, PgTenantsConfig};
 pub use conn::{database_of, with_database};
-pub use cursor::{BATCH_BYTES_TARGET, FETCH_ROWS_MAX};
 pub use import_copy::INSERT_BATCH_ROWS;
 pub use registry::{migrate_platform, RegistryEntry, PG_PLATFORM_MIGRATIONS};
 pub use snapshot::{PgSnapshot, PROGRESS_EVERY_ROWS};

@@ -39,8 +39,7 @@
 //! The script is one transaction, so a failed restore leaves nothing behind.
 
 use super::conn::{qualified, quote_ident, quote_literal, split_password, write_error};
-use super::encode_copy;
-use super::snapshot::{encode_error, select_sql, PgSnapshot};
+use super::snapshot::{select_sql, PgSnapshot};
 use ferry_workflows::ports::tenant::NativeInfo;
 use ferry_workflows::ports::PortError;
 use std::io::{self, BufWriter, Read, Write};
@@ -265,10 +264,14 @@ pub(crate) fn row_script(
             qualified(&target.schema, &table.info.name)
         )
         .map_err(write_error)?;
-        let (sql, binds) = select_sql(&target, &tenant, table, false, None);
+        let (sql, _) = select_sql(&target, &tenant, table, false, None);
         let context = format!("reading table {}", quote_ident(&table.info.name));
-        snapshot.stream(&sql, &binds, &context, |row| {
-            encode_copy::write_row(&mut out, row).map_err(encode_error)
+        // The server's COPY text is what `COPY ... FROM stdin` reads: each
+        // line goes into the script as it is.
+        snapshot.stream_lines(&sql, &context, |line| {
+            out.write_all(line)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(write_error)
         })?;
         out.write_all(b"\\.\n\n").map_err(write_error)?;
     }

@@ -24,8 +24,9 @@
 //! `tenant_snapshot_lost` rather than reading from a different instant.
 
 use super::config::TENANT_SETTING;
-use super::conn::{db_error, qualified, quote_ident, write_error};
-use super::cursor::{self, Interrupted};
+use super::conn::{db_error, qualified, quote_ident, quote_literal, write_error};
+use super::copy_out::{self, Interrupted};
+use super::decode_copy::Fields;
 use super::introspect::{self, Introspected, PgTable};
 use super::{encode_csv, encode_json, native};
 use diesel::connection::SimpleConnection;
@@ -95,8 +96,6 @@ pub struct PgSnapshot {
     sequences: Vec<SequenceInfo>,
     /// Set once the transaction is unusable; returned by every later call.
     lost: Option<PortError>,
-    /// Cursor names are unique within the transaction.
-    cursors: u64,
 }
 
 impl PgSnapshot {
@@ -174,7 +173,6 @@ impl PgSnapshot {
             schema,
             sequences: Vec::new(),
             lost: None,
-            cursors: 0,
         };
         snapshot.sequences = snapshot.read_sequences()?;
         Ok(snapshot)
@@ -259,26 +257,35 @@ impl PgSnapshot {
         e
     }
 
-    fn next_cursor(&mut self) -> String {
-        self.cursors += 1;
-        format!("ferry_dump_{}", self.cursors)
-    }
-
-    /// Stream `select` (with `binds`) row by row into `on_row`.
-    pub(crate) fn stream(
+    /// Stream `select`'s rows, each as its line of COPY text format, into
+    /// `on_line`.
+    pub(crate) fn stream_lines(
         &mut self,
         select: &str,
-        binds: &[String],
         context: &str,
-        on_row: impl FnMut(&[Option<Vec<u8>>]) -> Result<(), PortError>,
+        on_line: impl FnMut(&[u8]) -> Result<(), PortError>,
     ) -> Result<u64, PortError> {
         self.check_alive()?;
-        let name = self.next_cursor();
-        match cursor::stream(&mut self.conn, &name, select, binds, context, on_row) {
+        match copy_out::lines(&mut self.conn, select, context, on_line) {
             Ok(rows) => Ok(rows),
             Err(Interrupted::Row(e)) => Err(e),
             Err(Interrupted::Database(e)) => Err(self.lose(e)),
         }
+    }
+
+    /// Stream `select`'s rows of `columns` values into `on_row`: each
+    /// value's text, `None` for NULL.
+    pub(crate) fn stream(
+        &mut self,
+        select: &str,
+        columns: usize,
+        context: &str,
+        mut on_row: impl FnMut(&[Option<&[u8]>]) -> Result<(), PortError>,
+    ) -> Result<u64, PortError> {
+        let mut fields = Fields::default();
+        self.stream_lines(select, context, |line| {
+            on_row(&fields.split(line, columns)?)
+        })
     }
 
     pub(crate) fn target(&self) -> &Target {
@@ -321,8 +328,9 @@ pub(crate) fn configure(
         // Rows of a table without a primary key come in physical order;
         // a synchronized scan could start mid-table and reorder them.
         ("synchronize_seqscans", "off"),
-        // Cursors read every row: plan for the total, not the first 10%.
-        ("cursor_tuple_fraction", "1"),
+        // COPY takes no parameters, so reads carry literals: a quote
+        // doubled is then the whole escaping rule.
+        ("standard_conforming_strings", "on"),
         // Type names print unqualified (`plan_tier`, not
         // `tenant_acme.plan_tier`), so equal schemas print equal.
         ("search_path", &search_path),
@@ -344,15 +352,18 @@ pub(crate) fn configure(
 }
 
 /// `SELECT <columns as text> FROM <table> [WHERE <tenant> [AND <dates>]]
-/// [ORDER BY <primary key>]` and its bind values.
+/// [ORDER BY <primary key>]`, for `COPY (...) TO STDOUT`, which takes no
+/// parameters: the tenant id and the dates are quoted literals (standard
+/// strings are on for the snapshot, `configure`). Also returns the number of
+/// columns selected.
 pub(crate) fn select_sql(
     target: &Target,
     tenant: &TenantId,
     table: &PgTable,
     include_generated: bool,
     date_filter: Option<&DateFilter>,
-) -> (String, Vec<String>) {
-    let columns = table
+) -> (String, usize) {
+    let selected: Vec<String> = table
         .columns
         .iter()
         .filter(|c| include_generated || !c.generated)
@@ -363,20 +374,18 @@ pub(crate) fn select_sql(
                 quote_ident(&c.name)
             )
         })
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
     let mut sql = format!(
-        "SELECT {columns} FROM {}",
+        "SELECT {} FROM {}",
+        selected.join(", "),
         qualified(&target.schema, &table.info.name)
     );
-    let mut binds: Vec<String> = Vec::new();
     let mut conditions: Vec<String> = Vec::new();
     if let (Some(column), Some(tenant_type)) = (&target.tenant_column, &table.tenant_type) {
-        binds.push(tenant.as_str().to_owned());
         conditions.push(format!(
-            "{} = {}",
+            "{} = CAST({} AS {tenant_type})",
             quote_ident(column),
-            introspect::tenant_filter_value(tenant_type, binds.len())
+            quote_literal(tenant.as_str())
         ));
     }
     if let Some(filter) = date_filter {
@@ -395,19 +404,19 @@ pub(crate) fn select_sql(
         // table whose column is something else is dumped whole, like a
         // table without the column.
         if let Some(column) = column.filter(|c| c.temporal) {
-            binds.push(format!("{} 00:00:00+00", filter.from.format("%Y-%m-%d")));
+            let day = |d: chrono::NaiveDate| {
+                format!(
+                    "CAST({} AS pg_catalog.timestamptz)",
+                    quote_literal(&format!("{} 00:00:00+00", d.format("%Y-%m-%d")))
+                )
+            };
             conditions.push(format!(
-                "{} >= CAST(${} AS pg_catalog.timestamptz)",
+                "{} >= {}",
                 quote_ident(&column.name),
-                binds.len()
+                day(filter.from)
             ));
             if let Some(after) = filter.to.succ_opt() {
-                binds.push(format!("{} 00:00:00+00", after.format("%Y-%m-%d")));
-                conditions.push(format!(
-                    "{} < CAST(${} AS pg_catalog.timestamptz)",
-                    quote_ident(&column.name),
-                    binds.len()
-                ));
+                conditions.push(format!("{} < {}", quote_ident(&column.name), day(after)));
             }
         }
     }
@@ -425,7 +434,7 @@ pub(crate) fn select_sql(
             .join(", ");
         sql.push_str(&format!(" ORDER BY {keys}"));
     }
-    (sql, binds)
+    (sql, selected.len())
 }
 
 /// Map an encoder failure: a value that does not read as its type is a
@@ -473,7 +482,7 @@ impl TenantSnapshot for PgSnapshot {
             TableFormat::Csv { date_filter } => date_filter.as_ref(),
             TableFormat::Ndjson => None,
         };
-        let (sql, binds) = select_sql(&self.target, &self.tenant, &info, true, date_filter);
+        let (sql, width) = select_sql(&self.target, &self.tenant, &info, true, date_filter);
         let columns: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
         let families: Vec<_> = info.columns.iter().map(|c| c.family.clone()).collect();
         let csv = matches!(format, TableFormat::Csv { .. });
@@ -485,7 +494,7 @@ impl TenantSnapshot for PgSnapshot {
         let mut count: u64 = 0;
         let mut reported: u64 = 0;
         let context = format!("reading table {}", quote_ident(&info.info.name));
-        self.stream(&sql, &binds, &context, |row| {
+        self.stream(&sql, width, &context, |row| {
             if csv {
                 encode_csv::write_row(&mut out, &families, row)
             } else {

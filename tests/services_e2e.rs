@@ -2,9 +2,10 @@
 //! and SMTP (aiosmtpd) for mail, both started by the project's scripts.
 //! The emailed link, opened without a token, is audited and ends at the S3
 //! server, which serves the bundle; a tampered ferry link is refused by
-//! ferry and a tampered presigned URL by the S3 server; an SMTP outage and an
-//! S3 outage are retried until the service is back, and nothing is lost or
-//! sent twice.
+//! ferry and a tampered presigned URL by the S3 server; an SMTP outage
+//! (with its backoff measured) and an S3 outage, before an upload and
+//! between two parts of one, are retried until the service is back, and
+//! nothing is lost or sent twice.
 
 mod support;
 
@@ -169,25 +170,54 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Two failed sends, so the backoff between attempts can be measured.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while step_events(
+        &f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok),
+        "step_failed.v1",
+        "notify",
+    )
+    .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second failed send");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     smtp.restart();
     f.wait_export(&tok, &id, "completed", Duration::from_secs(120));
     wait_for_mail(&smtp, &id, Duration::from_secs(10));
     let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
-    let started = |step: &str| {
-        events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "step_started.v1" && e["step"] == step)
-            .count()
-    };
+    let started = |step: &str| step_events(&events, "step_started.v1", step).len();
     assert_eq!(
         (started("snapshot"), started("bundle"), started("upload")),
         (1, 1, 1),
         "a mail outage never repeats the data steps"
     );
+    // Retries back off: the notify policy waits 10 s × 2^(n−1) after the
+    // n-th failure, half of it jittered, and the next attempt starts then.
+    let failed = step_events(&events, "step_failed.v1", "notify");
+    let attempts = step_events(&events, "step_started.v1", "notify");
+    assert!(failed.len() >= 2, "{events}");
+    assert_eq!(attempts.len(), failed.len() + 1, "{events}");
+    for (n, failure) in failed.iter().enumerate() {
+        let base = 10.0 * 2f64.powi(n as i32);
+        let wait = seconds_between(&failure["at"], &failure["retry_at"]);
+        assert!(
+            (base / 2.0 - 0.01..=base + 0.01).contains(&wait),
+            "failure {} waits {wait} s, not between {} and {base} s",
+            n + 1,
+            base / 2.0
+        );
+        let next = seconds_between(&failure["retry_at"], &attempts[n + 1]["at"]);
+        assert!(
+            (0.0..5.0).contains(&next),
+            "attempt {} started {next} s after its retry time",
+            n + 2
+        );
+    }
 
-    // S3 down during the upload: it is retried and completes when S3 is back.
+    // S3 down before an upload starts: it is retried and completes when S3
+    // is back.
     s3.stop();
     let id2 = f.export(&tok, json!({"profile": "native"}));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -212,6 +242,102 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
         1,
         "no mail was sent twice"
     );
+}
+
+/// Seconds between two RFC 3339 timestamps of the event log.
+fn seconds_between(from: &Value, to: &Value) -> f64 {
+    let at = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("{v}")))
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    (at(to) - at(from)).num_milliseconds() as f64 / 1000.0
+}
+
+/// The export's events of `kind` for `step`, in order.
+fn step_events<'a>(events: &'a Value, kind: &str, step: &str) -> Vec<&'a Value> {
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind && e["step"] == step)
+        .collect()
+}
+
+/// A sample whose lite bundle is about 12.8 MB: three parts of 5 MiB.
+const SCALE_FOR_PARTS: u32 = 100;
+
+#[test]
+fn an_s3_stop_between_two_parts_of_the_upload_is_retried_and_the_bundle_is_whole() {
+    let s3 = Service::start("s3");
+    let smtp = Service::start("smtp");
+    // 5 MiB parts, and a pause after each part so the test can stop the
+    // server between two of them.
+    let mut f = ferry_with(&[&s3, &smtp])
+        .env("MINIO_PART_SIZE_BYTES", "5242880")
+        .env("FERRY_FAILPOINTS", "objects.s3.part.after=sleep:1500");
+    f.sample("acme", SCALE_FOR_PARTS);
+    f.start();
+    let tok = f.token("acme", "tenant_admin");
+    let id = f.export(&tok, json!({"profile": "lite"}));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = f.export_status(&tok, &id);
+        if s["currentStep"] == "upload" {
+            break;
+        }
+        assert_eq!(s["status"], "running", "{s}");
+        assert!(Instant::now() < deadline, "never reached the upload: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The first 5 MiB part takes well under the pause on loopback.
+    std::thread::sleep(Duration::from_millis(700));
+    s3.stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = f.export_status(&tok, &id);
+        if s["error"]["code"] == "s3_unavailable" {
+            break;
+        }
+        assert_ne!(s["status"], "failed", "{s}");
+        assert!(Instant::now() < deadline, "the upload never failed: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s3.restart();
+    let status = f.wait_export(&tok, &id, "completed", Duration::from_secs(300));
+
+    let events = f.get_json(&format!("/api/v1/workflows/{id}/events"), &tok);
+    let failed = step_events(&events, "step_failed.v1", "upload");
+    assert!(!failed.is_empty(), "{events}");
+    let first = &failed[0]["error"];
+    assert_eq!(first["code"], "s3_unavailable", "{first}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("upload_part"),
+        "the first failure was a later part of a started multipart upload: {first}"
+    );
+    let bundle_bytes = status["sizeBytes"].as_u64().expect("sizeBytes");
+    assert!(
+        bundle_bytes > 2 * 5_242_880,
+        "the bundle needs at least three parts ({bundle_bytes} bytes)"
+    );
+    // The object S3 serves is the whole bundle, and it verifies.
+    let mail = wait_for_mail(&smtp, &id, Duration::from_secs(30));
+    let link = link_in_email(&mail).expect("a ferry link in the mail");
+    let r = f.client.get(f.url(&link)).send().unwrap();
+    assert_eq!(r.status(), 302);
+    let presigned = r.headers()["location"].to_str().unwrap().to_owned();
+    let bytes = f.client.get(&presigned).send().unwrap().bytes().unwrap();
+    assert_eq!(bytes.len() as u64, bundle_bytes);
+    assert_eq!(
+        blake3::hash(&bytes).to_hex().as_str(),
+        status["checksum"].as_str().unwrap()
+    );
+    let file = f.data_dir().join("downloaded.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(f.verify(&file).status.success());
+    assert_eq!(mails(&smtp).iter().filter(|m| m.contains(&id)).count(), 1);
 }
 
 /// A private PostgreSQL cluster (never the shared one: this test restarts it).

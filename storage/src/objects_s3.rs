@@ -137,7 +137,9 @@ impl S3Config {
     /// enable S3), `MINIO_ACCESS_KEY` and `MINIO_SECRET_KEY` (required with
     /// it), `MINIO_REGION` (default `us-east-1`), and optionally
     /// `MINIO_ASSETS_BUCKET` / `MINIO_EXPORTS_BUCKET` / `MINIO_BACKUPS_BUCKET`
-    /// (defaults `ferry-assets` / `ferry-exports` / `ferry-backups`).
+    /// (defaults `ferry-assets` / `ferry-exports` / `ferry-backups`) and
+    /// `MINIO_PART_SIZE_BYTES` (default [`PART_SIZE_BYTES_DEFAULT`], at least
+    /// [`PART_SIZE_BYTES_MIN`]).
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<S3Config>, PortError> {
@@ -161,6 +163,13 @@ impl S3Config {
         }
         if let Some(b) = non_empty("MINIO_BACKUPS_BUCKET") {
             cfg.backups_bucket = b;
+        }
+        if let Some(size) = non_empty("MINIO_PART_SIZE_BYTES") {
+            cfg.part_size_bytes = size.trim().parse().map_err(|_| {
+                config_err(format!(
+                    "MINIO_PART_SIZE_BYTES must be a number of bytes, not {size:?}"
+                ))
+            })?;
         }
         cfg.validate()?;
         Ok(Some(cfg))
@@ -542,6 +551,10 @@ impl S3Objects {
                 let etag = resp.etag().map_err(|e| validation("upload_part", e))?;
                 parts.push(PartInfo::new(number, etag, n, None));
                 total += n;
+                // Lets a test stop the server between two parts.
+                ferry_workflows::failpoints::hit("objects.s3.part.after")
+                    .await
+                    .map_err(|e| PortError::permanent(e.code, e.message))?;
                 if n < part_size {
                     break;
                 }
@@ -869,6 +882,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.region, "eu-west-1");
         assert_eq!(cfg.exports_bucket, EXPORTS_BUCKET_DEFAULT);
+        assert_eq!(cfg.part_size_bytes, PART_SIZE_BYTES_DEFAULT);
         assert!(!format!("{cfg:?}").contains("sk-very-secret"));
         let bad = S3Config::from_lookup(vars(&[
             ("MINIO_ENDPOINT", "ftp://x"),
@@ -876,6 +890,24 @@ mod tests {
             ("MINIO_SECRET_KEY", "sk"),
         ]));
         assert_eq!(bad.unwrap_err().code, "s3_config");
+        let keys = [
+            ("MINIO_ENDPOINT", "http://127.0.0.1:9000"),
+            ("MINIO_ACCESS_KEY", "ak"),
+            ("MINIO_SECRET_KEY", "sk"),
+        ];
+        let with_part = |size: &'static str| {
+            let mut all = keys.to_vec();
+            all.push(("MINIO_PART_SIZE_BYTES", size));
+            let all: &'static [(&str, &str)] = Vec::leak(all);
+            S3Config::from_lookup(vars(all))
+        };
+        assert_eq!(
+            with_part("5242880").unwrap().unwrap().part_size_bytes,
+            PART_SIZE_BYTES_MIN
+        );
+        for bad in ["1048576", "16MiB", "-1"] {
+            assert_eq!(with_part(bad).unwrap_err().code, "s3_config", "{bad}");
+        }
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! ends the process on the spot with `SIGABRT`, like a crash, so a test can
 //! stop ferry at an exact place (before, inside or after a step) and check
 //! what a restart makes of it, and `sleep:<ms>` holds the step there (to
-//! cancel it, or to show that another workflow waits). Unset (always, in
-//! production) every point is a no-op; the variable is read once.
+//! cancel it, or to show that another workflow waits). Besides the steps'
+//! points, the S3 store has `objects.s3.part.after`, passed after each
+//! part of a multipart upload. Unset (always, in production) every point is
+//! a no-op; the variable is read once.
 
 use ferry_engine::StepError;
 use std::collections::HashMap;

@@ -11,25 +11,11 @@ HYPOTHESIS_VERSION="6.120.0"
 venv="$HOME/.cache/ferry/venv-schemathesis"
 st="$venv/bin/st"
 
-installed() {
-  [ -x "$st" ] && "$st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" \
-    && "$venv/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$HYPOTHESIS_VERSION')"
-}
-
-if ! installed; then
-  command -v python3 >/dev/null 2>&1 || { echo "schemathesis.sh: python3 is required" >&2; exit 1; }
-  # Tests may start in parallel: one installs, the others wait.
-  mkdir -p "$HOME/.cache/ferry"
-  exec 9>"$HOME/.cache/ferry/schemathesis-install.lock"
-  flock 9
-  if ! installed; then
-    t0=$(date +%s)
-    echo "schemathesis.sh: installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-      "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION" >&2
-    echo "schemathesis.sh: installed in $(( $(date +%s) - t0 ))s" >&2
-  fi
-  exec 9>&-
-fi
+# shellcheck source=venv.sh
+. "$(dirname "$0")/venv.sh"
+venv_ensure schemathesis "$venv" "
+import importlib.metadata as m, sys
+sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or m.version('hypothesis') != '$HYPOTHESIS_VERSION')
+" "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
+[ -x "$st" ] || { echo "schemathesis.sh: $st is missing after the install" >&2; exit 1; }
 echo "$st"

@@ -29,6 +29,8 @@ STATE_DEFAULT="$HOME/.cache/ferry/services/smtp"
 DATA_SUBDIR=mail
 # shellcheck source=daemon.sh
 . "$here/daemon.sh"
+# shellcheck source=../lib/venv.sh
+. "$here/../lib/venv.sh"
 
 find_python() {
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
@@ -43,27 +45,7 @@ install() {
     log "aiosmtpd present for $py"
     return 0
   fi
-  command -v python3 >/dev/null 2>&1 || { log "python3 is required"; return 1; }
-  # Tests start servers in parallel: one installs, the others wait.
-  mkdir -p "$HOME/.cache/ferry"
-  exec 9>"$HOME/.cache/ferry/aiosmtpd-install.lock"
-  flock 9
-  if py=$(find_python); then
-    exec 9>&-
-    log "aiosmtpd present for $py"
-    return 0
-  fi
-  local t0 t1
-  t0=$(date +%s)
-  log "installing aiosmtpd into $venv"
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" >&2
-  fi
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check aiosmtpd >&2
-  t1=$(date +%s)
-  exec 9>&-
-  log "installed aiosmtpd in $((t1 - t0))s"
-  find_python >/dev/null
+  venv_ensure aiosmtpd "$venv" 'import aiosmtpd' aiosmtpd
 }
 
 print_env() {

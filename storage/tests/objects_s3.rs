@@ -6,12 +6,15 @@
 //! Each test starts its own s3s-fs through `scripts/services/s3.sh` (with
 //! its own state folder, so tests can stop and restart their server), or
 //! uses the server named by `MINIO_ENDPOINT` when that is set; the outage
-//! test always starts its own, since it stops it. A server that cannot be
+//! test always starts its own, since it stops it. The lifecycle test starts
+//! moto's S3 server (`scripts/services/moto.sh`), because s3s-fs has no
+//! lifecycle API. A server that cannot be
 //! started fails the test: nothing here is skipped.
 
 use ferry_engine::TenantId;
 use ferry_storage::objects_s3::{LifecycleStatus, S3Config, S3Objects, PART_SIZE_BYTES_MIN};
 use ferry_workflows::ports::objects::{conformance, Area, DownloadTarget, ObjectKey, ObjectStore};
+use minio::s3::response_traits::HasS3Fields;
 use minio::s3::segmented_bytes::SegmentedBytes;
 use minio::s3::types::S3Api;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,6 +131,70 @@ async fn buckets_are_created_once_and_lifecycle_is_tolerated() {
             }
             other => panic!("s3s-fs unexpectedly accepted a lifecycle rule: {other:?}"),
         }
+    }
+}
+
+/// Where the server has a bucket lifecycle API (moto's S3 server; s3s-fs
+/// has none), the exports bucket gets ferry's backstop rule, read back here
+/// through the API: objects expire after the configured days, incomplete
+/// multipart uploads are aborted after a day. Connecting again keeps one
+/// rule. The assets and backups buckets get none: a tenant's assets are
+/// never expired, and backups have their own retention timer.
+#[tokio::test]
+async fn the_lifecycle_backstop_is_set_where_the_server_has_the_api() {
+    let moto = Service::start("moto");
+    let mut cfg = unique_buckets(
+        S3Config::from_lookup(|k| moto.env.get(k).cloned())
+            .unwrap()
+            .unwrap(),
+    );
+    cfg.backups_bucket = format!("{}-backups", cfg.assets_bucket);
+    cfg.exports_expiry_days = 3;
+    let store = connect(cfg.clone()).await;
+    assert_eq!(
+        store.lifecycle(),
+        &LifecycleStatus::Applied { expiry_days: 3 }
+    );
+    let again = connect(cfg.clone()).await;
+    assert_eq!(again.lifecycle(), store.lifecycle());
+
+    // Read back as the server's own XML (the minio crate's parser wants a
+    // text in `<Prefix>`, which moto writes as an empty element).
+    let got = store
+        .client()
+        .get_bucket_lifecycle(&cfg.exports_bucket)
+        .unwrap()
+        .build()
+        .send()
+        .await
+        .expect("the exports bucket has a lifecycle configuration");
+    let xml: String = String::from_utf8_lossy(got.body())
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    assert_eq!(xml.matches("<Rule>").count(), 1, "{xml}");
+    for part in [
+        "<ID>ferry-exports-backstop</ID>",
+        "<Status>Enabled</Status>",
+        "<Expiration><Days>3</Days></Expiration>",
+        "<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>\
+         </AbortIncompleteMultipartUpload>",
+    ] {
+        assert!(xml.contains(part), "{part} in {xml}");
+    }
+    for bucket in [&cfg.assets_bucket, &cfg.backups_bucket] {
+        let got = store
+            .client()
+            .get_bucket_lifecycle(bucket)
+            .unwrap()
+            .build()
+            .send()
+            .await;
+        let none = match &got {
+            Err(e) => format!("{e:?}").contains("NoSuchLifecycleConfiguration"),
+            Ok(r) => !String::from_utf8_lossy(r.body()).contains("<Rule>"),
+        };
+        assert!(none, "{bucket} has no lifecycle rule: {got:?}");
     }
 }
 

@@ -13,7 +13,8 @@
 //! as the retryable `tenant_db_busy`.
 //!
 //! In row mode every read filters on the tenant column with the tenant id
-//! as a bound parameter, and the id is also set as `ferry.tenant` for the
+//! (a quoted literal in the tables' `COPY` reads, which take no
+//! parameters; a bound parameter elsewhere), and the id is also set as `ferry.tenant` for the
 //! transaction (`set_config(..., true)`), which is what row-level security
 //! policies read; with a configured role the transaction runs as that role
 //! so the policies apply even if ferry connects as the tables' owner.

@@ -62,6 +62,22 @@ fn wait_for_mail(smtp: &Service, id: &str, within: Duration) -> String {
     }
 }
 
+/// Download the bundle from `presigned`: it has the export's checksum and
+/// passes `ferry verify`. Returns its size.
+fn served_bundle_verifies(f: &Ferry, presigned: &str, status: &Value) -> u64 {
+    let bundle = f.client.get(presigned).send().unwrap();
+    assert_eq!(bundle.status(), 200);
+    let bytes = bundle.bytes().unwrap();
+    assert_eq!(
+        blake3::hash(&bytes).to_hex().as_str(),
+        status["checksum"].as_str().unwrap()
+    );
+    let file = f.data_dir().join("downloaded.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(f.verify(&file).status.success());
+    bytes.len() as u64
+}
+
 #[test]
 fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
     let s3 = Service::start("s3");
@@ -93,16 +109,7 @@ fn the_emailed_link_is_audited_and_served_by_s3_and_tampering_is_refused() {
         "{presigned} is served by the S3 server {endpoint}"
     );
     assert!(presigned.contains("X-Amz-Signature="));
-    let bundle = f.client.get(&presigned).send().unwrap();
-    assert_eq!(bundle.status(), 200);
-    let bytes = bundle.bytes().unwrap();
-    assert_eq!(
-        blake3::hash(&bytes).to_hex().as_str(),
-        status["checksum"].as_str().unwrap()
-    );
-    let file = f.data_dir().join("downloaded.zip");
-    std::fs::write(&file, &bytes).unwrap();
-    assert!(f.verify(&file).status.success());
+    served_bundle_verifies(&f, &presigned, &status);
     let audit = f.get_json("/api/v1/audit?action=EXPORT_DOWNLOADED", &tok);
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
@@ -328,15 +335,10 @@ fn an_s3_stop_between_two_parts_of_the_upload_is_retried_and_the_bundle_is_whole
     let r = f.client.get(f.url(&link)).send().unwrap();
     assert_eq!(r.status(), 302);
     let presigned = r.headers()["location"].to_str().unwrap().to_owned();
-    let bytes = f.client.get(&presigned).send().unwrap().bytes().unwrap();
-    assert_eq!(bytes.len() as u64, bundle_bytes);
     assert_eq!(
-        blake3::hash(&bytes).to_hex().as_str(),
-        status["checksum"].as_str().unwrap()
+        served_bundle_verifies(&f, &presigned, &status),
+        bundle_bytes
     );
-    let file = f.data_dir().join("downloaded.zip");
-    std::fs::write(&file, &bytes).unwrap();
-    assert!(f.verify(&file).status.success());
     assert_eq!(mails(&smtp).iter().filter(|m| m.contains(&id)).count(), 1);
 }
 

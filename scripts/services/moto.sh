@@ -16,9 +16,6 @@
 set -euo pipefail
 
 MOTO_VERSION="5.2.5"
-ACCESS_KEY="ferry-test-access"
-SECRET_KEY="ferry-test-secret-key-0123456789"
-REGION="us-east-1"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$HOME/.cache/ferry/venv-moto"
@@ -31,6 +28,8 @@ STATE_DEFAULT="$HOME/.cache/ferry/services/moto"
 DATA_SUBDIR=data
 # shellcheck source=daemon.sh
 . "$here/daemon.sh"
+# shellcheck source=../lib/s3_env.sh
+. "$here/../lib/s3_env.sh"
 # shellcheck source=../lib/venv.sh
 . "$here/../lib/venv.sh"
 
@@ -42,12 +41,7 @@ sys.exit(m.version('moto') != '$MOTO_VERSION')
 }
 
 print_env() {
-  local p
-  p=$(cat "$state/port")
-  echo "export MINIO_ENDPOINT=http://127.0.0.1:$p"
-  echo "export MINIO_ACCESS_KEY=$ACCESS_KEY"
-  echo "export MINIO_SECRET_KEY=$SECRET_KEY"
-  echo "export MINIO_REGION=$REGION"
+  print_s3_env "$(cat "$state/port")"
 }
 
 launch() {

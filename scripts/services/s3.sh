@@ -19,9 +19,6 @@
 set -euo pipefail
 
 S3S_FS_VERSION="0.14.1"
-ACCESS_KEY="ferry-test-access"
-SECRET_KEY="ferry-test-secret-key-0123456789"
-REGION="us-east-1"
 
 NAME=s3.sh
 LABEL=s3s-fs
@@ -32,6 +29,8 @@ DATA_SUBDIR=data
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=daemon.sh
 . "$here/daemon.sh"
+# shellcheck source=../lib/s3_env.sh
+. "$here/../lib/s3_env.sh"
 
 find_bin() {
   if command -v s3s-fs >/dev/null 2>&1; then command -v s3s-fs; return 0; fi
@@ -66,12 +65,7 @@ install() {
 }
 
 print_env() {
-  local p
-  p=$(cat "$state/port")
-  echo "export MINIO_ENDPOINT=http://127.0.0.1:$p"
-  echo "export MINIO_ACCESS_KEY=$ACCESS_KEY"
-  echo "export MINIO_SECRET_KEY=$SECRET_KEY"
-  echo "export MINIO_REGION=$REGION"
+  print_s3_env "$(cat "$state/port")"
   echo "export FERRY_S3_DATA_DIR=$state/data"
 }
 
@@ -81,7 +75,7 @@ launch() {
   # setsid: the server outlives the shell (or test) that started it, and
   # belongs to no caller's process group.
   setsid "$bin" --host 127.0.0.1 --port "$1" \
-    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
     "$state/data" >>"$state/log" 2>&1 < /dev/null 8>&- 9>&- &
 }
 

@@ -805,12 +805,7 @@ fn errors_have_stable_codes() -> Result<()> {
         (err.code.as_str(), err.retryable),
         ("output_write_failed", true)
     );
-    let stats = snap.dump_table(
-        "orders",
-        &TableFormat::Ndjson,
-        &mut std::io::sink(),
-        &mut |_| {},
-    )?;
+    let stats = dump_to_nowhere(&mut *snap, "orders")?;
     assert_eq!(stats.rows, 400);
     drop(snap);
 
@@ -850,23 +845,9 @@ fn errors_have_stable_codes() -> Result<()> {
     // snapshot refuses to continue from another instant.
     let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
     conn_terminate_others(&db)?;
-    let err = snap
-        .dump_table(
-            "orders",
-            &TableFormat::Ndjson,
-            &mut std::io::sink(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+    let err = dump_to_nowhere(&mut *snap, "orders").unwrap_err();
     assert!(err.retryable, "{err}");
-    let err = snap
-        .dump_table(
-            "users",
-            &TableFormat::Ndjson,
-            &mut std::io::sink(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+    let err = dump_to_nowhere(&mut *snap, "users").unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.retryable),
         ("tenant_snapshot_lost", true)
@@ -922,26 +903,27 @@ fn a_copy_the_server_stops_part_way_fails_the_dump_rather_than_shortening_it() -
         ("tenant_snapshot_lost", true),
         "{err}"
     );
-    let err = snap
-        .dump_table(
-            "users",
-            &TableFormat::Ndjson,
-            &mut std::io::sink(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+    let err = dump_to_nowhere(&mut *snap, "users").unwrap_err();
     assert_eq!(err.code, "tenant_snapshot_lost");
     drop(snap);
 
     let mut snap = store.snapshot(&tenant("acme"), dir.path())?;
-    let stats = snap.dump_table(
-        "wide",
+    let stats = dump_to_nowhere(&mut *snap, "wide")?;
+    assert_eq!(stats.rows, ROWS);
+    Ok(())
+}
+
+/// Dump `table` as NDJSON into nothing.
+fn dump_to_nowhere(
+    snap: &mut dyn TenantSnapshot,
+    table: &str,
+) -> Result<ferry_workflows::ports::tenant::TableStats, ferry_workflows::ports::PortError> {
+    snap.dump_table(
+        table,
         &TableFormat::Ndjson,
         &mut std::io::sink(),
         &mut |_| {},
-    )?;
-    assert_eq!(stats.rows, ROWS);
-    Ok(())
+    )
 }
 
 /// Terminate every other connection to the test database.

@@ -8,6 +8,11 @@
 //! demand. Idle tenant actors stop: an actor idle for `actor_idle` reports how
 //! many routed messages it has handled; the registry stops it only if that
 //! equals what it routed, so no message can be lost to a stopping actor.
+//!
+//! A workflow enqueued while it runs (a signal, a resume or a timer arriving
+//! just as its runner decides there is nothing left to do and stops) is
+//! remembered and runs once more when that runner finishes, so such a
+//! wake-up is never lost; a runner with nothing to do stops at once.
 
 use crate::engine::Engine;
 use crate::event::Timestamp;
@@ -126,6 +131,7 @@ impl Registry {
                     registry: me,
                     waiting: VecDeque::new(),
                     running: HashMap::new(),
+                    again: HashMap::new(),
                     handled: 0,
                     idle_check: None,
                 }
@@ -194,12 +200,22 @@ pub(crate) struct TenantActor {
     registry: Addr<Registry>,
     waiting: VecDeque<(WorkflowId, Timestamp)>,
     running: HashMap<WorkflowId, CancellationToken>,
+    /// Running workflows enqueued again meanwhile, with the time they were
+    /// (see the module doc).
+    again: HashMap<WorkflowId, Timestamp>,
     /// Messages from the registry handled so far (see the module doc).
     handled: u64,
     idle_check: Option<SpawnHandle>,
 }
 
 impl TenantActor {
+    /// Put `id` at the back of the queue.
+    fn wait(&mut self, id: WorkflowId, since: Timestamp) {
+        self.waiting.push_back((id, since));
+        self.engine.inner.queue.add(since, id);
+        self.engine.inner.metrics.queue_depth.inc();
+    }
+
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let max = self.engine.inner.config.running_per_tenant_max.max(1);
         while self.running.len() < max {
@@ -247,12 +263,10 @@ impl Handler<Enqueue> for TenantActor {
     type Result = ();
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         self.handled += 1;
-        let known =
-            self.running.contains_key(&msg.id) || self.waiting.iter().any(|(id, _)| *id == msg.id);
-        if !known {
-            self.waiting.push_back((msg.id, msg.since));
-            self.engine.inner.queue.add(msg.since, msg.id);
-            self.engine.inner.metrics.queue_depth.inc();
+        if self.running.contains_key(&msg.id) {
+            self.again.entry(msg.id).or_insert(msg.since);
+        } else if !self.waiting.iter().any(|(id, _)| *id == msg.id) {
+            self.wait(msg.id, msg.since);
         }
         self.pump(ctx);
     }
@@ -286,6 +300,9 @@ impl Handler<Finished> for TenantActor {
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         if self.running.remove(&msg.id).is_some() {
             self.engine.inner.metrics.running.dec();
+        }
+        if let Some(since) = self.again.remove(&msg.id) {
+            self.wait(msg.id, since);
         }
         self.pump(ctx);
     }

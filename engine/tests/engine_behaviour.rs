@@ -584,3 +584,64 @@ async fn idle_tenant_actors_stop_and_come_back_on_demand() {
     let c = submit(&engine, "acme", None).await;
     wait_for(&engine, c, Status::Completed).await;
 }
+
+/// A signal that arrives while the runner that recorded `AwaitingSignal` is
+/// still finishing is not lost: the workflow goes on once that runner
+/// stops. Runners run on a runtime of their own here, so they finish in
+/// parallel with the test's signal, which comes the moment the status
+/// shows, round after round.
+#[actix::test]
+async fn a_signal_arriving_as_the_runner_stops_is_never_lost() {
+    let flow = TestFlow::new(
+        "test",
+        vec![
+            StepSpec::new("a"),
+            StepSpec::new("confirm").awaits_signal("go"),
+            StepSpec::new("b"),
+        ],
+    );
+    let runners = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = Engine::new(
+        MemoryLog::shared(),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig {
+            timer_poll: Duration::from_millis(20),
+            runtime: Some(runners.handle().clone()),
+            ..EngineConfig::default()
+        },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    engine.register(flow.clone());
+    engine.start().await.unwrap();
+    const ROUNDS: usize = 300;
+    for round in 0..ROUNDS {
+        let id = submit(&engine, "acme", None).await;
+        loop {
+            let s = engine.get(id).await.unwrap().unwrap();
+            if s.status == Status::AwaitingConfirmation {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        engine
+            .signal(id, "go", json!({ "round": round }))
+            .await
+            .unwrap();
+        wait_for(&engine, id, Status::Completed).await;
+    }
+    assert_eq!(
+        flow.ran
+            .lock()
+            .iter()
+            .filter(|r| r.starts_with("b:"))
+            .count(),
+        ROUNDS
+    );
+    runners.shutdown_background();
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Rehydration benchmark (issue 4, "Benchmark (not a test)"): in one run, for
-# each requested sample scale, generate a schema-mode tenant, export it
+# each requested sample scale, generate a tenant (schema mode, or row mode
+# with BENCH_ISOLATION=row: shared tables with a tenant column, in their own
+# schema `tenant_shared`, loaded with row-level checks), export it
 # (lite and native) and `pg_dump -Fc` it; then change the tenant and time
 # `ferry rehydrate` (replace, confirmed at once) of each bundle — the whole
 # workflow and its import phase (the `import` step's own elapsed time from
@@ -10,11 +12,19 @@
 #
 # Usage: bench/rehydrate-vs-pg_restore.sh [SCALE ...]   (205 ≈ 100 MB, 2050 ≈ 1 GB;
 #        a scale given twice is measured twice, each time on a new tenant)
-# Env:   as bench/export-vs-pg_dump.sh (PGHOST/PGPORT/PGUSER, FERRY_BIN).
+# Env:   as bench/export-vs-pg_dump.sh (PGHOST/PGPORT/PGUSER, FERRY_BIN);
+#        BENCH_ISOLATION (schema, the default, or row; row results go to
+#        rehydrate-vs-pg_restore-<date>-row.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scales=("$@")
 [ ${#scales[@]} -gt 0 ] || scales=(205)
+isolation=${BENCH_ISOLATION:-schema}
+case "$isolation" in
+  schema) schema=tenant_bench; suffix="" ;;
+  row) schema=tenant_shared; suffix="-row"; export FERRY_TENANT_SHARED_SCHEMA=$schema ;;
+  *) echo "BENCH_ISOLATION must be schema or row" >&2; exit 2 ;;
+esac
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 command -v pg_restore >/dev/null || { echo "pg_restore not found" >&2; exit 1; }
@@ -30,17 +40,18 @@ for scale in "${scales[@]}"; do
   mkdir -p "$data"
   psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
   dbs+=("$db" "$target")
-  export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db" FERRY_TENANT_ISOLATION=schema FERRY_DATA_DIR="$data"
+  export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db" FERRY_TENANT_ISOLATION=$isolation FERRY_DATA_DIR="$data"
+  [ "$isolation" = row ] && psql -qX -d "$db" -c "CREATE SCHEMA $schema" >/dev/null
 
   log "scale $scale: generating sample tenant in $db"
   "$FERRY" sample --tenant bench --scale "$scale" >"$data/sample.json" 2>"$data/sample.log"
   psql -qX -d "$db" -c "VACUUM ANALYZE" >/dev/null
-  rows=$(psql -qXAt -d "$db" -c "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint) FROM pg_tables WHERE schemaname='tenant_bench'")
-  table_mb=$(calc "$(psql -qXAt -d "$db" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname='tenant_bench' AND c.relkind='r'") / 1000000")
+  rows=$(psql -qXAt -d "$db" -c "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint) FROM pg_tables WHERE schemaname='$schema'")
+  table_mb=$(calc "$(psql -qXAt -d "$db" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname='$schema' AND c.relkind='r'") / 1000000")
   log "scale $scale: $rows rows, $table_mb MB"
 
   dump="$scratch/bench-$scale.dump"
-  pg_dump -Fc -n tenant_bench -f "$dump" "$db"
+  pg_dump -Fc -n "$schema" -f "$dump" "$db"
 
   port=$(free_port)
   start_server "$data" "$port"
@@ -112,19 +123,19 @@ done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 date=$(date -u +%Y-%m-%d)
-out="bench/results/rehydrate-vs-pg_restore-$date.md"
+out="bench/results/rehydrate-vs-pg_restore-$date$suffix.md"
 mkdir -p bench/results
 {
   echo "# ferry rehydrate vs pg_restore — $date"
   echo
-  echo "Command: \`bench/rehydrate-vs-pg_restore.sh ${scales[*]}\` (started $started)"
+  echo "Command: \`${BENCH_ISOLATION:+BENCH_ISOLATION=$isolation }bench/rehydrate-vs-pg_restore.sh ${scales[*]}\` (started $started)"
   echo
   echo "## Machine"
   echo
   echo "- CPU: $machine_model, nproc $machine_cpus; memory $machine_mem"
   echo "- Load average (1/5/15 min): before $load_before, after $load_after"
   echo "- PostgreSQL $pg_version at $PGHOST:$PGPORT; $(pg_restore --version); $ferry_version"
-  echo "- One run per tool and size (no repetition); schema isolation."
+  echo "- One run per tool and size (no repetition); $isolation isolation (tables in \`$schema\`)."
   echo
   echo "## Target (issue 4)"
   echo

@@ -124,6 +124,15 @@ fn three_steps() -> Vec<StepSpec> {
 }
 
 async fn engine_with(log: Arc<dyn EventLog>, flow: Arc<TestFlow>) -> Engine {
+    engine_with_config(log, flow, EngineConfig::default()).await
+}
+
+/// `engine_with`, from `config` with the tests' fast timers and seed.
+async fn engine_with_config(
+    log: Arc<dyn EventLog>,
+    flow: Arc<TestFlow>,
+    config: EngineConfig,
+) -> Engine {
     let engine = Engine::new(
         log,
         Arc::new(SystemClock),
@@ -132,7 +141,7 @@ async fn engine_with(log: Arc<dyn EventLog>, flow: Arc<TestFlow>) -> Engine {
             timer_poll: Duration::from_millis(20),
             actor_idle: Duration::from_millis(200),
             seed: Some(42),
-            ..EngineConfig::default()
+            ..config
         },
         &prometheus::Registry::new(),
     )
@@ -605,20 +614,15 @@ async fn a_signal_arriving_as_the_runner_stops_is_never_lost() {
         .enable_all()
         .build()
         .unwrap();
-    let engine = Engine::new(
+    let engine = engine_with_config(
         MemoryLog::shared(),
-        Arc::new(SystemClock),
-        Arc::new(UuidV7),
+        flow.clone(),
         EngineConfig {
-            timer_poll: Duration::from_millis(20),
             runtime: Some(runners.handle().clone()),
             ..EngineConfig::default()
         },
-        &prometheus::Registry::new(),
     )
-    .unwrap();
-    engine.register(flow.clone());
-    engine.start().await.unwrap();
+    .await;
     const ROUNDS: usize = 300;
     for round in 0..ROUNDS {
         let id = submit(&engine, "acme", None).await;

@@ -35,9 +35,11 @@ pub(crate) fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
 }
 
-/// Quote a string literal for a generated SQL *script* (the row-mode native
-/// dump), where there is no bind protocol. Standard-conforming strings are
-/// switched on at the top of that script, so doubling `'` is the whole rule.
+/// Quote a string literal where there is no bind protocol: a generated SQL
+/// *script* (the row-mode native dump) and the tables' `COPY (...) TO
+/// STDOUT` reads. Standard-conforming strings are switched on for both (at
+/// the top of the script; for the snapshot, `snapshot::configure`), so
+/// doubling `'` is the whole rule.
 pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }

@@ -43,8 +43,6 @@ pub(crate) struct PgColumn {
     pub temporal: bool,
     /// A stored generated column: exported, never inserted.
     pub generated: bool,
-    /// The type's output function, qualified and quoted (`"pg_catalog"."int4out"`).
-    pub output_fn: String,
 }
 
 /// One table of the tenant.
@@ -106,10 +104,6 @@ struct ColumnRow {
     identity: String,
     #[diesel(sql_type = Nullable<Text>)]
     generation_expr: Option<String>,
-    #[diesel(sql_type = Text)]
-    output_schema: String,
-    #[diesel(sql_type = Text)]
-    output_fn: String,
 }
 
 #[derive(QueryableByName)]
@@ -233,14 +227,10 @@ pub(crate) fn introspect(
                 a.atttypid::int8 AS type_oid, a.attnotnull AS not_null, \
                 a.attidentity::text AS identity, \
                 CASE WHEN a.attgenerated <> '' \
-                     THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generation_expr, \
-                fn_ns.nspname::text AS output_schema, fn.proname::text AS output_fn \
+                     THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generation_expr \
          FROM pg_catalog.pg_attribute a \
          JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         JOIN pg_catalog.pg_proc fn ON fn.oid = t.typoutput \
-         JOIN pg_catalog.pg_namespace fn_ns ON fn_ns.oid = fn.pronamespace \
          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') \
            AND a.attnum > 0 AND NOT a.attisdropped \
@@ -362,7 +352,6 @@ pub(crate) fn introspect(
             family: types::family(oid, &type_rows),
             temporal: types::is_temporal(oid, &type_rows),
             generated: c.generation_expr.is_some(),
-            output_fn: qualified(&c.output_schema, &c.output_fn),
         });
     }
 

@@ -7,8 +7,8 @@
 //! READ, READ ONLY` transaction whose snapshot is exported so `pg_dump` reads
 //! the same instant. The schema is discovered from the catalogs
 //! (`introspect.rs`), tables stream through `COPY (...) TO STDOUT`
-//! (`copy_out.rs`, read back by `decode_copy.rs`), and every value is read as PostgreSQL's own text output
-//! and written as NDJSON ([`encode_json`], which documents the lossless
+//! (`copy_out.rs`, read back by `decode_copy.rs`), and every value is read
+//! as PostgreSQL's own text output and written as NDJSON ([`encode_json`], which documents the lossless
 //! encoding per type) or CSV ([`encode_csv`]). The `native` profile is
 //! `pg_dump --format=custom` of the tenant's schema or database, or, in row
 //! mode, a `psql` script of `COPY` sections holding only the tenant's rows

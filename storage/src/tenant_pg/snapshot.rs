@@ -14,8 +14,8 @@
 //!
 //! In row mode every read filters on the tenant column with the tenant id
 //! (a quoted literal in the tables' `COPY` reads, which take no
-//! parameters; a bound parameter elsewhere), and the id is also set as `ferry.tenant` for the
-//! transaction (`set_config(..., true)`), which is what row-level security
+//! parameters; a bound parameter elsewhere), and the id is also set as
+//! `ferry.tenant` for the transaction (`set_config(..., true)`), which is what row-level security
 //! policies read; with a configured role the transaction runs as that role
 //! so the policies apply even if ferry connects as the tables' owner.
 //!
@@ -352,11 +352,11 @@ pub(crate) fn configure(
     Ok(())
 }
 
-/// `SELECT <columns as text> FROM <table> [WHERE <tenant> [AND <dates>]]
-/// [ORDER BY <primary key>]`, for `COPY (...) TO STDOUT`, which takes no
-/// parameters: the tenant id and the dates are quoted literals (standard
-/// strings are on for the snapshot, `configure`). Also returns the number of
-/// columns selected.
+/// `SELECT <columns> FROM <table> [WHERE <tenant> [AND <dates>]] [ORDER BY
+/// <primary key>]`, for `COPY (...) TO STDOUT`, which prints each value
+/// with its type's output function and takes no parameters: the tenant id
+/// and the dates are quoted literals (standard strings are on for the
+/// snapshot, `configure`). Also returns the number of columns selected.
 pub(crate) fn select_sql(
     target: &Target,
     tenant: &TenantId,
@@ -368,13 +368,7 @@ pub(crate) fn select_sql(
         .columns
         .iter()
         .filter(|c| include_generated || !c.generated)
-        .map(|c| {
-            format!(
-                "pg_catalog.textin({}({}))",
-                c.output_fn,
-                quote_ident(&c.name)
-            )
-        })
+        .map(|c| quote_ident(&c.name))
         .collect();
     let mut sql = format!(
         "SELECT {} FROM {}",

@@ -1,7 +1,7 @@
 //! PostgreSQL types, reduced to the few families the encoders tell apart.
 //!
 //! Export reads every value as PostgreSQL's own text output (the type's
-//! output function, see `snapshot.rs`), so the encoders only need to know
+//! output function, as `COPY ... TO STDOUT` prints it, see `copy_out.rs`), so the encoders only need to know
 //! how to present that text: as a JSON number, a boolean, base64, an
 //! ISO-8601 timestamp, a JSON array of elements, or a string. Domains are
 //! presented as their base type, arrays by their element type; everything

@@ -293,8 +293,10 @@ fn cancel_while_awaiting_confirmation_changes_nothing() {
 
 /// An error injected before, inside or after each step. Before `quiesce`
 /// the rehydration fails and nothing was touched; from `quiesce` on it rolls
-/// back: the tenant ends with its original content, restored from the
-/// backup when the delete had begun (`restored`), untouched when it had not.
+/// back: the tenant ends with its original content — untouched when the
+/// error came before the load committed (inside the load, even just before
+/// its commit, nothing is committed), restored from the backup
+/// (`restored`) when it came after.
 #[test]
 fn injected_faults_end_rehydrated_or_restored() {
     let points = [
@@ -306,13 +308,10 @@ fn injected_faults_end_rehydrated_or_restored() {
         ("rehydrate.quiesce.after", "rolled_back", Some(false)),
         ("rehydrate.backup.inside", "rolled_back", Some(false)),
         ("rehydrate.backup.after", "rolled_back", Some(false)),
-        ("rehydrate.delete.before", "rolled_back", Some(false)),
-        ("rehydrate.delete.after", "rolled_back", Some(true)),
-        ("rehydrate.import.before", "rolled_back", Some(true)),
-        ("rehydrate.import.inside", "rolled_back", Some(true)),
-        ("rehydrate.import.after", "rolled_back", Some(true)),
-        ("rehydrate.verify.before", "rolled_back", Some(true)),
-        ("rehydrate.verify.after", "rolled_back", Some(true)),
+        ("rehydrate.load.before", "rolled_back", Some(false)),
+        ("rehydrate.load.inside", "rolled_back", Some(false)),
+        ("rehydrate.load.commit", "rolled_back", Some(false)),
+        ("rehydrate.load.after", "rolled_back", Some(true)),
         ("rehydrate.reactivate.before", "rolled_back", Some(true)),
         ("rehydrate.reactivate.after", "rolled_back", Some(true)),
     ];
@@ -342,27 +341,39 @@ fn injected_faults_end_rehydrated_or_restored() {
     }
 }
 
-/// A rollback that itself fails leaves the workflow failed in its
-/// compensation (loudly, never "done"); resuming it finishes the restore.
+/// A rollback of a finished rehydration that itself fails leaves the
+/// workflow failed in its compensation (loudly, never "done") and the
+/// tenant as it was before the rollback (the restore is one transaction);
+/// resuming it finishes the restore.
 #[test]
 fn a_failed_rollback_is_resumed_until_the_tenant_is_restored() {
     let Scene {
         mut f,
         token,
         export_id,
+        exported,
         changed,
-        ..
     } = scene(
-        &[(
-            "FERRY_FAILPOINTS",
-            "rehydrate.import.inside=error,rehydrate.rollback.inside=error",
-        )],
+        &[("FERRY_FAILPOINTS", "rehydrate.rollback.inside=error")],
         29,
     );
     let id = awaiting(&f, &token, json!({"exportId": export_id}));
     confirm(&f, &token, &id);
+    f.wait_status(&token, &status_path(&id), "completed", WAIT);
+    let r = f.post(
+        &format!("/api/v1/tenant/rehydrate/{id}/rollback"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
     let s = f.wait_status(&token, &status_path(&id), "failed", WAIT);
     assert_eq!(s["phase"], "compensation", "{s}");
+    assert_eq!(s["error"]["code"], "injected_fault", "{s}");
+    assert_eq!(
+        content(&f, &token).1,
+        exported,
+        "a failed restore leaves the rehydrated data whole"
+    );
     f.kill();
     let mut f = f.without_env("FERRY_FAILPOINTS");
     f.start();
@@ -391,13 +402,10 @@ fn killed_anywhere_the_rehydration_completes_after_restart() {
         "rehydrate.backup.before",
         "rehydrate.backup.inside",
         "rehydrate.backup.after",
-        "rehydrate.delete.before",
-        "rehydrate.delete.after",
-        "rehydrate.import.before",
-        "rehydrate.import.inside",
-        "rehydrate.import.after",
-        "rehydrate.verify.before",
-        "rehydrate.verify.after",
+        "rehydrate.load.before",
+        "rehydrate.load.inside",
+        "rehydrate.load.commit",
+        "rehydrate.load.after",
         "rehydrate.reactivate.before",
         "rehydrate.reactivate.after",
     ];
@@ -511,8 +519,10 @@ fn wait_step(f: &Ferry, token: &str, id: &str, step: &str) {
     }
 }
 
+/// A cancel while the load runs ends its transaction uncommitted: the
+/// tenant keeps its content, with nothing to restore.
 #[test]
-fn cancel_during_import_rolls_back() {
+fn cancel_during_load_keeps_the_old_data() {
     let Scene {
         f,
         token,
@@ -520,12 +530,12 @@ fn cancel_during_import_rolls_back() {
         changed,
         ..
     } = scene(
-        &[("FERRY_FAILPOINTS", "rehydrate.import.inside=sleep:500")],
+        &[("FERRY_FAILPOINTS", "rehydrate.load.inside=sleep:500")],
         17,
     );
     let id = awaiting(&f, &token, json!({"exportId": export_id}));
     confirm(&f, &token, &id);
-    wait_step(&f, &token, &id, "import");
+    wait_step(&f, &token, &id, "load");
     let r = f.post(
         &format!("/api/v1/workflows/{id}/cancel"),
         Some(&token),
@@ -533,17 +543,17 @@ fn cancel_during_import_rolls_back() {
     );
     assert!(r.status().is_success(), "{}", r.text().unwrap());
     let s = f.wait_status(&token, &status_path(&id), "rolled_back", WAIT);
-    assert_eq!(s["restored"], true, "{s}");
+    assert_eq!(s["restored"], false, "{s}");
     assert_eq!(
         content(&f, &token).1,
         changed,
-        "the original content is back"
+        "the original content stayed"
     );
 }
 
 #[test]
 fn an_export_waits_for_a_running_rehydration_of_its_tenant() {
-    let mut f = Ferry::new().env("FERRY_FAILPOINTS", "rehydrate.import.inside=sleep:150");
+    let mut f = Ferry::new().env("FERRY_FAILPOINTS", "rehydrate.load.inside=sleep:150");
     f.sample(TENANT, 1);
     f.start();
     let token = f.token(TENANT, "tenant_admin");
@@ -551,7 +561,7 @@ fn an_export_waits_for_a_running_rehydration_of_its_tenant() {
     f.resample(TENANT, 1, 19);
     let id = awaiting(&f, &token, json!({"exportId": export_id}));
     confirm(&f, &token, &id);
-    wait_step(&f, &token, &id, "import");
+    wait_step(&f, &token, &id, "load");
     let export = f.export(&token, json!({"profile": "lite"}));
     assert_eq!(f.export_status(&token, &export)["status"], "pending");
     let e = f.wait_export(&token, &export, "completed", WAIT);

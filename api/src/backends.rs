@@ -78,7 +78,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
                     "audit log: sqlite {}",
                     config.platform_db().display()
                 ));
-                let audit = SqliteAudit::open(&config.platform_db())
+                let audit = SqliteAudit::open(config.platform_db())
                     .context("opening the platform database")?;
                 (
                     Arc::new(SqliteTenants::new(config.tenants_dir())),

@@ -20,6 +20,8 @@ pub struct Config {
     pub bundle_entries_max: usize,
     /// How long a rehydration's backup is kept (and it can be rolled back).
     pub backup_retention: std::time::Duration,
+    /// Largest bundle (rows) a rehydration's preview loads as a trial.
+    pub trial_rows_max: u64,
     pub bundle_bytes_max: u64,
     /// How long a bundle is kept before its durable timer deletes it.
     pub bundle_ttl: std::time::Duration,
@@ -65,6 +67,7 @@ impl Config {
                 "FERRY_BACKUP_RETENTION_SECS",
                 7 * 24 * 3600,
             )?),
+            trial_rows_max: env_or("FERRY_REHYDRATE_TRIAL_ROWS_MAX", 500_000)?,
             bundle_bytes_max: env_or("FERRY_BUNDLE_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,
             bundle_ttl: std::time::Duration::from_secs(env_or("FERRY_BUNDLE_TTL_SECS", 24 * 3600)?),
             running_per_tenant_max: env_or("FERRY_RUNNING_PER_TENANT", 1)?,

@@ -197,6 +197,13 @@ impl StepContext {
         self.cancel.is_cancelled()
     }
 
+    /// Whether the workflow was cancelled, asked from anywhere (a blocking
+    /// thread doing the step's work checks it at its own safe points).
+    pub fn cancel_flag(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let token = self.cancel.clone();
+        move || token.is_cancelled()
+    }
+
     /// A safe point: returns `Err` if the workflow was cancelled.
     pub fn check_cancelled(&self) -> Result<(), StepError> {
         if self.cancel.is_cancelled() {

@@ -4,8 +4,9 @@
 //! continue and foreign keys hold, and the other tenants (`acme2` beside
 //! `acme` in row mode) are untouched; the native dump restores the same
 //! way; every type of the fidelity table survives, on the COPY path and the
-//! batched INSERT path; merge does what its preview said; a failing group
-//! leaves its tables as they were; a foreign-key cycle loads as one group.
+//! batched INSERT path; merge does what its preview said; a failing load
+//! leaves its tables as they were, and so do a load whose verification
+//! fails and one cancelled half-way; a foreign-key cycle loads in one load.
 
 mod support;
 
@@ -14,11 +15,18 @@ use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use ferry_storage::tenant_pg::{LoadPath, PgIsolation, PgTenants};
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
-use ferry_workflows::ports::tenant_writer::{TableSource, TenantWriter, WriteMode};
+use ferry_workflows::ports::tenant_writer::{
+    LoadOutcome, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
+};
+use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::pg::{sample, tenant, TestDb, TYPES_SQL};
-use support::writer::{assert_refused, check_merge, hashes, import_all, import_one, reader};
+use support::writer::{
+    assert_refused, check_cancel_commits_nothing, check_merge,
+    check_verify_mismatch_commits_nothing, hashes, import_all, import_one, load_lite, load_native,
+    reader, restore_native, Recorder, CANCELLED,
+};
 
 /// What an export of a tenant holds: each table's `lite` NDJSON and its
 /// blake3 (the manifest entry's), and the native dump.
@@ -124,17 +132,18 @@ fn round_trip(db: &TestDb, store: &PgTenants) {
         .map(|t| t.name.clone())
         .collect();
 
-    // lite: delete everything, import every table, reset sequences.
+    // lite: one load empties every table, imports it and moves the
+    // sequences.
     scramble(store, "acme");
     let mut writer = store.writer(&tenant("acme"), Path::new("/unused")).unwrap();
     assert_ne!(hashes(writer.as_mut(), &before.schema), before.blake3);
-    assert!(writer.delete_rows(&all).unwrap() > 2_000);
-    assert_eq!(writer.delete_rows(&all).unwrap(), 0, "safe to repeat");
-    assert!(all.iter().all(|t| writer.count_rows(t).unwrap() == 0));
     let imported = import_all(writer.as_mut(), &before.schema, &before.ndjson);
-    // Repeating a group (a resumed step) replaces rather than duplicates.
-    // Only a group whose referencing tables are still empty can repeat:
-    // emptying a table that non-empty tables reference breaks their keys.
+    assert!(imported.deleted > 2_000, "{imported:?}");
+    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+    // Repeating the load (a resumed step) replaces rather than duplicates,
+    // and so does repeating one table that no other table references.
+    let again = import_all(writer.as_mut(), &before.schema, &before.ndjson);
+    assert_eq!((again.deleted, again.rows), (imported.rows, imported.rows));
     let last = &before.schema.tables.last().unwrap().name;
     let again = import_one(
         writer.as_mut(),
@@ -143,11 +152,9 @@ fn round_trip(db: &TestDb, store: &PgTenants) {
         &text(&before, last),
     );
     assert_eq!(again.unwrap().inserted, rows_of(&before, last));
-    writer.reset_sequences().unwrap();
-    writer.reset_sequences().unwrap();
     assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
     let counted: u64 = all.iter().map(|t| writer.count_rows(t).unwrap()).sum();
-    assert_eq!(counted, imported);
+    assert_eq!(counted, imported.rows);
 
     // Sequences continue past the largest key, and past the scrambled
     // insert's id, which is never handed out again.
@@ -185,16 +192,19 @@ fn round_trip(db: &TestDb, store: &PgTenants) {
         .collect();
     want.sort();
     assert_eq!(counts, want);
-    writer
-        .restore_native(&before.native_format, &before.native)
-        .unwrap();
-    writer
-        .restore_native(&before.native_format, &before.native)
-        .unwrap();
+    let first = restore_native(writer.as_mut(), &before.native_format, &before.native).unwrap();
+    assert!(first.deleted > 2_000, "{first:?}");
+    let again = restore_native(writer.as_mut(), &before.native_format, &before.native).unwrap();
+    assert_eq!(again.deleted, imported.rows, "replaced, not duplicated");
     assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
-    let err = writer
-        .restore_native("sqlite3", &before.native)
-        .unwrap_err();
+    let err = load_native(
+        writer.as_mut(),
+        "sqlite3",
+        &before.native,
+        Verify::Counts(Vec::new()),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.retryable),
         ("native_format_unsupported", false)
@@ -428,18 +438,26 @@ fn a_failing_group_leaves_its_tables_as_they_were() {
         assert_refused(writer.as_mut(), series, replace(), &body, "row_invalid");
     }
 
-    // Foreign keys: emptying a table that other tables' rows reference, or
-    // orphaning a child, is refused and changes nothing.
-    let products = text(&before, "products");
+    // Foreign keys: replacing a table that other tables' rows reference
+    // without the rows they reference, or orphaning a child, is refused
+    // and changes nothing.
     let fk = "foreign_key_violation";
-    assert_refused(writer.as_mut(), "products", replace(), &products, fk);
+    let order_items = writer.content_hash("order_items").unwrap();
+    assert!(order_items.rows > 0);
+    assert_refused(writer.as_mut(), "products", replace(), "", fk);
+    assert_eq!(writer.content_hash("order_items").unwrap(), order_items);
+    // With the same rows back (the keys are checked in bulk at the end of
+    // the load, not when the table is emptied) the replace is accepted.
+    let products = text(&before, "products");
+    let writes = import_one(writer.as_mut(), "products", replace(), &products).unwrap();
+    assert_eq!(writes.inserted, rows_of(&before, "products"));
+    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
     let orphan = first.replacen("\"kpi_id\":\"", "\"kpi_id\":\"missing-", 1);
     let merge = WriteMode::Merge { key: vec![] };
     assert_refused(writer.as_mut(), series, merge, &orphan, fk);
-    let accounts = writer.content_hash("accounts").unwrap();
-    let err = writer.delete_rows(&["accounts".to_owned()]).unwrap_err();
-    assert_eq!((err.code.as_str(), err.retryable), (fk, false));
-    assert_eq!(writer.content_hash("accounts").unwrap(), accounts);
+    let users = writer.content_hash("users").unwrap();
+    assert_refused(writer.as_mut(), "accounts", replace(), "", fk);
+    assert_eq!(writer.content_hash("users").unwrap(), users);
 
     let err = writer.content_hash("nope").unwrap_err();
     assert_eq!((err.code.as_str(), err.retryable), ("unknown_table", false));
@@ -456,40 +474,39 @@ const CYCLE_SQL: &str = "CREATE SCHEMA tenant_cyc; SET search_path = tenant_cyc;
      WITH wa AS (INSERT INTO a VALUES (1, 10), (2, 20))
      INSERT INTO b VALUES (10, 1), (20, 2);";
 
-/// Load `a` and `b` from `ndjson` as one group (Replace).
-fn import_cycle(
-    writer: &mut dyn TenantWriter,
-    a: &str,
-    b: &str,
-) -> Result<Vec<ferry_workflows::ports::tenant_writer::TableWrite>, ferry_workflows::ports::PortError>
-{
-    let (mut ra, mut rb) = (reader(a), reader(b));
-    let mut group = [
-        TableSource {
-            table: "a".into(),
-            mode: WriteMode::Replace,
-            rows: &mut ra,
-        },
-        TableSource {
-            table: "b".into(),
-            mode: WriteMode::Replace,
-            rows: &mut rb,
-        },
+/// Replace `a` and `b` with `a` and `b` (NDJSON) in one load.
+fn import_cycle(writer: &mut dyn TenantWriter, a: &str, b: &str) -> Result<LoadOutcome, PortError> {
+    let counts = vec![
+        ("a".to_owned(), support::writer::lines(a.as_bytes())),
+        ("b".to_owned(), support::writer::lines(b.as_bytes())),
     ];
-    writer.import_group(&mut group, &mut |_| {})
+    load_lite(
+        writer,
+        &[
+            ("a", WriteMode::Replace, a.as_bytes()),
+            ("b", WriteMode::Replace, b.as_bytes()),
+        ],
+        Verify::Counts(counts),
+        &mut Recorder::default(),
+    )
 }
 
-/// Into the emptied `a` and `b`: an orphan in `b` is refused when the
-/// foreign keys are checked.
+/// Replacing `a` and `b` with an orphan in `b` is refused when the foreign
+/// keys are checked, and both tables stay as they were.
 fn refuse_an_orphan(writer: &mut dyn TenantWriter, before: &Export) {
+    let held = hashes(writer, &before.schema);
     let orphan = text(before, "b").replacen("\"a_id\":1", "\"a_id\":99", 1);
     let err = import_cycle(writer, &text(before, "a"), &orphan).unwrap_err();
     assert_eq!(err.code, "foreign_key_violation", "{err:?}");
+    assert_eq!(hashes(writer, &before.schema), held);
 }
 
-/// Load the exported `a` and `b` as one group: the tables equal the export.
+/// Load the exported `a` and `b` in one load over the 4 rows they hold:
+/// the tables equal the export.
 fn load_the_export(writer: &mut dyn TenantWriter, before: &Export) {
-    let writes = import_cycle(writer, &text(before, "a"), &text(before, "b")).unwrap();
+    let outcome = import_cycle(writer, &text(before, "a"), &text(before, "b")).unwrap();
+    let writes = &outcome.tables;
+    assert_eq!(outcome.deleted, 4);
     assert_eq!((writes[0].inserted, writes[1].inserted), (2, 2));
     assert_eq!(hashes(writer, &before.schema), before.blake3);
 }
@@ -519,8 +536,6 @@ fn a_writer_that_does_not_own_the_tables_loads_with_row_level_checks() {
     config.platform_url = url;
     let store = PgTenants::new(config).unwrap();
     let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
-    let both = vec!["a".to_owned(), "b".to_owned()];
-    writer.delete_rows(&both).unwrap();
     refuse_an_orphan(writer.as_mut(), &before);
     load_the_export(writer.as_mut(), &before);
 }
@@ -554,16 +569,97 @@ fn a_foreign_key_cycle_loads_as_one_group() {
     };
     let keys_before = constraints(&mut conn);
     let mut writer = store.writer(&tenant("cyc"), Path::new("/unused")).unwrap();
-    let both = vec!["a".to_owned(), "b".to_owned()];
-    assert_eq!(writer.delete_rows(&both).unwrap(), 4);
     // An orphan is refused when the foreign keys come back, and the
-    // tables stay as they were (empty).
+    // tables stay as they were (with their keys: checked below).
     refuse_an_orphan(writer.as_mut(), &before);
-    assert_eq!(writer.count_rows("a").unwrap(), 0);
+    assert_eq!(writer.count_rows("a").unwrap(), 2);
+    assert_eq!(constraints(&mut conn), keys_before);
     load_the_export(writer.as_mut(), &before);
     // The keys and indexes set aside for the load are back, as they were:
     // 2 primary keys, 2 foreign keys, 1 unique key, their 3 indexes and 1
     // partial index.
     assert_eq!(constraints(&mut conn), keys_before);
     assert_eq!(keys_before.len(), 9, "{keys_before:?}");
+}
+
+/// Schema mode: a sample tenant `acme` changed since its export, beside
+/// `acme2`.
+fn changed_since_export(store: &PgTenants) -> (Export, Export) {
+    sample(store, "acme");
+    sample(store, "acme2");
+    let before = export(store, "acme");
+    let other = export(store, "acme2");
+    scramble(store, "acme");
+    (before, other)
+}
+
+#[test]
+fn a_load_that_does_not_verify_commits_nothing() {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    let (before, other) = changed_since_export(&store);
+    let mut writer = store.writer(&tenant("acme"), Path::new("/unused")).unwrap();
+    check_verify_mismatch_commits_nothing(
+        writer.as_mut(),
+        &before.schema,
+        &before.ndjson,
+        &before.blake3,
+        "accounts",
+    );
+    let mut theirs = store
+        .writer(&tenant("acme2"), Path::new("/unused"))
+        .unwrap();
+    assert_eq!(hashes(theirs.as_mut(), &other.schema), other.blake3);
+}
+
+#[test]
+fn a_load_cancelled_half_way_commits_nothing() {
+    let db = TestDb::new();
+    let store = db.store(PgIsolation::Schema);
+    let (before, _) = changed_since_export(&store);
+    let mut writer = store.writer(&tenant("acme"), Path::new("/unused")).unwrap();
+    check_cancel_commits_nothing(
+        writer.as_mut(),
+        &before.schema,
+        &before.ndjson,
+        &before.blake3,
+    );
+
+    // A native restore that does not verify, or is cancelled half-way or
+    // just before its commit, leaves every table as it was too.
+    scramble(&store, "acme");
+    let scrambled = hashes(writer.as_mut(), &before.schema);
+    assert_ne!(scrambled, before.blake3);
+    let counts = writer
+        .native_row_counts(&before.native_format, &before.native)
+        .unwrap();
+    let mut wrong = counts.clone();
+    wrong[0].1 += 1;
+    let err = load_native(
+        writer.as_mut(),
+        &before.native_format,
+        &before.native,
+        Verify::Counts(wrong),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
+    assert_eq!((err.code.as_str(), err.retryable), (VERIFY_MISMATCH, false));
+    assert_eq!(hashes(writer.as_mut(), &before.schema), scrambled);
+    for mut observer in [
+        Recorder::cancel_after_first_table(),
+        Recorder::cancel_before_commit(),
+    ] {
+        let err = load_native(
+            writer.as_mut(),
+            &before.native_format,
+            &before.native,
+            Verify::Counts(counts.clone()),
+            &mut observer,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, CANCELLED, "{err}");
+        assert_eq!(hashes(writer.as_mut(), &before.schema), scrambled);
+    }
+    restore_native(writer.as_mut(), &before.native_format, &before.native).unwrap();
+    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
 }

@@ -2,8 +2,9 @@
 //! SQLite files: a `lite` export of the sample tenant imported back after
 //! the tenant changed gives the exported content hashes, sequences continue
 //! and foreign keys hold; every storage class survives; merge does what its
-//! preview said; a failing group leaves its tables as they were; a native
-//! dump restores; another tenant is never touched.
+//! preview said; a failing load leaves its tables as they were, and so does
+//! one whose verification fails; a native dump restores; another tenant is
+//! never touched.
 
 mod support;
 
@@ -14,11 +15,15 @@ use ferry_engine::TenantId;
 use ferry_storage::sample;
 use ferry_storage::tenant_sqlite::{SqliteTenants, NATIVE_FORMAT};
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
-use ferry_workflows::ports::tenant_writer::{TenantWriter, WriteMode};
+use ferry_workflows::ports::tenant_writer::{TenantWriter, Verify, WriteMode, VERIFY_MISMATCH};
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::writer::{assert_refused, check_merge, hashes, import_all, import_one};
+use support::writer::{
+    assert_refused, check_cancel_commits_nothing, check_merge,
+    check_verify_mismatch_commits_nothing, hashes, import_all, import_one, load_native,
+    restore_native, Recorder, CANCELLED,
+};
 
 fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid tenant id")
@@ -137,18 +142,10 @@ fn lite_round_trip_restores_every_content_hash_and_leaves_others_alone() {
     let mut writer = fx.writer("acme");
     assert_ne!(hashes(writer.as_mut(), &export.schema), export.blake3);
 
-    let all: Vec<String> = export
-        .schema
-        .tables
-        .iter()
-        .map(|t| t.name.clone())
-        .collect();
-    let deleted = writer.delete_rows(&all).unwrap();
-    assert!(deleted > 2_000);
-    assert_eq!(writer.delete_rows(&all).unwrap(), 0, "safe to repeat");
+    // One load empties every table, imports it and moves the sequences.
     let imported = import_all(writer.as_mut(), &export.schema, &export.ndjson);
-    writer.reset_sequences().unwrap();
-    writer.reset_sequences().unwrap();
+    assert!(imported.deleted > 2_000, "{imported:?}");
+    let imported = imported.rows;
 
     assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
     let digest = writer.content_hash("accounts").unwrap();
@@ -161,8 +158,13 @@ fn lite_round_trip_restores_every_content_hash_and_leaves_others_alone() {
         .sum();
     assert_eq!(rows, imported);
 
-    // Importing a group again replaces it rather than duplicating it.
-    import_all(writer.as_mut(), &export.schema, &export.ndjson);
+    // Loading again replaces the rows rather than duplicating them.
+    let again = import_all(writer.as_mut(), &export.schema, &export.ndjson);
+    assert_eq!(
+        (again.deleted, again.rows),
+        (imported, imported),
+        "safe to repeat"
+    );
     assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
 
     // Sequences continue past the largest key (the scrambled insert used
@@ -284,11 +286,10 @@ fn a_failing_group_leaves_its_tables_as_they_were() {
     assert_refused(writer.as_mut(), "products", replace(), body, "row_invalid");
 
     // Emptying accounts alone would orphan users: refused, nothing deleted.
-    let accounts = writer.content_hash("accounts").unwrap();
-    let err = writer.delete_rows(&["accounts".to_owned()]).unwrap_err();
     let fk = "foreign_key_violation";
-    assert_eq!((err.code.as_str(), err.retryable), (fk, false));
-    assert_eq!(writer.content_hash("accounts").unwrap(), accounts);
+    let users = writer.content_hash("users").unwrap();
+    assert_refused(writer.as_mut(), "accounts", replace(), "", fk);
+    assert_eq!(writer.content_hash("users").unwrap(), users);
     // So would orders pointing at accounts that are not there.
     let orphan = concat!(
         r#"{"id":999999,"account_id":424242,"user_id":null,"status":"paid","#,
@@ -300,6 +301,35 @@ fn a_failing_group_leaves_its_tables_as_they_were() {
 
     let err = writer.content_hash("nope").unwrap_err();
     assert_eq!((err.code.as_str(), err.retryable), ("unknown_table", false));
+}
+
+#[test]
+fn a_load_that_does_not_verify_commits_nothing() {
+    let fx = Fixture::new();
+    let (export, other) = acme_changed_since_export(&fx);
+    let mut writer = fx.writer("acme");
+    check_verify_mismatch_commits_nothing(
+        writer.as_mut(),
+        &export.schema,
+        &export.ndjson,
+        &export.blake3,
+        "accounts",
+    );
+    let mut other_writer = fx.writer("acme2");
+    assert_eq!(hashes(other_writer.as_mut(), &other.schema), other.blake3);
+}
+
+#[test]
+fn a_load_cancelled_half_way_commits_nothing() {
+    let fx = Fixture::new();
+    let (export, _) = acme_changed_since_export(&fx);
+    let mut writer = fx.writer("acme");
+    check_cancel_commits_nothing(
+        writer.as_mut(),
+        &export.schema,
+        &export.ndjson,
+        &export.blake3,
+    );
 }
 
 #[test]
@@ -327,13 +357,12 @@ fn native_dump_restores_in_one_transaction() {
         .collect();
     assert_eq!(counts, want);
 
-    writer
-        .restore_native(NATIVE_FORMAT, &export.native)
-        .unwrap();
+    let first = restore_native(writer.as_mut(), NATIVE_FORMAT, &export.native).unwrap();
+    assert!(first.deleted > 2_000, "{first:?}");
     assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
-    writer
-        .restore_native(NATIVE_FORMAT, &export.native)
-        .unwrap();
+    let again = restore_native(writer.as_mut(), NATIVE_FORMAT, &export.native).unwrap();
+    let rows: u64 = want.iter().map(|(_, n)| n).sum();
+    assert_eq!(again.deleted, rows, "replaced, not duplicated");
     assert_eq!(
         hashes(writer.as_mut(), &export.schema),
         export.blake3,
@@ -342,9 +371,14 @@ fn native_dump_restores_in_one_transaction() {
     let mut other_writer = fx.writer("acme2");
     assert_eq!(hashes(other_writer.as_mut(), &other.schema), other.blake3);
 
-    let err = writer
-        .restore_native("pg_dump-custom", &export.native)
-        .unwrap_err();
+    let err = load_native(
+        writer.as_mut(),
+        "pg_dump-custom",
+        &export.native,
+        Verify::Counts(Vec::new()),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.retryable),
         ("native_format_unsupported", false)
@@ -352,10 +386,43 @@ fn native_dump_restores_in_one_transaction() {
     // A dump of another schema is refused before anything is deleted.
     fx.create("tiny", "CREATE TABLE t (id INTEGER PRIMARY KEY);");
     let tiny = fx.export("tiny", "t");
-    let err = writer
-        .restore_native(NATIVE_FORMAT, &tiny.native)
-        .unwrap_err();
+    let err = restore_native(writer.as_mut(), NATIVE_FORMAT, &tiny.native).unwrap_err();
     assert_eq!(err.code, "native_schema_mismatch");
+    assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
+
+    // A restore that does not verify, or is cancelled half-way or just
+    // before its commit, leaves every table as it was.
+    scramble(&mut fx.live("acme"));
+    let scrambled = hashes(writer.as_mut(), &export.schema);
+    assert_ne!(scrambled, export.blake3);
+    let mut wrong = counts.clone();
+    wrong[0].1 += 1;
+    let err = load_native(
+        writer.as_mut(),
+        NATIVE_FORMAT,
+        &export.native,
+        Verify::Counts(wrong),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
+    assert_eq!((err.code.as_str(), err.retryable), (VERIFY_MISMATCH, false));
+    assert_eq!(hashes(writer.as_mut(), &export.schema), scrambled);
+    for mut observer in [
+        Recorder::cancel_after_first_table(),
+        Recorder::cancel_before_commit(),
+    ] {
+        let err = load_native(
+            writer.as_mut(),
+            NATIVE_FORMAT,
+            &export.native,
+            Verify::Counts(counts.clone()),
+            &mut observer,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, CANCELLED, "{err}");
+        assert_eq!(hashes(writer.as_mut(), &export.schema), scrambled);
+    }
+    restore_native(writer.as_mut(), NATIVE_FORMAT, &export.native).unwrap();
     assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
 }
 

@@ -310,16 +310,16 @@ pub(crate) fn copy_rows(
     layout: &mut RowLayout,
     first: (u64, &str),
     lines: &mut LiteLines<'_>,
-    on_row: &mut dyn FnMut(),
+    on_row: &mut dyn FnMut() -> Result<(), PortError>,
 ) -> Result<u64, PortError> {
     let table = lines.table().to_owned();
     let target = format!("{target} ({})", layout.column_list());
     copy_in(conn, &table, &target, &mut |out| {
         layout.write_copy_row(out, first.0, first.1)?;
-        on_row();
+        on_row()?;
         while let Some((line, text)) = lines.next_line()? {
             layout.write_copy_row(out, line, text)?;
-            on_row();
+            on_row()?;
         }
         Ok(())
     })
@@ -336,7 +336,7 @@ pub(crate) fn insert_rows(
     types: &[String],
     first: (u64, &str),
     lines: &mut LiteLines<'_>,
-    on_row: &mut dyn FnMut(),
+    on_row: &mut dyn FnMut() -> Result<(), PortError>,
 ) -> Result<u64, PortError> {
     let table = lines.table().to_owned();
     let columns = layout.columns();
@@ -380,11 +380,11 @@ pub(crate) fn insert_rows(
     };
     push(layout, first.0, first.1, &mut batch)?;
     rows += 1;
-    on_row();
+    on_row()?;
     while let Some((line, text)) = lines.next_line()? {
         push(layout, line, text, &mut batch)?;
         rows += 1;
-        on_row();
+        on_row()?;
         if batch.len() >= batch_rows * per_row {
             flush(conn, &mut batch)?;
         }

@@ -52,6 +52,24 @@ pub(crate) struct PgTable {
     pub columns: Vec<PgColumn>,
     /// Row mode: the tenant column's type, for the bound filter value.
     pub tenant_type: Option<String>,
+    /// A partitioned table (its rows are its partitions'); otherwise an
+    /// ordinary table, whose own rows are read and written `ONLY`, never
+    /// those of tables that inherit from it.
+    pub partitioned: bool,
+}
+
+impl PgTable {
+    /// `schema.table` as statements that read or empty its rows name it:
+    /// `ONLY` for an ordinary table (a table inheriting from it is a table
+    /// of its own), the whole tree for a partitioned one.
+    pub(crate) fn rows_of(&self, schema: &str) -> String {
+        let name = qualified(schema, &self.info.name);
+        if self.partitioned {
+            name
+        } else {
+            format!("ONLY {name}")
+        }
+    }
 }
 
 /// A sequence owned by a column (`serial` or identity).
@@ -83,6 +101,8 @@ pub(crate) struct TableRow {
     oid: i64,
     #[diesel(sql_type = Text)]
     pub name: String,
+    #[diesel(sql_type = Bool)]
+    pub partitioned: bool,
     /// Row mode: `format_type` of the table's tenant column.
     #[diesel(sql_type = Nullable<Text>)]
     pub tenant_type: Option<String>,
@@ -186,8 +206,8 @@ pub(crate) fn list_tables(
 ) -> Result<Vec<TableRow>, PortError> {
     // `$2` is NULL outside row mode, which keeps every table.
     let rows: Vec<TableRow> = diesel::sql_query(
-        "SELECT oid, name, tenant_type FROM ( \
-           SELECT c.oid::int8 AS oid, c.relname::text AS name, \
+        "SELECT oid, name, partitioned, tenant_type FROM ( \
+           SELECT c.oid::int8 AS oid, c.relname::text AS name, c.relkind = 'p' AS partitioned, \
                   (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) \
                    FROM pg_catalog.pg_attribute a \
                    WHERE a.attrelid = c.oid AND a.attname = $2::text \
@@ -325,6 +345,7 @@ pub(crate) fn introspect(
                 },
                 columns: Vec::new(),
                 tenant_type: t.tenant_type.clone(),
+                partitioned: t.partitioned,
             },
         );
     }
@@ -503,6 +524,7 @@ mod tests {
             },
             columns: vec![],
             tenant_type: None,
+            partitioned: false,
         }
     }
 

@@ -70,6 +70,10 @@ pub(crate) struct KeysAside {
     foreign_keys: Vec<Aside>,
     unique_keys: Vec<Aside>,
     indexes: Vec<Aside>,
+    triggers: Vec<Aside>,
+    /// Every foreign key touching the loaded tables is aside (there may
+    /// be none).
+    all_foreign_keys: bool,
 }
 
 /// Constraints (schema, table, name, definition) that meet `condition`.
@@ -85,9 +89,27 @@ fn constraints_where(condition: &str) -> String {
     )
 }
 
-/// Foreign keys declared on the tables `$2` of schema `$1`.
-fn outgoing_sql() -> String {
-    constraints_where("n.nspname = $1 AND c.relname = ANY($2) AND con.contype = 'f'")
+/// The tables `$2` of schema `$1` and all their partitions (at every
+/// level). The tables themselves are listed on their own:
+/// `pg_partition_tree` returns no rows for a table that is neither
+/// partitioned nor a partition.
+const LOADED: &str = "\
+    SELECT c.oid FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = $1 AND c.relname = ANY($2) \
+    UNION \
+    SELECT t.relid::oid FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) t \
+    WHERE n.nspname = $1 AND c.relname = ANY($2)";
+
+/// Foreign keys declared on the loaded tables or their partitions, and
+/// foreign keys of other tables that reference them: every check a row
+/// written, or a row emptied, could trip.
+fn foreign_keys_sql() -> String {
+    constraints_where(&format!(
+        "con.contype = 'f' AND (con.conrelid IN ({LOADED}) OR con.confrelid IN ({LOADED}))"
+    ))
 }
 
 /// The tables `$2` of schema `$1` whose keys and indexes may be rebuilt:
@@ -108,13 +130,20 @@ fn unique_sql() -> String {
     ))
 }
 
-/// Foreign keys of tables other than `$2` that reference the rebuildable
-/// tables (they depend on those tables' unique keys).
-fn incoming_sql() -> String {
-    constraints_where(&format!(
-        "con.confrelid IN ({REBUILDABLE}) AND con.contype = 'f' \
-         AND NOT (n.nspname = $1 AND c.relname = ANY($2))"
-    ))
+/// The enabled user triggers of the loaded tables and their partitions;
+/// `definition` is how each was enabled (`pg_trigger.tgenabled`). Triggers
+/// a partition inherited come last, so restoring a parent's first cannot
+/// undo a partition's own state.
+fn triggers_sql() -> String {
+    format!(
+        "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
+                t.tgname::text AS name, t.tgenabled::text AS definition \
+         FROM pg_catalog.pg_trigger t \
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgrelid IN ({LOADED}) \
+         ORDER BY t.tgparentid <> 0, 1, 2, 3"
+    )
 }
 
 /// Plain indexes (no constraint behind them) of the rebuildable tables.
@@ -157,6 +186,23 @@ fn drop_constraints(conn: &mut PgConnection, all: &[Aside]) -> Result<(), Diesel
                 "ALTER TABLE {} DROP CONSTRAINT {};",
                 c.table(),
                 quote_ident(&c.name)
+            )
+        })
+        .collect::<String>();
+    conn.batch_execute(&sql)
+}
+
+fn disable_triggers(conn: &mut PgConnection, all: &[Aside]) -> Result<(), DieselError> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let sql = all
+        .iter()
+        .map(|t| {
+            format!(
+                "ALTER TABLE {} DISABLE TRIGGER {};",
+                t.table(),
+                quote_ident(&t.name)
             )
         })
         .collect::<String>();
@@ -209,9 +255,10 @@ fn not_allowed(message: &str) -> bool {
         || message.contains("depend")
 }
 
-/// Set aside the foreign keys declared on `tables` (of `schema`), and with
-/// `indexes` also their unique keys and indexes (see the module doc).
-/// `None` when nothing was set aside.
+/// Set aside the user triggers of `tables` (and their partitions), every
+/// foreign key that a row written into or emptied from them could trip,
+/// and with `indexes` also their unique keys and indexes (see the module
+/// doc). `None` when the tables are not ferry's to change (row mode).
 pub(crate) fn set_aside(
     conn: &mut PgConnection,
     schema: &str,
@@ -222,36 +269,41 @@ pub(crate) fn set_aside(
         return Ok(None);
     }
     let mut aside = KeysAside {
-        foreign_keys: load(conn, &outgoing_sql(), schema, tables)?,
+        foreign_keys: Vec::new(),
         unique_keys: Vec::new(),
         indexes: Vec::new(),
+        triggers: load(conn, &triggers_sql(), schema, tables)?,
+        all_foreign_keys: false,
     };
-    if !aside.foreign_keys.is_empty() {
-        let dropped = behind_savepoint(conn, "ferry_fk_aside", |conn| {
-            drop_constraints(conn, &aside.foreign_keys)
-        })?;
-        if !dropped {
-            return Ok(None);
-        }
+    let disabled = behind_savepoint(conn, "ferry_triggers_aside", |conn| {
+        disable_triggers(conn, &aside.triggers)
+    })?;
+    if !disabled {
+        aside.triggers.clear();
     }
+    let foreign_keys = load(conn, &foreign_keys_sql(), schema, tables)?;
+    let dropped = behind_savepoint(conn, "ferry_fk_aside", |conn| {
+        drop_constraints(conn, &foreign_keys)
+    })?;
+    if !dropped {
+        // Without the foreign keys aside, nothing else may go.
+        return Ok((!aside.triggers.is_empty()).then_some(aside));
+    }
+    aside.foreign_keys = foreign_keys;
+    aside.all_foreign_keys = true;
     if indexes {
-        let incoming = load(conn, &incoming_sql(), schema, tables)?;
         let unique = load(conn, &unique_sql(), schema, tables)?;
         let plain = load(conn, &plain_index_sql(), schema, tables)?;
         let dropped = behind_savepoint(conn, "ferry_index_aside", |conn| {
-            drop_constraints(conn, &incoming)?;
             drop_constraints(conn, &unique)?;
             drop_indexes(conn, &plain)
         })?;
         if dropped {
-            aside.foreign_keys.extend(incoming);
             aside.unique_keys = unique;
             aside.indexes = plain;
         }
     }
-    let nothing =
-        aside.foreign_keys.is_empty() && aside.unique_keys.is_empty() && aside.indexes.is_empty();
-    Ok((!nothing).then_some(aside))
+    Ok(Some(aside))
 }
 
 impl KeysAside {
@@ -273,6 +325,26 @@ impl KeysAside {
             conn.batch_execute(&sql)
                 .map_err(|e| load_error(&c.table_name, e))?;
         }
+        for t in &self.triggers {
+            let how = match t.definition.as_str() {
+                "A" => "ENABLE ALWAYS",
+                "R" => "ENABLE REPLICA",
+                _ => "ENABLE",
+            };
+            let sql = format!(
+                "ALTER TABLE {} {how} TRIGGER {}",
+                t.table(),
+                quote_ident(&t.name)
+            );
+            conn.batch_execute(&sql)
+                .map_err(|e| db_error("enabling the tables' triggers again", e))?;
+        }
         Ok(())
+    }
+
+    /// Whether the foreign keys touching the loaded tables are aside (so
+    /// the tables may be emptied and loaded in any order).
+    pub(crate) fn foreign_keys_aside(&self) -> bool {
+        self.all_foreign_keys
     }
 }

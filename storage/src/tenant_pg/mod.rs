@@ -55,6 +55,7 @@ mod keys_aside;
 pub mod native;
 mod native_script;
 pub mod registry;
+mod replica;
 pub mod sample;
 mod snapshot;
 mod types;

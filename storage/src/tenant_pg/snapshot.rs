@@ -373,7 +373,7 @@ pub(crate) fn select_sql(
     let mut sql = format!(
         "SELECT {} FROM {}",
         selected.join(", "),
-        qualified(&target.schema, &table.info.name)
+        table.rows_of(&target.schema)
     );
     let mut conditions: Vec<String> = Vec::new();
     if let (Some(column), Some(tenant_type)) = (&target.tenant_column, &table.tenant_type) {
@@ -430,6 +430,36 @@ pub(crate) fn select_sql(
         sql.push_str(&format!(" ORDER BY {keys}"));
     }
     (sql, selected.len())
+}
+
+/// The `lite` content digest of `table` (rows, blake3 of its NDJSON),
+/// read on `conn` inside its current transaction (configured by
+/// [`configure`]): the same query and encoder as an export's
+/// [`TenantSnapshot::dump_table`], so the bytes hashed are the bytes an
+/// export writes. A rehydration's load verifies its own uncommitted rows
+/// with it.
+pub(crate) fn table_digest(
+    conn: &mut PgConnection,
+    target: &Target,
+    tenant: &TenantId,
+    table: &PgTable,
+) -> Result<(u64, String), PortError> {
+    let (sql, width) = select_sql(target, tenant, table, true, None);
+    let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let families: Vec<_> = table.columns.iter().map(|c| c.family.clone()).collect();
+    let mut sink =
+        BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, crate::hash_sink::HashSink::default());
+    let mut fields = Fields::default();
+    let context = format!("verifying table {}", quote_ident(&table.info.name));
+    let rows = copy_out::lines(conn, &sql, &context, |line| {
+        let row = fields.split(line, width)?;
+        encode_json::write_row(&mut sink, &columns, &families, &row).map_err(encode_error)
+    })
+    .map_err(|e| match e {
+        Interrupted::Row(e) | Interrupted::Database(e) => e,
+    })?;
+    let sink = sink.into_inner().map_err(|e| write_error(e.into_error()))?;
+    Ok((rows, sink.hex()))
 }
 
 /// Map an encoder failure: a value that does not read as its type is a

@@ -67,7 +67,8 @@ use super::keys_aside;
 use super::native::{PG_DUMP_FORMAT, ROW_SCRIPT_FORMAT};
 use super::native_script::{Script, Statement};
 use super::registry;
-use super::snapshot::{configure, PgSnapshot, Target, PROGRESS_EVERY_ROWS};
+use super::replica;
+use super::snapshot::{configure, table_digest, PgSnapshot, Target, PROGRESS_EVERY_ROWS};
 use super::tenant_not_found;
 use crate::hash_sink::HashSink;
 use crate::lite_read::LiteLines;
@@ -78,9 +79,11 @@ use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::TenantId;
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
-    MergePreview, TableDigest, TableSource, TableWrite, TenantWriter, WriteMode,
+    LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning, MergePreview, TableDigest,
+    TableSource, TableWrite, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
 };
 use ferry_workflows::ports::PortError;
+use ferry_workflows::rehydrate::groups::import_groups;
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -206,6 +209,7 @@ impl PgWriter {
             schema: target.schema.clone(),
             tenant_column: target.tenant_column.clone(),
             load_path: self.load_path,
+            target: target.clone(),
         };
         if self.conn.is_none() {
             let missing = self.missing();
@@ -266,9 +270,16 @@ struct Ctx {
     schema: String,
     tenant_column: Option<String>,
     load_path: LoadPath,
+    /// The transaction's target (the connecting role, no reader role).
+    target: Target,
 }
 
 impl Ctx {
+    /// What the in-transaction reads (content digests) read through.
+    fn read_target(&self) -> Target {
+        self.target.clone()
+    }
+
     fn qualified(&self, table: &PgTable) -> String {
         qualified(&self.schema, &table.info.name)
     }
@@ -331,12 +342,19 @@ fn tenant_bind(ctx: &Ctx) -> Option<&str> {
     ctx.binds_tenant().then_some(ctx.tenant.as_str())
 }
 
-/// Empty `tables` in one statement; returns the rows deleted.
+/// Empty `tables` in one statement; returns the rows deleted. With
+/// `any_order` (every foreign key touching them is set aside) a `TRUNCATE`
+/// of them all; otherwise, in row mode or when a table outside them
+/// references one, a `DELETE` of the tenant's rows from each in one
+/// statement of CTEs, with `ON DELETE` actions and deferred checks. An
+/// ordinary table is emptied `ONLY`: a table inheriting from it keeps its
+/// rows.
 fn empty_tables(
     conn: &mut PgConnection,
     schema: &Introspected,
     ctx: &Ctx,
     tables: &[&PgTable],
+    any_order: bool,
 ) -> Result<u64, PortError> {
     if tables.is_empty() {
         return Ok(0);
@@ -350,22 +368,37 @@ fn empty_tables(
                 .any(|fk| names.contains(fk.ref_table.as_str()))
     });
     let context = "emptying the tenant's tables";
-    if ctx.tenant_column.is_none() && !referenced_from_outside {
+    if ctx.tenant_column.is_none() && (any_order || !referenced_from_outside) {
         // TRUNCATE is transactional, and one statement naming every table
         // needs no order; the rows are counted first for the caller.
         let sum = tables
             .iter()
-            .map(|t| format!("(SELECT count(*) FROM {})", ctx.qualified(t)))
+            .map(|t| format!("(SELECT count(*) FROM {})", t.rows_of(&ctx.schema)))
             .collect::<Vec<_>>()
             .join(" + ");
         let deleted = count(conn, format!("SELECT ({sum})::int8 AS n"), None, context)?;
         let list = tables
             .iter()
-            .map(|t| ctx.qualified(t))
-            .collect::<Vec<_>>()
-            .join(", ");
-        conn.batch_execute(&format!("TRUNCATE {list}"))
-            .map_err(|e| delete_error(e, context))?;
+            .map(|t| t.rows_of(&ctx.schema).replacen("ONLY ", "", 1))
+            .collect::<Vec<_>>();
+        let only: Vec<&str> = tables
+            .iter()
+            .zip(&list)
+            .filter(|(t, _)| !t.partitioned)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let whole: Vec<&str> = tables
+            .iter()
+            .zip(&list)
+            .filter(|(t, _)| t.partitioned)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        for (prefix, names) in [("TRUNCATE ONLY", only), ("TRUNCATE", whole)] {
+            if !names.is_empty() {
+                conn.batch_execute(&format!("{prefix} {}", names.join(", ")))
+                    .map_err(|e| delete_error(e, context))?;
+            }
+        }
         return Ok(deleted);
     }
     let ctes = tables
@@ -374,7 +407,7 @@ fn empty_tables(
         .map(|(i, t)| {
             format!(
                 "d{i} AS (DELETE FROM {}{} RETURNING 1)",
-                ctx.qualified(t),
+                t.rows_of(&ctx.schema),
                 ctx.tenant_filter(t)
             )
         })
@@ -393,6 +426,110 @@ fn empty_tables(
     Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
 }
 
+/// Wait until no other load of this tenant runs, and keep others waiting
+/// until this transaction ends: a load abandoned by a cancel or a timeout
+/// may still be rolling back when the next attempt, or the rollback,
+/// starts.
+fn lock_tenant(conn: &mut PgConnection, ctx: &Ctx) -> Result<(), PortError> {
+    diesel::sql_query(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0)) IS NULL AS flag",
+    )
+    .bind::<Text, _>(format!("ferry.load:{}:{}", ctx.schema, ctx.tenant))
+    .load::<FlagRow>(conn)
+    .map_err(|e| db_error("waiting for the tenant's other loads", e))?;
+    Ok(())
+}
+
+/// Rows of `name` now, in the current transaction.
+fn count_table(
+    conn: &mut PgConnection,
+    schema: &Introspected,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<u64, PortError> {
+    // A native dump counts a partition's rows on their own.
+    let (t, from) = match schema.table(name) {
+        Some(t) => (t, t.rows_of(&ctx.schema)),
+        None => match dump_target(conn, schema, ctx, name)? {
+            Some(root) => (root, qualified(&ctx.schema, name)),
+            None => (table(schema, name)?, String::new()),
+        },
+    };
+    count(
+        conn,
+        format!(
+            "SELECT count(*)::int8 AS n FROM {from}{}",
+            ctx.tenant_filter(t)
+        ),
+        tenant_bind(ctx),
+        "counting the table's rows",
+    )
+}
+
+/// Tables whose rows or content digest, read in the current transaction,
+/// differ from `expected`.
+fn digest_mismatches(
+    conn: &mut PgConnection,
+    schema: &Introspected,
+    target: &Target,
+    tenant: &TenantId,
+    expected: &[TableDigest],
+) -> Result<Vec<String>, PortError> {
+    let mut bad = Vec::new();
+    for d in expected {
+        let t = table(schema, &d.table)?;
+        let (rows, blake3) = table_digest(conn, target, tenant, t)?;
+        if rows != d.rows || blake3 != d.blake3 {
+            bad.push(d.table.clone());
+        }
+    }
+    Ok(bad)
+}
+
+/// Tables whose row count, in the current transaction, differs from
+/// `expected`.
+fn count_mismatches(
+    conn: &mut PgConnection,
+    schema: &Introspected,
+    ctx: &Ctx,
+    expected: &[(String, u64)],
+) -> Result<Vec<String>, PortError> {
+    let mut bad = Vec::new();
+    for (name, rows) in expected {
+        if count_table(conn, schema, ctx, name)? != *rows {
+            bad.push(name.clone());
+        }
+    }
+    Ok(bad)
+}
+
+/// Refresh the populated materialized views of the tenant's schema (in
+/// row mode, of the shared schema), so derived data matches the rows just
+/// loaded. Transactional like the rest of the load.
+fn refresh_materialized_views(conn: &mut PgConnection, ctx: &Ctx) -> Result<(), PortError> {
+    #[derive(QueryableByName)]
+    struct ViewRow {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let views: Vec<ViewRow> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'm' AND c.relispopulated ORDER BY 1",
+    )
+    .bind::<Text, _>(&ctx.schema)
+    .load(conn)
+    .map_err(|e| db_error("listing the materialized views", e))?;
+    for v in views {
+        conn.batch_execute(&format!(
+            "REFRESH MATERIALIZED VIEW {}",
+            qualified(&ctx.schema, &v.name)
+        ))
+        .map_err(|e| db_error("refreshing a materialized view", e))?;
+    }
+    Ok(())
+}
+
 /// Set the keys (and with `indexes` the indexes) of `tables` aside for a
 /// bulk load (`keys_aside.rs`); never in row mode, whose tables are shared.
 fn set_aside(
@@ -406,6 +543,42 @@ fn set_aside(
     }
     let names: Vec<&str> = tables.iter().map(|t| t.info.name.as_str()).collect();
     keys_aside::set_aside(conn, &ctx.schema, &names, indexes)
+}
+
+/// What a load holds aside: in schema and database isolation, when ferry
+/// owns the tables, their triggers, keys and indexes (`keys_aside.rs`);
+/// otherwise (row mode's shared tables, or tables ferry does not own) the
+/// session's triggers and per-row foreign-key checks, where the role may
+/// (`replica.rs`).
+fn set_aside_or_hold_off(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    tables: &[&PgTable],
+    indexes: bool,
+) -> Result<(Option<keys_aside::KeysAside>, Option<replica::ChecksOff>), PortError> {
+    let aside = set_aside(conn, ctx, tables, indexes)?;
+    if aside.as_ref().is_some_and(|a| a.foreign_keys_aside()) {
+        return Ok((aside, None));
+    }
+    let names: Vec<&str> = tables.iter().map(|t| t.info.name.as_str()).collect();
+    let held = replica::hold_off(conn, &ctx.schema, &names, ctx.tenant_column.as_deref())?;
+    Ok((aside, held))
+}
+
+/// Undo [`set_aside_or_hold_off`], checking every key in bulk.
+fn put_back(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    aside: Option<keys_aside::KeysAside>,
+    held: Option<replica::ChecksOff>,
+) -> Result<(), PortError> {
+    if let Some(aside) = aside {
+        aside.restore(conn)?;
+    }
+    if let Some(held) = held {
+        held.check(conn, &ctx.tenant)?;
+    }
+    Ok(())
 }
 
 fn delete_error(e: DieselError, context: &str) -> PortError {
@@ -645,12 +818,19 @@ fn move_staged(
         };
         ctes.push(format!(
             "w{i} AS (INSERT INTO {table} AS t ({list}) OVERRIDING SYSTEM VALUE \
-             SELECT {list} FROM {staging}{where_}{conflict} RETURNING (t.xmax = 0) AS inserted)",
+             SELECT {list} FROM {staging}{where_}{conflict} RETURNING {inserted} AS inserted)",
             table = m.table,
             staging = m.staging,
             // `INSERT ... SELECT ... ON CONFLICT` needs the SELECT to end
             // unambiguously before `ON`.
             where_ = if m.merge.is_some() { " WHERE true" } else { "" },
+            // Only an upsert can update; a plain insert (into a
+            // partitioned table too, which has no `xmax` to return) inserts.
+            inserted = if m.merge.is_some() {
+                "(t.xmax = 0)"
+            } else {
+                "true"
+            },
         ));
         counts.push(format!(
             "SELECT {index} AS i, count(*) FILTER (WHERE inserted) AS inserted, \
@@ -676,6 +856,392 @@ fn move_staged(
                 })
         })
         .collect())
+}
+
+/// Counts one table's rows as they are written and tells the observer
+/// every [`PROGRESS_EVERY_ROWS`] rows; its error (a cancel, an injected
+/// fault) ends the COPY and so the load.
+struct RowCounter<'o> {
+    table: String,
+    rows: u64,
+    observer: &'o mut dyn LoadObserver,
+}
+
+impl<'o> RowCounter<'o> {
+    fn new(table: &str, observer: &'o mut dyn LoadObserver) -> Self {
+        RowCounter {
+            table: table.to_owned(),
+            rows: 0,
+            observer,
+        }
+    }
+
+    fn row(&mut self) -> Result<(), PortError> {
+        self.rows += 1;
+        if self.rows.is_multiple_of(PROGRESS_EVERY_ROWS) {
+            self.observer.rows(&self.table, self.rows)?;
+        }
+        Ok(())
+    }
+
+    fn done(self) -> Result<u64, PortError> {
+        self.observer.rows(&self.table, self.rows)?;
+        Ok(self.rows)
+    }
+}
+
+/// Load `lite` sources in the current transaction (see
+/// [`TenantWriter::load`]): set aside what would make the order matter
+/// (`keys_aside.rs`: triggers, foreign keys, and for a pure replace the
+/// unique keys and indexes), empty the replaced tables, write every table,
+/// then put everything back, which checks every row in bulk.
+///
+/// With the foreign keys aside every table is copied straight in, in any
+/// order. Otherwise (row mode, or the writer does not own the tables) the
+/// tables load in foreign-key order, each cycle's tables staged and moved
+/// by one statement, so that the per-row checks at its end see every row;
+/// a merge and a table under row-level security are always staged.
+fn load_lite(
+    conn: &mut PgConnection,
+    schema: &Introspected,
+    ctx: &Ctx,
+    sources: &mut [TableSource<'_>],
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadOutcome, PortError> {
+    let mut planned = Vec::with_capacity(sources.len());
+    for source in sources.iter() {
+        let t = table(schema, &source.table)?;
+        let merge = match &source.mode {
+            WriteMode::Replace => None,
+            WriteMode::Merge { key } => Some(merge_key(conn, ctx, t, key)?),
+        };
+        planned.push(Planned { table: t, merge });
+    }
+    let mut copyable = planned.iter().all(|p| p.merge.is_none());
+    for p in &planned {
+        copyable = copyable && !row_security_active(conn, ctx, p.table)?;
+    }
+    let tables: Vec<&PgTable> = planned.iter().map(|p| p.table).collect();
+    let (aside, held) = set_aside_or_hold_off(conn, ctx, &tables, copyable)?;
+    let keys_aside = aside.as_ref().is_some_and(|a| a.foreign_keys_aside());
+    let any_order = keys_aside || held.is_some();
+    let replaced: Vec<&PgTable> = planned
+        .iter()
+        .filter(|p| p.merge.is_none())
+        .map(|p| p.table)
+        .collect();
+    let deleted = empty_tables(conn, schema, ctx, &replaced, keys_aside)?;
+    let groups: Vec<Vec<usize>> = if any_order {
+        (0..planned.len()).map(|i| vec![i]).collect()
+    } else {
+        let infos: Vec<_> = tables.iter().map(|t| t.info.clone()).collect();
+        import_groups(&infos, false)
+            .into_iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .filter_map(|name| tables.iter().position(|t| &t.info.name == name))
+                    .collect()
+            })
+            .collect()
+    };
+    let tenant = ctx
+        .tenant_column
+        .as_deref()
+        .map(|c| (c, ctx.tenant.as_str()));
+    let mut writes: Vec<TableWrite> = planned
+        .iter()
+        .map(|p| TableWrite {
+            table: p.table.info.name.clone(),
+            inserted: 0,
+            updated: 0,
+        })
+        .collect();
+    for group in groups {
+        let direct = copyable && (group.len() == 1 || any_order);
+        let mut moves = Vec::new();
+        for &i in &group {
+            let (t, plan) = (planned[i].table, &planned[i]);
+            let mut lines = LiteLines::new(&t.info.name, &mut *sources[i].rows);
+            let columns = layout_columns(t);
+            let mut counter = RowCounter::new(&t.info.name, observer);
+            let Some((mut layout, line, text)) = first_line(&mut lines, &columns, tenant)? else {
+                counter.done()?;
+                continue;
+            };
+            let mut on_row = || counter.row();
+            if direct {
+                let target = ctx.qualified(t);
+                writes[i].inserted = match ctx.load_path {
+                    LoadPath::Copy => copy_rows(
+                        conn,
+                        &target,
+                        &mut layout,
+                        (line, &text),
+                        &mut lines,
+                        &mut on_row,
+                    )?,
+                    LoadPath::BatchedInsert => {
+                        let types: Vec<String> = layout
+                            .columns()
+                            .iter()
+                            .map(|c| {
+                                if Some(c.as_str()) == ctx.tenant_column.as_deref() {
+                                    t.tenant_type.clone().unwrap_or_else(|| "text".into())
+                                } else {
+                                    column_type(t, c)
+                                }
+                            })
+                            .collect();
+                        insert_rows(
+                            conn,
+                            &target,
+                            &mut layout,
+                            &types,
+                            (line, &text),
+                            &mut lines,
+                            &mut on_row,
+                        )?
+                    }
+                };
+                counter.done()?;
+                continue;
+            }
+            let staging = format!("ferry_stage_{i}");
+            create_staging(conn, ctx, t, &staging, &layout.column_list())?;
+            copy_rows(
+                conn,
+                &staging,
+                &mut layout,
+                (line, &text),
+                &mut lines,
+                &mut on_row,
+            )?;
+            counter.done()?;
+            let key = plan.merge.as_ref().map(|m| m.key.clone());
+            let settable = layout
+                .columns()
+                .into_iter()
+                .filter(|c| !key.as_ref().is_some_and(|k| k.contains(c)))
+                .filter(|c| Some(c.as_str()) != ctx.tenant_column.as_deref())
+                .filter(|c| !identity_always(t, c))
+                .collect();
+            moves.push(Move {
+                index: i,
+                table: ctx.qualified(t),
+                staging,
+                columns: layout.columns(),
+                merge: key,
+                settable,
+            });
+        }
+        let names: Vec<String> = group
+            .iter()
+            .map(|&i| planned[i].table.info.name.clone())
+            .collect();
+        for (m, (inserted, updated)) in moves.iter().zip(move_staged(conn, &moves, &names)?) {
+            writes[m.index].inserted = inserted;
+            writes[m.index].updated = updated;
+        }
+    }
+    put_back(conn, ctx, aside, held)?;
+    Ok(LoadOutcome {
+        deleted,
+        tables: writes,
+        unchanged: false,
+    })
+}
+
+/// The table of the tenant that a native dump's `COPY` target `name` is:
+/// the table itself, or for a partition (which `pg_dump` copies on its
+/// own) the partitioned table it belongs to.
+fn dump_target<'s>(
+    conn: &mut PgConnection,
+    schema: &'s Introspected,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Option<&'s PgTable>, PortError> {
+    if let Some(t) = schema.table(name) {
+        return Ok(Some(t));
+    }
+    #[derive(QueryableByName)]
+    struct RootRow {
+        #[diesel(sql_type = Text)]
+        root: String,
+    }
+    let roots: Vec<RootRow> = diesel::sql_query(
+        "SELECT r.relname::text AS root FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(c.oid) \
+         WHERE n.nspname = $1 AND c.relname = $2 AND c.relispartition",
+    )
+    .bind::<Text, _>(&ctx.schema)
+    .bind::<Text, _>(name)
+    .load(conn)
+    .map_err(|e| db_error("reading the tenant's partitions", e))?;
+    Ok(roots.first().and_then(|r| schema.table(&r.root)))
+}
+
+/// Load a native dump in the current transaction: every table of the
+/// tenant emptied, each `COPY` block of the dump loaded (straight into its
+/// table or partition with the keys aside, else staged and moved by one
+/// statement), then the dump's sequence values (never lowering one).
+/// Nothing in the dump is executed: only `COPY` blocks for the tenant's
+/// tables and `setval`s of its own sequences are taken.
+fn load_native(
+    conn: &mut PgConnection,
+    schema: &Introspected,
+    ctx: &Ctx,
+    script: &mut Script,
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadOutcome, PortError> {
+    let all: Vec<&PgTable> = schema.tables.iter().collect();
+    let (aside, held) = set_aside_or_hold_off(conn, ctx, &all, true)?;
+    let keys_aside = aside.as_ref().is_some_and(|a| a.foreign_keys_aside());
+    let any_order = keys_aside || held.is_some();
+    let deleted = empty_tables(conn, schema, ctx, &all, keys_aside)?;
+    let mut moves = Vec::new();
+    let mut setvals = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut writes: Vec<TableWrite> = Vec::new();
+    while let Some(statement) = script.next_statement()? {
+        let (name, columns) = match statement {
+            Statement::SetVal {
+                sequence,
+                value,
+                is_called,
+            } => {
+                setvals.push((sequence, value, is_called));
+                continue;
+            }
+            Statement::Copy { table, columns } => (table, columns),
+        };
+        let t = dump_target(conn, schema, ctx, &name)?.ok_or_else(|| {
+            PortError::permanent(
+                "native_schema_mismatch",
+                format!(
+                    "the dump has table {} the tenant does not",
+                    quote_ident(&name)
+                ),
+            )
+        })?;
+        if !seen.insert(name.clone()) {
+            return Err(PortError::permanent(
+                "native_dump_invalid",
+                format!("the dump holds table {} twice", quote_ident(&name)),
+            ));
+        }
+        if let Some(c) = columns
+            .iter()
+            .find(|c| !t.columns.iter().any(|d| &d.name == *c && !d.generated))
+        {
+            return Err(PortError::permanent(
+                "native_schema_mismatch",
+                format!(
+                    "table {} has no writable column {}",
+                    quote_ident(&name),
+                    quote_ident(c)
+                ),
+            ));
+        }
+        let list = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let staging = format!("ferry_native_{}", moves.len());
+        // Row mode stages every block: its rows must be checked to be the
+        // tenant's before they reach the shared table.
+        let direct = any_order && ctx.tenant_column.is_none();
+        let into = if direct {
+            qualified(&ctx.schema, &name)
+        } else {
+            create_staging(conn, ctx, t, &staging, &list)?;
+            staging.clone()
+        };
+        let mut counter = RowCounter::new(&name, observer);
+        let copied = copy_in(conn, &name, &format!("{into} ({list})"), &mut |out| {
+            script
+                .rows(|row| {
+                    out.write_all(row).map_err(|e| {
+                        PortError::retryable("tenant_db_unavailable", format!("sending rows: {e}"))
+                    })?;
+                    counter.row()
+                })
+                .map(|_| ())
+        })?;
+        counter.done()?;
+        writes.push(TableWrite {
+            table: name.clone(),
+            inserted: copied,
+            updated: 0,
+        });
+        if direct {
+            continue;
+        }
+        if let (Some(column), Some(ty)) = (&ctx.tenant_column, &t.tenant_type) {
+            // Every row must be this tenant's: the script is data, not trusted.
+            let foreign = count(
+                conn,
+                format!(
+                    "SELECT count(*)::int8 AS n FROM {staging} WHERE {} IS DISTINCT FROM {}",
+                    quote_ident(column),
+                    tenant_filter_value(ty, 1)
+                ),
+                Some(&ctx.tenant),
+                "checking the dump's tenant",
+            )?;
+            if foreign > 0 || !columns.contains(column) {
+                return Err(PortError::permanent(
+                    "native_dump_invalid",
+                    format!(
+                        "table {} of the dump holds rows of another tenant",
+                        quote_ident(&name)
+                    ),
+                ));
+            }
+        }
+        moves.push(Move {
+            index: moves.len(),
+            table: ctx.qualified(t),
+            staging,
+            columns,
+            merge: None,
+            settable: Vec::new(),
+        });
+    }
+    let names: Vec<String> = seen.into_iter().collect();
+    move_staged(conn, &moves, &names)?;
+    put_back(conn, ctx, aside, held)?;
+    for (sequence, value, is_called) in setvals {
+        let found: Vec<OidRow> =
+            diesel::sql_query("SELECT coalesce(pg_catalog.to_regclass($1)::oid::int8, 0) AS oid")
+                .bind::<Text, _>(&sequence)
+                .load(conn)
+                .map_err(|e| db_error("reading the dump's sequences", e))?;
+        let Some(seq) = schema
+            .sequences
+            .iter()
+            .find(|s| found.first().is_some_and(|f| f.oid == s.oid))
+        else {
+            continue;
+        };
+        diesel::sql_query(format!(
+            "SELECT pg_catalog.setval(CAST($1 AS pg_catalog.regclass), $2, $3) FROM {seq} AS s \
+             WHERE $2 > s.last_value OR (NOT s.is_called AND $2 >= s.last_value)",
+            seq = seq.qualified_name
+        ))
+        .bind::<Text, _>(&seq.qualified_name)
+        .bind::<BigInt, _>(value)
+        .bind::<Bool, _>(is_called)
+        .execute(conn)
+        .map_err(|e| db_error("restoring the dump's sequences", e))?;
+    }
+    Ok(LoadOutcome {
+        deleted,
+        tables: writes,
+        unchanged: false,
+    })
 }
 
 /// Raise every sequence of the tenant past the largest value its column
@@ -733,17 +1299,7 @@ impl TenantWriter for PgWriter {
 
     fn count_rows(&mut self, name: &str) -> Result<u64, PortError> {
         self.run(false, |conn, schema, ctx| {
-            let t = table(schema, name)?;
-            count(
-                conn,
-                format!(
-                    "SELECT count(*)::int8 AS n FROM {}{}",
-                    ctx.qualified(t),
-                    ctx.tenant_filter(t)
-                ),
-                tenant_bind(ctx),
-                "counting the table's rows",
-            )
+            count_table(conn, schema, ctx, name)
         })
     }
 
@@ -759,156 +1315,147 @@ impl TenantWriter for PgWriter {
         })
     }
 
-    fn delete_rows(&mut self, tables: &[String]) -> Result<u64, PortError> {
-        self.run(true, |conn, schema, ctx| {
+    fn load(
+        &mut self,
+        plan: LoadPlan<'_>,
+        observer: &mut dyn LoadObserver,
+    ) -> Result<LoadOutcome, PortError> {
+        let LoadPlan {
+            source,
+            verify,
+            unless_verified,
+            trial,
+        } = plan;
+        let mut native = match &source {
+            LoadSource::Native { format, dump } => Some(self.native_script(format, dump)?),
+            LoadSource::Lite(_) => None,
+        };
+        let tenant = self.tenant.clone();
+        self.run(!trial, move |conn, schema, ctx| {
+            lock_tenant(conn, ctx)?;
+            let target = ctx.read_target();
+            if unless_verified {
+                if let Verify::Digests(expected) = &verify {
+                    if digest_mismatches(conn, schema, &target, &tenant, expected)?.is_empty() {
+                        return Ok(LoadOutcome {
+                            unchanged: true,
+                            ..LoadOutcome::default()
+                        });
+                    }
+                }
+            }
             conn.batch_execute("SET CONSTRAINTS ALL DEFERRED")
                 .map_err(|e| db_error("deferring constraints", e))?;
-            let tables = tables
-                .iter()
-                .map(|t| table(schema, t))
-                .collect::<Result<Vec<_>, _>>()?;
-            empty_tables(conn, schema, ctx, &tables)
+            let before = match (&verify, &source) {
+                (Verify::Merged, LoadSource::Lite(sources)) => sources
+                    .iter()
+                    .map(|s| Ok((s.table.clone(), count_table(conn, schema, ctx, &s.table)?)))
+                    .collect::<Result<Vec<_>, PortError>>()?,
+                _ => Vec::new(),
+            };
+            let outcome = match (source, native.as_mut()) {
+                (LoadSource::Lite(mut sources), _) => {
+                    load_lite(conn, schema, ctx, &mut sources, observer)?
+                }
+                (LoadSource::Native { .. }, Some(script)) => {
+                    load_native(conn, schema, ctx, script, observer)?
+                }
+                (LoadSource::Native { .. }, None) => unreachable!("opened above"),
+            };
+            reset_sequences(conn, schema, ctx)?;
+            refresh_materialized_views(conn, ctx)?;
+            let bad = match &verify {
+                Verify::Digests(expected) => {
+                    digest_mismatches(conn, schema, &target, &tenant, expected)?
+                }
+                Verify::Counts(expected) => count_mismatches(conn, schema, ctx, expected)?,
+                Verify::Merged => {
+                    let expected: Vec<(String, u64)> = before
+                        .iter()
+                        .map(|(t, n)| {
+                            let inserted = outcome
+                                .tables
+                                .iter()
+                                .find(|w| &w.table == t)
+                                .map_or(0, |w| w.inserted);
+                            (t.clone(), n + inserted)
+                        })
+                        .collect();
+                    count_mismatches(conn, schema, ctx, &expected)?
+                }
+            };
+            if !bad.is_empty() {
+                return Err(PortError::permanent(
+                    VERIFY_MISMATCH,
+                    format!(
+                        "after loading, these tables differ from the bundle (nothing was committed): {}",
+                        bad.join(", ")
+                    ),
+                ));
+            }
+            observer.before_commit()?;
+            Ok(outcome)
         })
     }
 
-    fn import_group(
-        &mut self,
-        group: &mut [TableSource<'_>],
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<TableWrite>, PortError> {
-        self.run(true, |conn, schema, ctx| {
-            conn.batch_execute("SET CONSTRAINTS ALL DEFERRED")
-                .map_err(|e| db_error("deferring constraints", e))?;
-            let mut planned = Vec::with_capacity(group.len());
-            for source in group.iter() {
-                let t = table(schema, &source.table)?;
-                let merge = match &source.mode {
-                    WriteMode::Replace => None,
-                    WriteMode::Merge { key } => Some(merge_key(conn, ctx, t, key)?),
-                };
-                planned.push(Planned { table: t, merge });
-            }
-            let replaced: Vec<&PgTable> = planned
-                .iter()
-                .filter(|p| p.merge.is_none())
-                .map(|p| p.table)
-                .collect();
-            empty_tables(conn, schema, ctx, &replaced)?;
-            let mut copyable = planned.iter().all(|p| p.merge.is_none());
-            for p in &planned {
-                copyable = copyable && !row_security_active(conn, ctx, p.table)?;
-            }
-            let tables: Vec<&PgTable> = planned.iter().map(|p| p.table).collect();
-            let aside = set_aside(conn, ctx, &tables, copyable)?;
-            // Straight into the tables when every table is replaced and
-            // nothing forces one statement: a single table, or a cycle
-            // whose foreign keys are set aside.
-            let direct = copyable && (planned.len() == 1 || aside.is_some());
-
-            let (mut done, mut reported) = (0u64, 0u64);
-            let mut on_row = || {
-                done += 1;
-                if done - reported == PROGRESS_EVERY_ROWS {
-                    progress(done);
-                    reported = done;
-                }
-            };
-            let tenant = ctx
-                .tenant_column
-                .as_deref()
-                .map(|c| (c, ctx.tenant.as_str()));
-            let mut writes: Vec<TableWrite> = planned
-                .iter()
-                .map(|p| TableWrite {
-                    table: p.table.info.name.clone(),
-                    inserted: 0,
-                    updated: 0,
+    /// Row mode: foreign keys of the shared tables with no index leading
+    /// with their columns. Where the load cannot hold off the per-row
+    /// checks (`replica.rs`), and for the application's own deletes, every
+    /// row deleted from the referenced table scans the referencing one.
+    fn load_warnings(&mut self, tables: &[String]) -> Result<Vec<LoadWarning>, PortError> {
+        if self.tenant_column().is_none() {
+            return Ok(Vec::new());
+        }
+        #[derive(QueryableByName)]
+        struct Unindexed {
+            #[diesel(sql_type = Text)]
+            table_name: String,
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = Text)]
+            columns: String,
+        }
+        let tables = tables.to_vec();
+        self.run(false, move |conn, _, ctx| {
+            let rows: Vec<Unindexed> = diesel::sql_query(
+                "SELECT c.relname::text AS table_name, con.conname::text AS name, \
+                        (SELECT string_agg(a.attname::text, ', ' ORDER BY k.ord) \
+                         FROM unnest(con.conkey) WITH ORDINALITY AS k(num, ord) \
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num) AS columns \
+                 FROM pg_catalog.pg_constraint con \
+                 JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND con.contype = 'f' AND con.conparentid = 0 \
+                   AND (c.relname = ANY($2) OR con.confrelid IN ( \
+                        SELECT r.oid FROM pg_catalog.pg_class r WHERE r.relnamespace = n.oid AND r.relname = ANY($2))) \
+                   AND NOT EXISTS ( \
+                     SELECT 1 FROM pg_catalog.pg_index i \
+                     WHERE i.indrelid = con.conrelid AND i.indpred IS NULL \
+                       AND (i.indkey::int2[])[0:cardinality(con.conkey) - 1] @> con.conkey \
+                       AND (i.indkey::int2[])[0:cardinality(con.conkey) - 1] <@ con.conkey) \
+                 ORDER BY 1, 2",
+            )
+            .bind::<Text, _>(&ctx.schema)
+            .bind::<Array<Text>, _>(&tables)
+            .load(conn)
+            .map_err(|e| db_error("reading the tables' foreign keys", e))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| LoadWarning {
+                    code: "unindexed_foreign_key".to_owned(),
+                    message: format!(
+                        "foreign key {} of table {} ({}) has no index leading with its columns: \
+                         every row deleted from the table it references scans this shared table; \
+                         create one, e.g. CREATE INDEX ON {} ({})",
+                        quote_ident(&r.name),
+                        quote_ident(&r.table_name),
+                        r.columns,
+                        quote_ident(&r.table_name),
+                        r.columns
+                    ),
+                    table: r.table_name,
                 })
-                .collect();
-            let mut moves = Vec::new();
-            for (i, (source, plan)) in group.iter_mut().zip(&planned).enumerate() {
-                let t = plan.table;
-                let mut lines = LiteLines::new(&t.info.name, &mut *source.rows);
-                let columns = layout_columns(t);
-                let Some((mut layout, line, text)) = first_line(&mut lines, &columns, tenant)?
-                else {
-                    continue;
-                };
-                if direct {
-                    let target = ctx.qualified(t);
-                    writes[i].inserted = match ctx.load_path {
-                        LoadPath::Copy => copy_rows(
-                            conn,
-                            &target,
-                            &mut layout,
-                            (line, &text),
-                            &mut lines,
-                            &mut on_row,
-                        )?,
-                        LoadPath::BatchedInsert => {
-                            let types: Vec<String> = layout
-                                .columns()
-                                .iter()
-                                .map(|c| {
-                                    if Some(c.as_str()) == ctx.tenant_column.as_deref() {
-                                        t.tenant_type.clone().unwrap_or_else(|| "text".into())
-                                    } else {
-                                        column_type(t, c)
-                                    }
-                                })
-                                .collect();
-                            insert_rows(
-                                conn,
-                                &target,
-                                &mut layout,
-                                &types,
-                                (line, &text),
-                                &mut lines,
-                                &mut on_row,
-                            )?
-                        }
-                    };
-                    continue;
-                }
-                let staging = format!("ferry_stage_{i}");
-                create_staging(conn, ctx, t, &staging, &layout.column_list())?;
-                copy_rows(
-                    conn,
-                    &staging,
-                    &mut layout,
-                    (line, &text),
-                    &mut lines,
-                    &mut on_row,
-                )?;
-                let key = plan.merge.as_ref().map(|m| m.key.clone());
-                let settable = layout
-                    .columns()
-                    .into_iter()
-                    .filter(|c| !key.as_ref().is_some_and(|k| k.contains(c)))
-                    .filter(|c| Some(c.as_str()) != ctx.tenant_column.as_deref())
-                    .filter(|c| !identity_always(t, c))
-                    .collect();
-                moves.push(Move {
-                    index: i,
-                    table: ctx.qualified(t),
-                    staging,
-                    columns: layout.columns(),
-                    merge: key,
-                    settable,
-                });
-            }
-            let names: Vec<String> = planned.iter().map(|p| p.table.info.name.clone()).collect();
-            for (m, (inserted, updated)) in moves.iter().zip(move_staged(conn, &moves, &names)?) {
-                writes[m.index].inserted = inserted;
-                writes[m.index].updated = updated;
-            }
-            if let Some(aside) = aside {
-                aside.restore(conn)?;
-            }
-            if done != reported {
-                progress(done);
-            }
-            Ok(writes)
+                .collect())
         })
     }
 
@@ -929,7 +1476,7 @@ impl TenantWriter for PgWriter {
             };
             let staging = "ferry_preview";
             create_staging(conn, ctx, t, staging, &layout.column_list())?;
-            let total = copy_rows(conn, staging, &mut layout, (line, &text), &mut lines, &mut || {})?;
+            let total = copy_rows(conn, staging, &mut layout, (line, &text), &mut lines, &mut || Ok(()))?;
             let settable: Vec<String> = layout
                 .columns()
                 .into_iter()
@@ -985,134 +1532,6 @@ impl TenantWriter for PgWriter {
                 unchanged: total.saturating_sub(will_insert + will_update),
                 conflicts,
             })
-        })
-    }
-
-    fn reset_sequences(&mut self) -> Result<(), PortError> {
-        self.run(true, reset_sequences)
-    }
-
-    fn restore_native(&mut self, format: &str, dump: &Path) -> Result<(), PortError> {
-        let mut script = self.native_script(format, dump)?;
-        self.run(true, |conn, schema, ctx| {
-            conn.batch_execute("SET CONSTRAINTS ALL DEFERRED")
-                .map_err(|e| db_error("deferring constraints", e))?;
-            let all: Vec<&PgTable> = schema.tables.iter().collect();
-            empty_tables(conn, schema, ctx, &all)?;
-            // With the foreign keys set aside, each block is copied
-            // straight into its table in the dump's order; otherwise (row
-            // mode, or not the tables' owner) blocks are staged and moved
-            // by one statement, which the row-level checks need.
-            let aside = set_aside(conn, ctx, &all, true)?;
-            let mut moves = Vec::new();
-            let mut setvals = Vec::new();
-            let mut seen = BTreeSet::new();
-            while let Some(statement) = script.next_statement()? {
-                let (name, columns) = match statement {
-                    Statement::SetVal { sequence, value, is_called } => {
-                        setvals.push((sequence, value, is_called));
-                        continue;
-                    }
-                    Statement::Copy { table, columns } => (table, columns),
-                };
-                let t = schema.table(&name).ok_or_else(|| {
-                    PortError::permanent(
-                        "native_schema_mismatch",
-                        format!("the dump has table {} the tenant does not", quote_ident(&name)),
-                    )
-                })?;
-                if !seen.insert(name.clone()) {
-                    return Err(PortError::permanent(
-                        "native_dump_invalid",
-                        format!("the dump holds table {} twice", quote_ident(&name)),
-                    ));
-                }
-                if let Some(c) = columns
-                    .iter()
-                    .find(|c| !t.columns.iter().any(|d| &d.name == *c && !d.generated))
-                {
-                    return Err(PortError::permanent(
-                        "native_schema_mismatch",
-                        format!("table {} has no writable column {}", quote_ident(&name), quote_ident(c)),
-                    ));
-                }
-                let list = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-                let staging = format!("ferry_native_{}", moves.len());
-                let into = if aside.is_some() {
-                    ctx.qualified(t)
-                } else {
-                    create_staging(conn, ctx, t, &staging, &list)?;
-                    staging.clone()
-                };
-                copy_in(conn, &name, &format!("{into} ({list})"), &mut |out| {
-                    script
-                        .rows(|row| {
-                            out.write_all(row).map_err(|e| {
-                                PortError::retryable("tenant_db_unavailable", format!("sending rows: {e}"))
-                            })
-                        })
-                        .map(|_| ())
-                })?;
-                if aside.is_some() {
-                    continue;
-                }
-                if let (Some(column), Some(ty)) = (&ctx.tenant_column, &t.tenant_type) {
-                    // Every row must be this tenant's: the script is data, not trusted.
-                    let foreign = count(
-                        conn,
-                        format!(
-                            "SELECT count(*)::int8 AS n FROM {staging} WHERE {} IS DISTINCT FROM {}",
-                            quote_ident(column),
-                            tenant_filter_value(ty, 1)
-                        ),
-                        Some(&ctx.tenant),
-                        "checking the dump's tenant",
-                    )?;
-                    if foreign > 0 || !columns.contains(column) {
-                        return Err(PortError::permanent(
-                            "native_dump_invalid",
-                            format!("table {} of the dump holds rows of another tenant", quote_ident(&name)),
-                        ));
-                    }
-                }
-                moves.push(Move {
-                    index: moves.len(),
-                    table: ctx.qualified(t),
-                    staging,
-                    columns,
-                    merge: None,
-                    settable: Vec::new(),
-                });
-            }
-            let names: Vec<String> = seen.into_iter().collect();
-            move_staged(conn, &moves, &names)?;
-            if let Some(aside) = aside {
-                aside.restore(conn)?;
-            }
-            // The dump's own sequence values (never lowering one), for the
-            // tenant's sequences only, then past every column's maximum.
-            for (sequence, value, is_called) in setvals {
-                let found: Vec<OidRow> = diesel::sql_query(
-                    "SELECT coalesce(pg_catalog.to_regclass($1)::oid::int8, 0) AS oid",
-                )
-                .bind::<Text, _>(&sequence)
-                .load(conn)
-                .map_err(|e| db_error("reading the dump's sequences", e))?;
-                let Some(seq) = schema.sequences.iter().find(|s| found.first().is_some_and(|f| f.oid == s.oid)) else {
-                    continue;
-                };
-                diesel::sql_query(format!(
-                    "SELECT pg_catalog.setval(CAST($1 AS pg_catalog.regclass), $2, $3) FROM {seq} AS s \
-                     WHERE $2 > s.last_value OR (NOT s.is_called AND $2 >= s.last_value)",
-                    seq = seq.qualified_name
-                ))
-                .bind::<Text, _>(&seq.qualified_name)
-                .bind::<BigInt, _>(value)
-                .bind::<Bool, _>(is_called)
-                .execute(conn)
-                .map_err(|e| db_error("restoring the dump's sequences", e))?;
-            }
-            reset_sequences(conn, schema, ctx)
         })
     }
 

@@ -52,7 +52,8 @@ use diesel::sqlite::Sqlite;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_workflows::ports::tenant::{foreign_key_order, SchemaInfo, TableFormat, TableInfo};
 use ferry_workflows::ports::tenant_writer::{
-    MergePreview, TableDigest, TableSource, TableWrite, TenantWriter, WriteMode,
+    LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview, TableDigest, TableSource,
+    TableWrite, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
 };
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeSet;
@@ -485,7 +486,7 @@ fn load_rows(
     source: &mut LiteLines<'_>,
     mode: &WriteMode,
     key: &[String],
-    mut on_row: impl FnMut(),
+    mut on_row: impl FnMut() -> Result<(), PortError>,
 ) -> Result<(u64, u64), PortError> {
     let columns: Vec<&str> = info.columns.iter().map(|c| c.name.as_str()).collect();
     let mut layout: Option<(KeyMap, RowInserter)> = None;
@@ -512,7 +513,7 @@ fn load_rows(
             .map_err(|m| row_invalid(&table, line, m))?;
         changed += inserter.insert(conn, line, row)? as u64;
         rows += 1;
-        on_row();
+        on_row()?;
     }
     Ok((rows, changed))
 }
@@ -589,6 +590,267 @@ fn open_dump(dump: &Path) -> Result<(SqliteConnection, Introspected), PortError>
     Ok((conn, schema))
 }
 
+/// Tables whose rows or content digest, read in the current transaction,
+/// differ from `expected`.
+fn digest_mismatches(
+    conn: &mut SqliteConnection,
+    schema: &Introspected,
+    expected: &[TableDigest],
+) -> Result<Vec<String>, PortError> {
+    let mut bad = Vec::new();
+    for d in expected {
+        let mut sink = HashSink::default();
+        let stats = dump_table(
+            conn,
+            schema,
+            &d.table,
+            &TableFormat::Ndjson,
+            &mut sink,
+            &mut |_| {},
+        )?;
+        if stats.rows != d.rows || sink.hex() != d.blake3 {
+            bad.push(d.table.clone());
+        }
+    }
+    Ok(bad)
+}
+
+/// Tables whose row count, in the current transaction, differs from
+/// `expected`.
+fn count_mismatches(
+    conn: &mut SqliteConnection,
+    schema: &Introspected,
+    expected: &[(String, u64)],
+) -> Result<Vec<String>, PortError> {
+    let mut bad = Vec::new();
+    for (name, rows) in expected {
+        let info = table(schema, name)?;
+        if count_table(conn, "main", &info.name)? != *rows {
+            bad.push(name.clone());
+        }
+    }
+    Ok(bad)
+}
+
+#[derive(QueryableByName)]
+struct TriggerRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    sql: String,
+}
+
+/// Drop the triggers of `tables` for the load (they would fire on the
+/// restored rows, which are final as they are) and return their
+/// definitions; [`put_triggers_back`] re-creates them in the same
+/// transaction (DDL is transactional in SQLite).
+fn set_triggers_aside(
+    conn: &mut SqliteConnection,
+    tables: &[&str],
+) -> Result<Vec<TriggerRow>, PortError> {
+    let mut aside = Vec::new();
+    for t in tables {
+        let rows: Vec<TriggerRow> = diesel::sql_query(
+            "SELECT name, sql FROM main.sqlite_master \
+             WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL ORDER BY name",
+        )
+        .bind::<Text, _>(*t)
+        .load(conn)
+        .map_err(|e| db_error("reading the tables' triggers", e))?;
+        aside.extend(rows);
+    }
+    for t in &aside {
+        conn.batch_execute(&format!("DROP TRIGGER main.{}", quote_ident(&t.name)))
+            .map_err(|e| db_error("setting the tables' triggers aside", e))?;
+    }
+    Ok(aside)
+}
+
+fn put_triggers_back(conn: &mut SqliteConnection, aside: &[TriggerRow]) -> Result<(), PortError> {
+    for t in aside {
+        conn.batch_execute(&t.sql)
+            .map_err(|e| db_error("re-creating the tables' triggers", e))?;
+    }
+    Ok(())
+}
+
+/// Every table of `schema` that references one of `written` and is not
+/// one of them: its rows may now point at rows that are gone.
+fn referencing(schema: &Introspected, written: &BTreeSet<String>) -> BTreeSet<String> {
+    let lower: BTreeSet<String> = written.iter().map(|t| t.to_lowercase()).collect();
+    schema
+        .tables
+        .iter()
+        .filter(|t| !lower.contains(&t.name.to_lowercase()))
+        .filter(|t| {
+            t.foreign_keys
+                .iter()
+                .any(|fk| lower.contains(&fk.ref_table.to_lowercase()))
+        })
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// Load `lite` sources in the current transaction: triggers aside, the
+/// replaced tables emptied, every row written (foreign keys are not
+/// enforced on the writer's connection, so any order loads), then every
+/// foreign key of the written tables and of the tables referencing them
+/// checked, and the triggers put back.
+fn load_lite(
+    conn: &mut SqliteConnection,
+    schema: &Introspected,
+    sources: &mut [TableSource<'_>],
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadOutcome, PortError> {
+    let mut keys = Vec::with_capacity(sources.len());
+    for source in sources.iter() {
+        let info = table(schema, &source.table)?;
+        keys.push(match &source.mode {
+            WriteMode::Replace => Vec::new(),
+            WriteMode::Merge { key } => merge_key(conn, info, key)?.0,
+        });
+    }
+    let names: Vec<&str> = sources
+        .iter()
+        .map(|s| table(schema, &s.table).map(|t| t.name.as_str()))
+        .collect::<Result<_, _>>()?;
+    let triggers = set_triggers_aside(conn, &names)?;
+    let replaced: Vec<&TableInfo> = sources
+        .iter()
+        .filter(|s| s.mode == WriteMode::Replace)
+        .map(|s| table(schema, &s.table))
+        .collect::<Result<_, _>>()?;
+    let deleted = delete_tables(conn, &replaced)?;
+    let mut writes = Vec::with_capacity(sources.len());
+    for (source, key) in sources.iter_mut().zip(&keys) {
+        let info = table(schema, &source.table)?;
+        let before = match source.mode {
+            WriteMode::Replace => 0,
+            WriteMode::Merge { .. } => count_table(conn, "main", &info.name)?,
+        };
+        let mut lines = LiteLines::new(&info.name, &mut *source.rows);
+        let target = format!("main.{}", quote_ident(&info.name));
+        let mut rows = 0u64;
+        let (_, changed) = load_rows(conn, &target, info, &mut lines, &source.mode, key, || {
+            rows += 1;
+            if rows.is_multiple_of(PROGRESS_EVERY_ROWS) {
+                observer.rows(&info.name, rows)?;
+            }
+            Ok(())
+        })?;
+        observer.rows(&info.name, rows)?;
+        writes.push(match source.mode {
+            WriteMode::Replace => TableWrite {
+                table: info.name.clone(),
+                inserted: changed,
+                updated: 0,
+            },
+            WriteMode::Merge { .. } => {
+                let inserted = count_table(conn, "main", &info.name)?.saturating_sub(before);
+                TableWrite {
+                    table: info.name.clone(),
+                    inserted,
+                    updated: changed.saturating_sub(inserted),
+                }
+            }
+        });
+    }
+    let mut checked: BTreeSet<String> = writes.iter().map(|w| w.table.clone()).collect();
+    checked.extend(referencing(schema, &checked));
+    check_foreign_keys(conn, schema, &checked)?;
+    put_triggers_back(conn, &triggers)?;
+    Ok(LoadOutcome {
+        deleted,
+        tables: writes,
+        unchanged: false,
+    })
+}
+
+/// Replace every table's rows with the attached native dump's, in the
+/// current transaction. The dump must hold every table of the tenant with
+/// every column (extra ones in the dump are ignored), and nothing else.
+fn load_native(
+    conn: &mut SqliteConnection,
+    schema: &Introspected,
+    dump_schema: &Introspected,
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadOutcome, PortError> {
+    for theirs in &dump_schema.tables {
+        if !schema.tables.iter().any(|t| t.name == theirs.name) {
+            return Err(PortError::permanent(
+                "native_schema_mismatch",
+                format!(
+                    "the dump has table {} the tenant does not",
+                    quote_ident(&theirs.name)
+                ),
+            ));
+        }
+    }
+    for ours in &schema.tables {
+        let Some(theirs) = dump_schema.tables.iter().find(|t| t.name == ours.name) else {
+            return Err(PortError::permanent(
+                "native_schema_mismatch",
+                format!("the dump lacks table {}", quote_ident(&ours.name)),
+            ));
+        };
+        if let Some(c) = ours
+            .columns
+            .iter()
+            .find(|c| !theirs.columns.iter().any(|d| d.name == c.name))
+        {
+            return Err(PortError::permanent(
+                "native_schema_mismatch",
+                format!(
+                    "the dump's table {} lacks column {}",
+                    quote_ident(&ours.name),
+                    quote_ident(&c.name)
+                ),
+            ));
+        }
+    }
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    let triggers = set_triggers_aside(conn, &names)?;
+    let all: Vec<&TableInfo> = schema.tables.iter().collect();
+    let deleted = delete_tables(conn, &all)?;
+    let mut writes = Vec::with_capacity(schema.tables.len());
+    for info in &schema.tables {
+        let columns = info
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let inserted = diesel::sql_query(format!(
+            "INSERT INTO main.{t} ({columns}) SELECT {columns} FROM {BUNDLE_SCHEMA}.{t}",
+            t = quote_ident(&info.name)
+        ))
+        .execute(conn)
+        .map_err(|e| match e {
+            DieselError::DatabaseError(_, ref info_) if info_.message().contains("constraint") => {
+                PortError::permanent(
+                    "native_dump_invalid",
+                    format!("restoring {}: {}", quote_ident(&info.name), info_.message()),
+                )
+            }
+            e => db_error(&format!("restoring {}", quote_ident(&info.name)), e),
+        })? as u64;
+        observer.rows(&info.name, inserted)?;
+        writes.push(TableWrite {
+            table: info.name.clone(),
+            inserted,
+            updated: 0,
+        });
+    }
+    let written: BTreeSet<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
+    check_foreign_keys(conn, schema, &written)?;
+    put_triggers_back(conn, &triggers)?;
+    Ok(LoadOutcome {
+        deleted,
+        tables: writes,
+        unchanged: false,
+    })
+}
+
 impl TenantWriter for SqliteWriter {
     fn schema(&mut self) -> Result<SchemaInfo, PortError> {
         let schema = introspect(&mut self.conn)?;
@@ -628,98 +890,106 @@ impl TenantWriter for SqliteWriter {
         })
     }
 
-    fn delete_rows(&mut self, tables: &[String]) -> Result<u64, PortError> {
-        self.transaction("BEGIN IMMEDIATE", |conn| {
-            let schema = introspect(conn)?;
-            let infos = tables
-                .iter()
-                .map(|t| table(&schema, t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let deleted = delete_tables(conn, &infos)?;
-            // Tables that reference a deleted one and were not deleted themselves.
-            let emptied: BTreeSet<String> = infos.iter().map(|t| t.name.to_lowercase()).collect();
-            let referencing: BTreeSet<String> = schema
-                .tables
-                .iter()
-                .filter(|t| !emptied.contains(&t.name.to_lowercase()))
-                .filter(|t| {
-                    t.foreign_keys
-                        .iter()
-                        .any(|fk| emptied.contains(&fk.ref_table.to_lowercase()))
-                })
-                .map(|t| t.name.clone())
-                .collect();
-            check_foreign_keys(conn, &schema, &referencing)?;
-            Ok(deleted)
-        })
-    }
-
-    fn import_group(
+    fn load(
         &mut self,
-        group: &mut [TableSource<'_>],
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<TableWrite>, PortError> {
-        self.transaction("BEGIN IMMEDIATE", |conn| {
+        plan: LoadPlan<'_>,
+        observer: &mut dyn LoadObserver,
+    ) -> Result<LoadOutcome, PortError> {
+        let LoadPlan {
+            source,
+            verify,
+            unless_verified,
+            trial,
+        } = plan;
+        let dump = match &source {
+            LoadSource::Native { format, dump } => {
+                if format != NATIVE_FORMAT {
+                    return Err(native_unsupported(format));
+                }
+                let (dump_conn, dump_schema) = open_dump(dump)?;
+                drop(dump_conn);
+                diesel::sql_query(format!("ATTACH DATABASE ?1 AS {BUNDLE_SCHEMA}"))
+                    .bind::<Text, _>(format!("file:{}?mode=ro&immutable=1", uri_path(dump)))
+                    .execute(&mut self.conn)
+                    .map_err(|e| db_error("attaching the native dump", e))?;
+                Some(dump_schema)
+            }
+            LoadSource::Lite(_) => None,
+        };
+        // BEGIN IMMEDIATE: the write lock first, so another load of the
+        // tenant (one abandoned by a cancel, say) ends before this starts.
+        let result = self.run("BEGIN IMMEDIATE", !trial, |conn| {
             let schema = introspect(conn)?;
-            let mut keys = Vec::with_capacity(group.len());
-            for source in group.iter() {
-                let info = table(&schema, &source.table)?;
-                keys.push(match &source.mode {
-                    WriteMode::Replace => Vec::new(),
-                    WriteMode::Merge { key } => merge_key(conn, info, key)?.0,
-                });
-            }
-            let replaced: Vec<&TableInfo> = group
-                .iter()
-                .filter(|s| s.mode == WriteMode::Replace)
-                .map(|s| table(&schema, &s.table))
-                .collect::<Result<_, _>>()?;
-            delete_tables(conn, &replaced)?;
-
-            let mut done: u64 = 0;
-            let mut reported: u64 = 0;
-            let mut writes = Vec::with_capacity(group.len());
-            for (source, key) in group.iter_mut().zip(&keys) {
-                let info = table(&schema, &source.table)?;
-                let before = match source.mode {
-                    WriteMode::Replace => 0,
-                    WriteMode::Merge { .. } => count_table(conn, "main", &info.name)?,
-                };
-                let mut lines = LiteLines::new(&info.name, &mut *source.rows);
-                let target = format!("main.{}", quote_ident(&info.name));
-                let (_, changed) =
-                    load_rows(conn, &target, info, &mut lines, &source.mode, key, || {
-                        done += 1;
-                        if done - reported == PROGRESS_EVERY_ROWS {
-                            progress(done);
-                            reported = done;
-                        }
-                    })?;
-                let write = match source.mode {
-                    WriteMode::Replace => TableWrite {
-                        table: info.name.clone(),
-                        inserted: changed,
-                        updated: 0,
-                    },
-                    WriteMode::Merge { .. } => {
-                        let inserted =
-                            count_table(conn, "main", &info.name)?.saturating_sub(before);
-                        TableWrite {
-                            table: info.name.clone(),
-                            inserted,
-                            updated: changed.saturating_sub(inserted),
-                        }
+            if unless_verified {
+                if let Verify::Digests(expected) = &verify {
+                    if digest_mismatches(conn, &schema, expected)?.is_empty() {
+                        return Ok(LoadOutcome {
+                            unchanged: true,
+                            ..LoadOutcome::default()
+                        });
                     }
-                };
-                writes.push(write);
+                }
             }
-            let written: BTreeSet<String> = writes.iter().map(|w| w.table.clone()).collect();
-            check_foreign_keys(conn, &schema, &written)?;
-            if done != reported {
-                progress(done);
+            let before = match (&verify, &source) {
+                (Verify::Merged, LoadSource::Lite(sources)) => sources
+                    .iter()
+                    .map(|s| {
+                        let info = table(&schema, &s.table)?;
+                        Ok((info.name.clone(), count_table(conn, "main", &info.name)?))
+                    })
+                    .collect::<Result<Vec<_>, PortError>>()?,
+                _ => Vec::new(),
+            };
+            let outcome = match (source, &dump) {
+                (LoadSource::Lite(mut sources), _) => {
+                    load_lite(conn, &schema, &mut sources, observer)?
+                }
+                (LoadSource::Native { .. }, Some(dump_schema)) => {
+                    load_native(conn, &schema, dump_schema, observer)?
+                }
+                (LoadSource::Native { .. }, None) => unreachable!("attached above"),
+            };
+            reset_sequences(conn, &schema)?;
+            let bad = match &verify {
+                Verify::Digests(expected) => digest_mismatches(conn, &schema, expected)?,
+                Verify::Counts(expected) => count_mismatches(conn, &schema, expected)?,
+                Verify::Merged => {
+                    let expected: Vec<(String, u64)> = before
+                        .iter()
+                        .map(|(t, n)| {
+                            let inserted = outcome
+                                .tables
+                                .iter()
+                                .find(|w| &w.table == t)
+                                .map_or(0, |w| w.inserted);
+                            (t.clone(), n + inserted)
+                        })
+                        .collect();
+                    count_mismatches(conn, &schema, &expected)?
+                }
+            };
+            if !bad.is_empty() {
+                return Err(PortError::permanent(
+                    VERIFY_MISMATCH,
+                    format!(
+                        "after loading, these tables differ from the bundle (nothing was committed): {}",
+                        bad.join(", ")
+                    ),
+                ));
             }
-            Ok(writes)
-        })
+            observer.before_commit()?;
+            Ok(outcome)
+        });
+        if dump.is_some() {
+            let detached = self
+                .conn
+                .batch_execute(&format!("DETACH DATABASE {BUNDLE_SCHEMA}"))
+                .map_err(|e| db_error("detaching the native dump", e));
+            let outcome = result?;
+            detached?;
+            return Ok(outcome);
+        }
+        result
     }
 
     fn preview_merge(
@@ -751,7 +1021,7 @@ impl TenantWriter for SqliteWriter {
                 &mut lines,
                 &WriteMode::Replace,
                 &[],
-                || {},
+                || Ok(()),
             )?;
 
             let t = format!("main.{}", quote_ident(&info.name));
@@ -807,98 +1077,6 @@ impl TenantWriter for SqliteWriter {
                 conflicts,
             })
         })
-    }
-
-    fn reset_sequences(&mut self) -> Result<(), PortError> {
-        self.transaction("BEGIN IMMEDIATE", |conn| {
-            let schema = introspect(conn)?;
-            reset_sequences(conn, &schema)
-        })
-    }
-
-    fn restore_native(&mut self, format: &str, dump: &Path) -> Result<(), PortError> {
-        if format != NATIVE_FORMAT {
-            return Err(native_unsupported(format));
-        }
-        let (dump_conn, dump_schema) = open_dump(dump)?;
-        drop(dump_conn);
-        diesel::sql_query(format!("ATTACH DATABASE ?1 AS {BUNDLE_SCHEMA}"))
-            .bind::<Text, _>(format!("file:{}?mode=ro&immutable=1", uri_path(dump)))
-            .execute(&mut self.conn)
-            .map_err(|e| db_error("attaching the native dump", e))?;
-        let result = self.transaction("BEGIN IMMEDIATE", |conn| {
-            let schema = introspect(conn)?;
-            // The dump must hold every table of the tenant with every column
-            // (extra ones in the dump are ignored), and nothing else.
-            for theirs in &dump_schema.tables {
-                if !schema.tables.iter().any(|t| t.name == theirs.name) {
-                    return Err(PortError::permanent(
-                        "native_schema_mismatch",
-                        format!(
-                            "the dump has table {} the tenant does not",
-                            quote_ident(&theirs.name)
-                        ),
-                    ));
-                }
-            }
-            for ours in &schema.tables {
-                let Some(theirs) = dump_schema.tables.iter().find(|t| t.name == ours.name) else {
-                    return Err(PortError::permanent(
-                        "native_schema_mismatch",
-                        format!("the dump lacks table {}", quote_ident(&ours.name)),
-                    ));
-                };
-                if let Some(c) = ours
-                    .columns
-                    .iter()
-                    .find(|c| !theirs.columns.iter().any(|d| d.name == c.name))
-                {
-                    return Err(PortError::permanent(
-                        "native_schema_mismatch",
-                        format!(
-                            "the dump's table {} lacks column {}",
-                            quote_ident(&ours.name),
-                            quote_ident(&c.name)
-                        ),
-                    ));
-                }
-            }
-            let all: Vec<&TableInfo> = schema.tables.iter().collect();
-            delete_tables(conn, &all)?;
-            for info in &schema.tables {
-                let columns = info
-                    .columns
-                    .iter()
-                    .map(|c| quote_ident(&c.name))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                diesel::sql_query(format!(
-                    "INSERT INTO main.{t} ({columns}) SELECT {columns} FROM {BUNDLE_SCHEMA}.{t}",
-                    t = quote_ident(&info.name)
-                ))
-                .execute(conn)
-                .map_err(|e| match e {
-                    DieselError::DatabaseError(_, ref info_)
-                        if info_.message().contains("constraint") =>
-                    {
-                        PortError::permanent(
-                            "native_dump_invalid",
-                            format!("restoring {}: {}", quote_ident(&info.name), info_.message()),
-                        )
-                    }
-                    e => db_error(&format!("restoring {}", quote_ident(&info.name)), e),
-                })?;
-            }
-            let written: BTreeSet<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
-            check_foreign_keys(conn, &schema, &written)?;
-            reset_sequences(conn, &schema)
-        });
-        let detached = self
-            .conn
-            .batch_execute(&format!("DETACH DATABASE {BUNDLE_SCHEMA}"))
-            .map_err(|e| db_error("detaching the native dump", e));
-        result?;
-        detached
     }
 
     fn native_row_counts(

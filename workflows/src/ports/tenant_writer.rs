@@ -2,21 +2,21 @@
 //!
 //! Rehydration reads a bundle's table files (the `lite` NDJSON encoding the
 //! export writes, documented in `ferry_storage::tenant_pg::encode_json` and
-//! `tenant_sqlite::encode_json`) or its native dump, and writes them back
-//! into the tenant through a [`TenantWriter`]. Every call is one database
-//! transaction, so a crash inside a call leaves the tenant as it was before
-//! the call, and every call is safe to repeat:
+//! `tenant_sqlite::encode_json`) or its native dump, and puts them in place
+//! of the tenant's rows with **one** call, [`TenantWriter::load`]: one
+//! database transaction that empties the replaced tables, loads every
+//! table, re-checks every constraint in bulk, verifies the result against
+//! the bundle ([`Verify`]) and commits only when the verification passed.
+//! Whatever goes wrong before the commit — a row that does not fit, a
+//! foreign key, a failed verification, a cancel, a lost connection, the
+//! process killed — leaves exactly the old rows: the database guarantees
+//! it, no compensation has to. The call is safe to repeat: a replace loads
+//! the same rows again, a merge upserts the same rows again.
 //!
-//! - [`TenantWriter::delete_rows`] empties tables (children first);
-//! - [`TenantWriter::import_group`] empties the group's tables and loads
-//!   them in one transaction (a group is one table, or the tables of one
-//!   foreign-key cycle), so a repeated group never duplicates rows;
-//! - [`TenantWriter::restore_native`] replaces the tenant's rows from a
-//!   native dump of the same engine in one transaction;
-//! - [`TenantWriter::content_hash`] is the blake3 of the table's `lite`
-//!   NDJSON in primary-key order — byte for byte what a `lite` export would
-//!   write for it — so verification compares it with the manifest entry's
-//!   `blake3`.
+//! The other calls read: [`TenantWriter::content_hash`] is the blake3 of
+//! the table's `lite` NDJSON in primary-key order — byte for byte what a
+//! `lite` export would write for it — so verification compares it with the
+//! manifest entry's `blake3`.
 //!
 //! Nothing here names a table: names come from the tenant's own schema,
 //! and an implementation refuses a table the tenant does not have
@@ -28,6 +28,10 @@ use super::PortError;
 use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::path::Path;
+
+/// The permanent error of a load whose result differs from what it was
+/// to verify (nothing was committed).
+pub const VERIFY_MISMATCH: &str = "verify_mismatch";
 
 /// How rows are written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +75,78 @@ pub struct MergePreview {
     pub conflicts: u64,
 }
 
+/// What one [`TenantWriter::load`] puts in place.
+pub enum LoadSource<'a> {
+    /// `lite` table files, each written with its mode. Tables not listed
+    /// are not touched.
+    Lite(Vec<TableSource<'a>>),
+    /// A native dump made by this engine (`format` as in the manifest,
+    /// e.g. `sqlite3` or `pg_dump-custom`): every table of the tenant is
+    /// replaced by the dump's rows.
+    Native { format: String, dump: &'a Path },
+}
+
+/// What the tenant must hold before a load commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Each listed table's rows and content hash (a replace from `lite`,
+    /// a backup's restore).
+    Digests(Vec<TableDigest>),
+    /// Each listed table's row count (a native dump's).
+    Counts(Vec<(String, u64)>),
+    /// Each merged table holds its rows from before the load plus the
+    /// rows the load inserted.
+    Merged,
+}
+
+/// One atomic load.
+pub struct LoadPlan<'a> {
+    pub source: LoadSource<'a>,
+    pub verify: Verify,
+    /// With [`Verify::Digests`]: when the tenant already holds exactly
+    /// those digests, write nothing (a rollback that finds the old data in
+    /// place). Checked inside the load's transaction, after any other load
+    /// of the tenant ended.
+    pub unless_verified: bool,
+    /// A trial: everything is done and verified, then rolled back, so the
+    /// outcome (or the error) says what the load would do. It holds the
+    /// same locks as a load while it runs.
+    pub trial: bool,
+}
+
+/// What a load did, once committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadOutcome {
+    /// Rows deleted from the replaced tables.
+    pub deleted: u64,
+    pub tables: Vec<TableWrite>,
+    /// `unless_verified` found the data in place: nothing was written.
+    pub unchanged: bool,
+}
+
+/// Told about a load's progress from inside its transaction. An error
+/// returned here ends the load and rolls it back (a cancel, a test's
+/// injected fault).
+pub trait LoadObserver {
+    /// `rows` of `table` are written so far (called every few thousand
+    /// rows and when the table is done).
+    fn rows(&mut self, table: &str, rows: u64) -> Result<(), PortError>;
+    /// Everything is loaded and verified; the commit is next.
+    fn before_commit(&mut self) -> Result<(), PortError>;
+}
+
+/// Something about the tenant's schema that makes a load slow or risky,
+/// shown in the preview (it does not stop the rehydration).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadWarning {
+    /// Stable code, e.g. `unindexed_foreign_key`.
+    pub code: String,
+    pub table: String,
+    pub message: String,
+}
+
 /// A table's rows and content hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -93,19 +169,24 @@ pub trait TenantWriter: Send {
     /// Rows and content hash of `table` now.
     fn content_hash(&mut self, table: &str) -> Result<TableDigest, PortError>;
 
-    /// Delete every row of `tables` in one transaction, referencing tables
-    /// first. Returns the rows deleted. Safe to repeat.
-    fn delete_rows(&mut self, tables: &[String]) -> Result<u64, PortError>;
-
-    /// Load the tables of one group in one transaction (foreign keys checked
-    /// at commit where the database can defer them). With
-    /// [`WriteMode::Replace`] each table is emptied first inside the same
-    /// transaction. `progress` gets the running row count of the group.
-    fn import_group(
+    /// Put `plan.source` in place of the tenant's rows, atomically (see
+    /// the module doc): one transaction, committed only after `plan.verify`
+    /// passed, sequences moved past the loaded keys and derived data
+    /// (materialized views) refreshed. Only one load of a tenant runs at a
+    /// time; another waits for it. A verification that fails is the
+    /// permanent [`VERIFY_MISMATCH`].
+    fn load(
         &mut self,
-        group: &mut [TableSource<'_>],
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<TableWrite>, PortError>;
+        plan: LoadPlan<'_>,
+        observer: &mut dyn LoadObserver,
+    ) -> Result<LoadOutcome, PortError>;
+
+    /// What in the schema of `tables` makes their load slow or risky (see
+    /// [`LoadWarning`]); none by default.
+    fn load_warnings(&mut self, tables: &[String]) -> Result<Vec<LoadWarning>, PortError> {
+        let _ = tables;
+        Ok(Vec::new())
+    }
 
     /// What [`WriteMode::Merge`] by `key` would do to `table`, without writing.
     fn preview_merge(
@@ -114,15 +195,6 @@ pub trait TenantWriter: Send {
         key: &[String],
         rows: &mut dyn BufRead,
     ) -> Result<MergePreview, PortError>;
-
-    /// Move every sequence (identity, serial, AUTOINCREMENT) of the tenant
-    /// past the largest value its column now holds. Safe to repeat.
-    fn reset_sequences(&mut self) -> Result<(), PortError>;
-
-    /// Replace every row of the tenant with the rows of a native dump made
-    /// by this engine (`format` as in the manifest, e.g. `sqlite3` or
-    /// `pg_dump-custom`), in one transaction, and reset sequences.
-    fn restore_native(&mut self, format: &str, dump: &Path) -> Result<(), PortError>;
 
     /// Rows per table in a native dump made by this engine, read without
     /// restoring it (validation checks them, verification compares them).

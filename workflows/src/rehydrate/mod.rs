@@ -6,19 +6,22 @@
 //! [`validate`]) → `preview` (per table: rows to delete, insert, update;
 //! conflicts) → `confirm` (waits for the typed confirmation `DELETE`) →
 //! `quiesce` (maintenance flag on) → `backup` (a full `lite` export of the
-//! current data, read back and verified) → `delete` → `import` (foreign-key
-//! order, checkpointed per group) → `verify` (content hashes or row counts
-//! equal the bundle's) → `reactivate` (flag off, backup retention timer).
+//! current data, read back and verified) → `load` (delete, load and verify
+//! in one database transaction, committed only once the content hashes or
+//! row counts equal the bundle's) → `reactivate` (flag off, backup
+//! retention timer).
 //! A dry run (`dryRun`) skips every step after `preview` but `reactivate`,
 //! which then only drops the work files, and completes.
 //!
-//! Nothing is deleted before validation passed and the backup verified.
-//! `quiesce` is the one compensable step and its compensation is the
-//! rollback (`steps/restore.rs`): once the tenant is quiesced, any failure,
-//! a cancel, or a rollback request after completion restores the backup
-//! where the data differs from it and verifies the restore. So a
+//! Nothing is deleted before validation passed and the backup verified,
+//! and then only inside the load's transaction: the tenant's rows change
+//! in one atomic switch to the verified new rows, or not at all. `quiesce`
+//! is the one compensable step and its compensation is the rollback
+//! (`steps/restore.rs`): once the tenant is quiesced, any failure, a
+//! cancel, or a rollback request after completion loads the backup through
+//! the same atomic switch where the data differs from it. So a
 //! rehydration ends either with the new data verified or with the old data
-//! restored and verified. The backup stays in the private backups area for
+//! in place and verified. The backup stays in the private backups area for
 //! `backup_retention`; the durable `backup_expire` timer then deletes it,
 //! and a rollback is no longer possible.
 //!
@@ -61,16 +64,14 @@ pub const BACKUP_TIMER: &str = "backup_expire";
 pub const DRY_RUN_FIELD: &str = "dryRun";
 
 /// The step names, in order.
-pub const STEP_NAMES: [&str; 10] = [
+pub const STEP_NAMES: [&str; 8] = [
     "receive",
     "validate",
     "preview",
     "confirm",
     "quiesce",
     "backup",
-    "delete",
-    "import",
-    "verify",
+    "load",
     "reactivate",
 ];
 
@@ -95,17 +96,22 @@ pub struct RehydrateConfig {
     pub upload_bytes_max: u64,
     /// How long a backup is kept (and a finished rehydration can be undone).
     pub backup_retention: Duration,
+    /// Largest bundle (in rows) the preview tries loading (and rolls back)
+    /// to report what the load would hit; 0 turns the trial off.
+    pub trial_rows_max: u64,
     pub limits: validate::Limits,
 }
 
 impl RehydrateConfig {
-    /// Defaults: 10 GiB bundles, backups kept 7 days.
+    /// Defaults: 10 GiB bundles, backups kept 7 days, trial loads of
+    /// bundles up to 500,000 rows.
     pub fn new(work_dir: impl Into<PathBuf>, uploads_dir: impl Into<PathBuf>) -> Self {
         RehydrateConfig {
             work_dir: work_dir.into(),
             uploads_dir: uploads_dir.into(),
             upload_bytes_max: 10 * 1024 * 1024 * 1024,
             backup_retention: Duration::from_secs(7 * 24 * 3600),
+            trial_rows_max: 500_000,
             limits: validate::Limits::default(),
         }
     }
@@ -157,18 +163,8 @@ fn step_specs() -> Vec<StepSpec> {
                 .timeout(long),
         ),
         after_preview(
-            StepSpec::new("delete")
-                .retry(policy(5, secs(1), secs(120)))
-                .timeout(long),
-        ),
-        after_preview(
-            StepSpec::new("import")
+            StepSpec::new("load")
                 .retry(policy(5, secs(2), secs(300)))
-                .timeout(long),
-        ),
-        after_preview(
-            StepSpec::new("verify")
-                .retry(policy(5, secs(2), secs(120)))
                 .timeout(long),
         ),
         // Runs in a dry run too, to drop the work files (see the step).
@@ -339,9 +335,7 @@ impl RehydrateWorkflow {
             "preview" => steps::preview::run(self, ctx).await,
             "quiesce" => steps::quiesce::run(self, ctx).await,
             "backup" => steps::backup::run(self, ctx).await,
-            "delete" => steps::delete::run(self, ctx).await,
-            "import" => steps::import::run(self, ctx).await,
-            "verify" => steps::verify::run(self, ctx).await,
+            "load" => steps::load::run(self, ctx).await,
             "reactivate" => steps::reactivate::run(self, ctx).await,
             other => Err(StepError::permanent(
                 "unknown_step",

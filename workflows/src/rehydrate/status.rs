@@ -6,7 +6,7 @@
 
 use super::input::RehydrateInput;
 use super::steps::backup::BackupOutput;
-use super::steps::import::ImportOutput;
+use super::steps::load::LoadOutput;
 use super::steps::preview::PreviewOutput;
 use super::steps::validate::ValidateOutput;
 use super::{BACKUP_TIMER, STEP_NAMES};
@@ -125,7 +125,7 @@ impl RehydrateStatusView {
     pub fn from_state(state: &WorkflowState, report_available: bool) -> RehydrateStatusView {
         let input = RehydrateInput::from_value(&state.input).ok();
         let validate: Option<ValidateOutput> = output(state, "validate");
-        let import: Option<ImportOutput> = output(state, "import");
+        let import: Option<LoadOutput> = output(state, "load");
         let backup: Option<BackupOutput> = output(state, "backup");
         let steps = STEP_NAMES.len() as f64;
         let done = STEP_NAMES

@@ -12,7 +12,8 @@
 //!
 //! In row mode every table gains the tenant column first; primary keys,
 //! unique constraints and foreign keys all lead with it, as in a typical
-//! shared-table design, so two tenants can reuse the same ids. With
+//! shared-table design, so two tenants can reuse the same ids; every
+//! foreign key has an index leading with its columns. With
 //! row-level security each table gets a policy keyed on `ferry.tenant`.
 
 use crate::tenant_pg::conn::quote_ident;
@@ -190,6 +191,19 @@ CREATE TABLE feature_toggles (
     marker            text NOT NULL,
     PRIMARY KEY (/*K*/name)
 );
+
+-- Every foreign key has an index leading with its columns, as a
+-- production schema would: without one, each row deleted from the
+-- referenced table scans the referencing table for its check.
+CREATE INDEX users_account ON users (/*K*/account_id);
+CREATE INDEX orders_account ON orders (/*K*/account_id);
+CREATE INDEX orders_user ON orders (/*K*/user_id);
+CREATE INDEX order_items_product ON order_items (/*K*/product_id);
+CREATE INDEX kpis_owner ON kpis (/*K*/owner_user_id);
+CREATE INDEX kpi_time_series_kpi ON kpi_time_series (/*K*/kpi_id);
+CREATE INDEX kpi_reference_ranges_kpi ON kpi_reference_ranges (/*K*/kpi_id);
+CREATE INDEX health_trends_account ON health_trends (/*K*/account_id);
+CREATE INDEX playbooks_owner ON playbooks (/*K*/owner_user_id);
 "#;
 
 /// The DDL for one schema (run with `search_path` set to it). Row mode

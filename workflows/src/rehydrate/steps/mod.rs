@@ -11,15 +11,13 @@
 //! - `restore/` — the backup, extracted again, while `rollback` restores it.
 
 pub mod backup;
-pub mod delete;
-pub mod import;
+pub mod load;
 pub mod preview;
 pub mod quiesce;
 pub mod reactivate;
 pub mod receive;
 pub mod restore;
 pub mod validate;
-pub mod verify;
 
 use super::input::RehydrateInput;
 use super::RehydrateWorkflow;
@@ -82,24 +80,38 @@ pub(crate) fn input_of(ctx: &StepContext) -> Result<RehydrateInput, StepError> {
 
 /// Run blocking work against the tenant's database on the blocking pool.
 /// The closure gets a fresh [`TenantWriter`]; each of its calls is one
-/// transaction, so dropping the step (cancel, timeout) between calls is safe.
+/// transaction. A step dropped while the work runs (cancel, timeout) does
+/// not stop the thread: a load checks the cancel itself, and the next load
+/// of the tenant waits for it to end (see `TenantWriter::load`).
 pub(crate) async fn with_writer<T: Send + 'static>(
     wf: &RehydrateWorkflow,
     ctx: &StepContext,
     f: impl FnOnce(&mut dyn TenantWriter) -> Result<T, PortError> + Send + 'static,
 ) -> Result<T, StepError> {
+    spawn_writer(wf, ctx, f).await
+}
+
+/// [`with_writer`] started now, as a future that borrows nothing (so the
+/// step can record progress while it runs).
+pub(crate) fn spawn_writer<T: Send + 'static>(
+    wf: &RehydrateWorkflow,
+    ctx: &StepContext,
+    f: impl FnOnce(&mut dyn TenantWriter) -> Result<T, PortError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, StepError>> + Send + 'static {
     let tenants = wf.deps.tenants.clone();
     let tenant = ctx.tenant.clone();
     let dir = WorkDirs::new(wf, ctx.workflow).writer_dir();
-    tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)
             .map_err(|e| PortError::retryable("work_dir_failed", e.to_string()))?;
         let mut w = tenants.writer(&tenant, &dir)?;
         f(w.as_mut())
-    })
-    .await
-    .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
-    .map_err(StepError::from)
+    });
+    async move {
+        task.await
+            .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
+            .map_err(StepError::from)
+    }
 }
 
 /// Serialize a step output.

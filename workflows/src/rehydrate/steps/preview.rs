@@ -3,9 +3,20 @@
 //! writing. The API serves it at `GET /rehydrate/{id}/preview`; a dry run
 //! ends after it. Merge conflicts are recorded, not raised here, so the
 //! operator can see them; confirming such a preview is refused.
+//!
+//! Then, for bundles of at most `trial_rows_max` rows, the preview runs the
+//! load itself as a **trial** (`load.rs`: the same transaction, every
+//! constraint, trigger-free bulk checks and the verification, then rolled
+//! back), so whatever the load would hit — a CHECK, domain, NOT NULL,
+//! unique, exclusion or foreign-key violation, bytes that would not verify
+//! — is reported before the confirmation, with nothing written: the step
+//! fails with the load's own code and the report names it. The trial holds
+//! the load's locks while it runs (in schema isolation the tenant's tables,
+//! briefly); a larger bundle skips it (`trial` says so).
 
 use super::validate::ValidateOutput;
 use super::{input_of, output_of, to_output, with_writer};
+use crate::ports::tenant_writer::LoadWarning;
 use crate::rehydrate::input::Mode;
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError};
@@ -34,6 +45,14 @@ pub struct PreviewOutput {
     pub will_insert: u64,
     pub will_update: u64,
     pub conflicts: u64,
+    /// The trial load: `passed`, or `skipped` (too large, or merge
+    /// conflicts already known); absent for previews made before trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<String>,
+    /// What in the tenant's schema makes the load slow or risky (e.g. a
+    /// shared table's foreign key without an index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<LoadWarning>,
 }
 
 impl PreviewOutput {
@@ -98,14 +117,19 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
     })
     .await?;
     let sum = |f: fn(&TablePreview) -> u64| tables.iter().map(f).sum::<u64>();
-    let out = PreviewOutput {
+    let mut out = PreviewOutput {
         mode: mode.as_str().to_owned(),
         will_delete: sum(|t| t.will_delete),
         will_insert: sum(|t| t.will_insert),
         will_update: sum(|t| t.will_update),
         conflicts: sum(|t| t.conflicts),
         tables,
+        trial: None,
+        warnings: Vec::new(),
     };
+    let scope = super::load::scope_tables(&v);
+    out.warnings = with_writer(wf, ctx, move |w| w.load_warnings(&scope)).await?;
+    out.trial = Some(super::load::trial(wf, ctx, &input, &v, out.conflicts > 0).await?);
     wf.audit(
         ctx,
         "REHYDRATE_PREVIEWED",

@@ -2,23 +2,25 @@
 //! `quiesce` fails for good, when the workflow is cancelled after it, and
 //! when a finished rehydration is rolled back while its backup is kept.
 //!
-//! If a backup was taken and any table's content hash differs from the
-//! backup's, the backup is fetched (the local copy, else the backups
+//! If a backup was taken, it is fetched (the local copy, else the backups
 //! area), validated like any bundle (signature, checksums, rows, schema),
-//! every table emptied and loaded from it group by group, sequences reset,
-//! and every content hash compared again: a restore that does not verify
-//! is an error, retried, never reported as done. Then the tenant is
-//! reactivated. With no backup nothing was deleted (the delete runs only
-//! after the backup verified), so only the flag is lifted. Safe to repeat:
-//! an interrupted restore starts over from the verified backup.
+//! and loaded through the same atomic switch as the forward load
+//! (`load.rs`): one transaction that first waits for any other load of the
+//! tenant to end, then — unless every table already equals the backup's
+//! content hash, the usual case after a failed load, which committed
+//! nothing — replaces every table with the backup's rows and commits only
+//! once every content hash equals the backup's. A restore that cannot
+//! verify is an error, retried, never reported as done, and it never
+//! leaves anything half-restored. Then the tenant is reactivated. With no
+//! backup nothing was loaded (the load runs only after the backup
+//! verified), so only the flag is lifted. Safe to repeat.
 
 use super::backup::{backup_key, BackupOutput};
-use super::import::load_lite;
+use super::load::{atomic_load, LoadFiles, LoadRequest};
 use super::validate::TableFile;
-use super::verify::hash_mismatches;
 use super::{io_error, to_output, with_writer, WorkDirs};
 use crate::ports::objects::Area;
-use crate::ports::tenant_writer::WriteMode;
+use crate::ports::tenant_writer::{TableDigest, Verify, WriteMode, VERIFY_MISMATCH};
 use crate::rehydrate::validate::{self, BundleData, Request};
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError};
@@ -72,11 +74,13 @@ async fn fetch_backup(
         .map_err(|e| io_error("restore_io", e))
 }
 
+/// Load the backup unless the tenant already equals it; whether it was
+/// loaded.
 async fn restore(
     wf: &RehydrateWorkflow,
     ctx: &mut StepContext,
     b: &BackupOutput,
-) -> Result<(), StepError> {
+) -> Result<bool, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
     fetch_backup(wf, ctx, &dirs, b).await?;
@@ -119,14 +123,28 @@ async fn restore(
             blake3: t.blake3.clone(),
         })
         .collect();
-    let all: Vec<String> = files.iter().map(|f| f.table.clone()).collect();
-    with_writer(wf, ctx, move |w| w.delete_rows(&all)).await?;
-    load_lite(wf, ctx, &validated.schema, &files, false, |_| {
-        WriteMode::Replace
-    })
-    .await?;
+    // What the backup recorded when it was taken and verified.
+    let expected = Verify::Digests(
+        b.tables
+            .iter()
+            .map(|t| TableDigest {
+                table: t.table.clone(),
+                rows: t.rows,
+                blake3: t.blake3.clone(),
+            })
+            .collect(),
+    );
+    let lite = LoadFiles::Lite(files.into_iter().map(|f| (f, WriteMode::Replace)).collect());
+    let request = LoadRequest {
+        files: lite,
+        verify: expected,
+        unless_verified: true,
+        trial: false,
+        point: "rehydrate.rollback",
+    };
+    let outcome = atomic_load(wf, ctx, request).await;
     let _ = tokio::fs::remove_dir_all(&restore_dir).await;
-    Ok(())
+    Ok(!outcome?.unchanged)
 }
 
 pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
@@ -136,25 +154,13 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
     let mut restored = false;
     if let Some(b) = backup {
         with_writer(wf, ctx, |w| w.set_maintenance(true)).await?;
-        let expected: Vec<_> = b
-            .tables
-            .iter()
-            .map(|t| (t.table.clone(), t.rows, t.blake3.clone()))
-            .collect();
-        if !hash_mismatches(wf, ctx, expected.clone()).await?.is_empty() {
-            restore(wf, ctx, &b).await?;
-            let still = hash_mismatches(wf, ctx, expected).await?;
-            if !still.is_empty() {
-                return Err(StepError::retryable(
-                    "restore_unverified",
-                    format!(
-                        "after restoring, these tables differ from the backup: {}",
-                        still.join(", ")
-                    ),
-                ));
+        restored = restore(wf, ctx, &b).await.map_err(|e| {
+            if e.code == VERIFY_MISMATCH {
+                StepError::retryable("restore_unverified", e.message)
+            } else {
+                e
             }
-            restored = true;
-        }
+        })?;
     }
     with_writer(wf, ctx, |w| w.set_maintenance(false)).await?;
     if ctx.output("backup").is_some() {

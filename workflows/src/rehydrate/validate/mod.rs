@@ -112,6 +112,7 @@ mod value_kind;
 
 pub use keys::KeyStats;
 pub use rejection::Rejection;
+pub use report::write_load_failure as write_load_report;
 
 use crate::bundle::manifest::{Manifest, ManifestEntry, MANIFEST_PATH, SIGNATURE_PATH};
 use crate::bundle::sign::verify_signature;

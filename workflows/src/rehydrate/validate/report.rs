@@ -124,3 +124,24 @@ pub(super) async fn write_single(path: &Path, rejection: Rejection) -> Rejection
         _ => rejection,
     }
 }
+
+/// Write the report of a load that its trial found would fail (see the
+/// preview step): one line with the load's code and message (which names
+/// the table and the offending value or key). Atomic like every report.
+pub fn write_load_failure(path: &Path, code: &str, message: &str) -> io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".trial.tmp");
+    let tmp = path.with_file_name(tmp_name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    let line = serde_json::json!({"code": code, "table": null, "line": null, "column": null,
+        "key": null, "message": message, "stage": "trial_load"});
+    serde_json::to_writer(&mut out, &line)?;
+    out.write_all(b"\n")?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}

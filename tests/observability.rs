@@ -481,7 +481,7 @@ fn logs_carry_workflow_context(log: &str) {
         "upload",
         "timer:expire",
         "validate",
-        "import",
+        "load",
     ] {
         assert!(
             steps.contains(step),

@@ -476,7 +476,7 @@ fn every_bad_bundle_is_refused_with_its_code_before_anything_is_changed() {
             serde_json::from_str(report.text().unwrap().lines().next().unwrap()).unwrap();
         assert_eq!(first["code"], *code, "{what}: {first}");
         let steps = steps_run(&f, &token, id);
-        for destructive in ["quiesce", "backup", "delete", "import"] {
+        for destructive in ["quiesce", "backup", "load"] {
             assert!(
                 !steps.iter().any(|s| s == destructive),
                 "{what}: {destructive} ran: {steps:?}"

@@ -5,7 +5,8 @@
 //! numeric NaN and infinities, triggers that rewrite rows or write audit
 //! rows, row-level security, views and materialized views, a table without
 //! a primary key, inheritance, unlogged and TOASTed tables, awkward names),
-//! through the real binary, lite and native, in schema and row isolation.
+//! through the real binary, lite and native, in schema, database and row
+//! isolation.
 //!
 //! The oracle is PostgreSQL's, not ferry's: the fixture's `hash.sql`
 //! prints, per relation (every partition leaf, inheritance parent and child
@@ -83,6 +84,9 @@ fn parse(out: &str) -> Content {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Schema,
+    /// One database per tenant (the fixture's schema inside it, found
+    /// through the tenant registry).
+    Database,
     Row,
 }
 
@@ -90,20 +94,21 @@ impl Mode {
     fn backend(self) -> &'static str {
         match self {
             Mode::Schema => "pg-schema",
+            Mode::Database => "pg-database",
             Mode::Row => "pg-row",
         }
     }
 
     fn dir(self) -> &'static str {
         match self {
-            Mode::Schema => "",
+            Mode::Schema | Mode::Database => "",
             Mode::Row => "row/",
         }
     }
 
     fn vars(self, tenant: &str) -> Vec<(&'static str, String)> {
         match self {
-            Mode::Schema => vec![("schema", format!("tenant_{tenant}"))],
+            Mode::Schema | Mode::Database => vec![("schema", format!("tenant_{tenant}"))],
             Mode::Row => vec![
                 ("schema", "public".to_owned()),
                 ("tenant", tenant.to_owned()),
@@ -127,25 +132,50 @@ impl Torture {
             f = f.env(k, v);
         }
         let url = f.database_url().expect("a PostgreSQL backend").to_owned();
-        let t = Torture {
+        let mut t = Torture {
             f,
             mode,
             url,
             token: String::new(),
         };
+        if mode == Mode::Database {
+            // The registry is the platform's: it exists once ferry started.
+            t.f.start();
+            for tenant in [TENANT, OTHER] {
+                let db = t.tenant_url(tenant);
+                let name = db.rsplit('/').next().unwrap().to_owned();
+                psql(&t.url, &format!("CREATE DATABASE {name}"));
+                psql(
+                    &t.url,
+                    &format!(
+                        "INSERT INTO ferry_tenants (tenant_id, database_url, schema_name) \
+                         VALUES ('{tenant}', '{db}', 'tenant_{tenant}')"
+                    ),
+                );
+            }
+        }
         if mode == Mode::Row {
             t.script("schema.sql", TENANT, true);
         }
         for tenant in [TENANT, OTHER] {
-            if mode == Mode::Schema {
+            if mode != Mode::Row {
                 t.script("schema.sql", tenant, true);
             }
             t.script("data.sql", tenant, true);
         }
-        let mut t = t;
-        t.f.start();
+        if mode != Mode::Database {
+            t.f.start();
+        }
         t.token = t.f.token(TENANT, "tenant_admin");
         t
+    }
+
+    /// The database holding `tenant`'s tables.
+    fn tenant_url(&self, tenant: &str) -> String {
+        match self.mode {
+            Mode::Database => format!("{}_{tenant}", self.url),
+            Mode::Schema | Mode::Row => self.url.clone(),
+        }
     }
 
     fn script(&self, file: &str, tenant: &str, quiet: bool) -> String {
@@ -155,7 +185,11 @@ impl Torture {
             .filter(|(k, _)| !(file == "schema.sql" && self.mode == Mode::Row && *k == "tenant"))
             .map(|(k, v)| (*k, v.as_str()))
             .collect();
-        let out = run_script(&self.url, &format!("{}{file}", self.mode.dir()), &vars);
+        let out = run_script(
+            &self.tenant_url(tenant),
+            &format!("{}{file}", self.mode.dir()),
+            &vars,
+        );
         if quiet {
             String::new()
         } else {
@@ -181,18 +215,22 @@ impl Torture {
         format!("/api/v1/tenant/rehydrate/{id}/status")
     }
 
-    /// Submit a rehydration of `export_id`, confirm it, and wait for `end`.
-    fn rehydrate(&self, body: Value, end: &str) -> Value {
+    /// Submit a rehydration; its id.
+    fn submit(&self, body: &Value) -> String {
         let r = self
             .f
-            .post("/api/v1/tenant/rehydrate", Some(&self.token), &body);
+            .post("/api/v1/tenant/rehydrate", Some(&self.token), body);
         let status = r.status();
         let v: Value = r.json().unwrap();
         assert_eq!(status, 202, "{v}");
-        let id = v["job"]["id"].as_str().unwrap().to_owned();
+        v["job"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Wait for the preview of rehydration `id`, then confirm it; the preview.
+    fn confirm(&self, id: &str) -> Value {
         let s = self.f.wait_status(
             &self.token,
-            &Self::status_path(&id),
+            &Self::status_path(id),
             "awaiting_confirmation",
             WAIT,
         );
@@ -207,6 +245,14 @@ impl Torture {
             &json!({"confirm": "DELETE"}),
         );
         assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+        preview
+    }
+
+    /// Submit a rehydration, confirm it, and wait for `end`; its status,
+    /// with its `id` and `preview`.
+    fn rehydrate(&self, body: Value, end: &str) -> Value {
+        let id = self.submit(&body);
+        let preview = self.confirm(&id);
         let mut s = self
             .f
             .wait_status(&self.token, &Self::status_path(&id), end, WAIT);
@@ -316,6 +362,16 @@ fn schema_mode_native_round_trip_restores_every_relation() {
 }
 
 #[test]
+fn database_mode_lite_round_trip_restores_every_relation() {
+    round_trip(Mode::Database, "lite");
+}
+
+#[test]
+fn database_mode_native_round_trip_restores_every_relation() {
+    round_trip(Mode::Database, "native");
+}
+
+#[test]
 fn row_mode_lite_round_trip_restores_every_relation() {
     round_trip(Mode::Row, "lite");
 }
@@ -411,16 +467,7 @@ fn the_preview_trial_reports_what_the_load_would_hit() {
     t.mutate();
     psql(&t.url, BREAK_PAGE_VIEWS);
     let before = t.content(TENANT);
-    let r = t.f.post(
-        "/api/v1/tenant/rehydrate",
-        Some(&t.token),
-        &json!({"exportId": export_id}),
-    );
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().unwrap()["job"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = t.submit(&json!({"exportId": export_id}));
     let s =
         t.f.wait_status(&t.token, &Torture::status_path(&id), "failed", WAIT);
     assert_eq!(s["error"]["code"], "row_invalid", "{s}");
@@ -441,16 +488,7 @@ fn the_preview_trial_reports_what_the_load_would_hit() {
         &t.url,
         "ALTER TABLE tenant_torture.page_views DROP CONSTRAINT no_old_views",
     );
-    let r = t.f.post(
-        "/api/v1/tenant/rehydrate",
-        Some(&t.token),
-        &json!({"exportId": export_id, "dryRun": true}),
-    );
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().unwrap()["job"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = t.submit(&json!({"exportId": export_id, "dryRun": true}));
     t.f.wait_status(&t.token, &Torture::status_path(&id), "completed", WAIT);
     let preview =
         t.f.get_json(&format!("/api/v1/tenant/rehydrate/{id}/preview"), &t.token);
@@ -470,31 +508,18 @@ fn a_terminated_loading_connection_retries_to_completion() {
     let exported = t.content(TENANT);
     let export_id = t.export("lite");
     t.mutate();
-    let r = t.f.post(
-        "/api/v1/tenant/rehydrate",
-        Some(&t.token),
-        &json!({"exportId": export_id}),
-    );
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().unwrap()["job"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = t.submit(&json!({"exportId": export_id}));
     let path = Torture::status_path(&id);
-    t.f.wait_status(&t.token, &path, "awaiting_confirmation", WAIT);
-    let r = t.f.post(
-        &format!("/api/v1/tenant/rehydrate/{id}/confirm"),
-        Some(&t.token),
-        &json!({"confirm": "DELETE"}),
-    );
-    assert_eq!(r.status(), 202);
-    // Terminate the backend that holds the tenant's load lock, once it is
-    // in the middle of the load.
+    t.confirm(&id);
+    // Terminate the backend that holds the tenant's load lock (in this
+    // test's own database: other tests run beside it), once it is in the
+    // middle of the load.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let killed = psql(
             &t.url,
             "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
+             JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
              WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()",
         );
         if killed.trim() != "0" {
@@ -528,24 +553,9 @@ fn ferry_killed_during_the_load_completes_after_restart() {
     let export_id = t.export("lite");
     t.mutate();
     let mutated = t.content(TENANT);
-    let r = t.f.post(
-        "/api/v1/tenant/rehydrate",
-        Some(&t.token),
-        &json!({"exportId": export_id}),
-    );
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().unwrap()["job"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = t.submit(&json!({"exportId": export_id}));
     let path = Torture::status_path(&id);
-    t.f.wait_status(&t.token, &path, "awaiting_confirmation", WAIT);
-    let r = t.f.post(
-        &format!("/api/v1/tenant/rehydrate/{id}/confirm"),
-        Some(&t.token),
-        &json!({"confirm": "DELETE"}),
-    );
-    assert_eq!(r.status(), 202);
+    t.confirm(&id);
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let s = t.f.get_json(&path, &t.token);
@@ -570,4 +580,31 @@ fn ferry_killed_during_the_load_completes_after_restart() {
     let s = t.f.wait_status(&t.token, &path, "completed", WAIT);
     assert_eq!(s["status"], "completed");
     assert_restored(&t.content(TENANT), &exported, "after a SIGKILL");
+}
+
+/// Large objects live outside the tables and are in no bundle: a tenant
+/// with a large-object column is refused at validate, before anything
+/// changed, with its own code.
+#[test]
+fn large_object_columns_are_refused_at_validate() {
+    let t = Torture::new(Mode::Schema, &[]);
+    psql(
+        &t.url,
+        "CREATE TABLE tenant_torture.scans (id integer PRIMARY KEY, body oid); \
+         INSERT INTO tenant_torture.scans VALUES (1, lo_from_bytea(0, 'scan'))",
+    );
+    let export_id = t.export("lite");
+    let before = t.content(TENANT);
+    let id = t.submit(&json!({"exportId": export_id}));
+    let s =
+        t.f.wait_status(&t.token, &Torture::status_path(&id), "failed", WAIT);
+    assert_eq!(s["error"]["code"], "large_objects_unsupported", "{s}");
+    assert!(
+        s["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scans.body"),
+        "{s}"
+    );
+    assert_unchanged(&t.content(TENANT), &before);
 }

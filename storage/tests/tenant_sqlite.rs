@@ -803,3 +803,92 @@ fn progress_is_reported_every_few_thousand_rows() {
         [PROGRESS_EVERY_ROWS, 2 * PROGRESS_EVERY_ROWS, 12_001]
     );
 }
+
+#[test]
+fn the_schema_carries_defaults_and_unique_sets_and_leaves_generated_columns_out() {
+    let f = Fixture::new();
+    let conn = f.create(
+        "acme",
+        "CREATE TABLE items (
+             id INTEGER PRIMARY KEY,
+             sku TEXT NOT NULL UNIQUE,
+             region TEXT NOT NULL DEFAULT 'eu',
+             code TEXT NOT NULL,
+             qty INTEGER NOT NULL DEFAULT 0,
+             price REAL,
+             created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+             total REAL GENERATED ALWAYS AS (qty * price) STORED,
+             label TEXT AS (upper(sku)) VIRTUAL,
+             UNIQUE (region, code)
+         );
+         CREATE UNIQUE INDEX items_lower_code ON items (lower(code));
+         CREATE UNIQUE INDEX items_live_code ON items (code) WHERE qty > 0;
+         CREATE UNIQUE INDEX items_price_id ON items (price, id);
+         CREATE INDEX items_qty ON items (qty);
+         CREATE TABLE pairs (a TEXT, b TEXT, PRIMARY KEY (a, b), UNIQUE (a, b)) WITHOUT ROWID;
+         INSERT INTO items (sku, code, qty, price, created_at)
+             VALUES ('a-1', 'x', 2, 1.5, '2025-01-01');",
+    );
+    drop(conn);
+    let mut snap = f.snapshot("acme", "w");
+    let schema = snap.schema().expect("schema");
+    let items = schema.table("items").expect("items");
+
+    // Generated columns stay out, as they always have: the dump, the
+    // rehydration and its schema comparison never see them.
+    let names: Vec<&str> = items.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["id", "sku", "region", "code", "qty", "price", "created_at"]
+    );
+    let default = |name: &str| {
+        items
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .default
+            .clone()
+    };
+    assert_eq!(default("region").as_deref(), Some("'eu'"));
+    assert_eq!(default("qty").as_deref(), Some("0"));
+    assert_eq!(default("created_at").as_deref(), Some("CURRENT_TIMESTAMP"));
+    assert_eq!(default("sku"), None);
+    assert_eq!(default("id"), None);
+    assert!(items
+        .columns
+        .iter()
+        .all(|c| c.generated.is_none() && c.identity.is_none()));
+    assert_eq!(items.columns[1].data_type, "TEXT", "dataType is unchanged");
+
+    // Unique sets by index name; not partial, expression or plain indexes.
+    let set = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        items.unique,
+        [
+            set(&["price", "id"]),
+            set(&["sku"]),
+            set(&["region", "code"])
+        ]
+    );
+    // A unique constraint that repeats the primary key adds nothing.
+    let pairs = schema.table("pairs").expect("pairs");
+    assert_eq!(pairs.primary_key, ["a", "b"]);
+    assert!(pairs.unique.is_empty(), "{:?}", pairs.unique);
+    assert!(pairs.partitions.is_empty() && pairs.partition_key.is_none());
+    assert!(schema.enums.is_empty());
+
+    // The JSON leaves empty details out, and the dump is what it was.
+    let json = serde_json::to_value(&schema).expect("json");
+    let cols = &json["tables"][0]["columns"];
+    assert_eq!(cols[2]["default"], "'eu'");
+    assert!(cols[1].get("default").is_none());
+    assert!(json.get("enums").is_none());
+    assert!(json["tables"][1].get("unique").is_none());
+    let (text, rows) = dump(snap.as_mut(), "items", &TableFormat::Ndjson);
+    assert_eq!(rows, 1);
+    assert_eq!(
+        text,
+        "{\"id\":1,\"sku\":\"a-1\",\"region\":\"eu\",\"code\":\"x\",\"qty\":2,\"price\":1.5,\"created_at\":\"2025-01-01\"}\n"
+    );
+}

@@ -211,6 +211,27 @@ impl Ferry {
             .expect("run ferry")
     }
 
+    /// As [`Ferry::cli`], with `input` written to its stdin (then closed):
+    /// for commands that prompt, e.g. `rehydrate`'s typed `DELETE`.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ferry");
+        // Small input fits the pipe's buffer: no need to read output first.
+        // A child that exits without reading (refused arguments) breaks the
+        // pipe; its output says why.
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        child.wait_with_output().expect("run ferry")
+    }
+
     pub fn sample(&self, tenant: &str, scale: u32) {
         let out = self.cli(&["sample", "--tenant", tenant, "--scale", &scale.to_string()]);
         assert!(

@@ -209,6 +209,65 @@ async fn merge_leaves_foreign_keys_to_the_import() {
     ctx.validate(&bundle).await.unwrap();
 }
 
+/// `schema()` as a tenant introspected today reports it: defaults, an
+/// identity column, a unique set, an enum, a partitioned table.
+fn schema_with_details() -> SchemaInfo {
+    use ferry_workflows::ports::tenant::{Identity, PartitionInfo};
+    let mut s = schema();
+    let users = &mut s.tables[0];
+    users.columns[0].identity = Some(Identity::ByDefault);
+    users.columns[2].default = Some("true".into());
+    users.unique = vec![vec!["email".into()]];
+    let orders = &mut s.tables[1];
+    orders.columns[2].default = Some("'none'::text".into());
+    orders.partition_key = Some("RANGE (id)".into());
+    orders.partitions = vec![PartitionInfo {
+        name: "orders_default".into(),
+        parent: "orders".into(),
+        bound: "DEFAULT".into(),
+        partition_key: None,
+    }];
+    s.enums
+        .insert("mood".into(), vec!["sad".into(), "happy".into()]);
+    s
+}
+
+#[tokio::test]
+async fn a_bundle_from_before_the_schema_details_passes_against_a_tenant_read_today() {
+    let mut ctx = Ctx::new();
+    ctx.target = schema_with_details();
+    let f = Fixture::lite();
+    // What bundles held before: none of the newer keys.
+    let old = serde_json::to_string(&f.schema).unwrap();
+    for key in [
+        "default",
+        "identity",
+        "generated",
+        "unique",
+        "partition",
+        "enums",
+    ] {
+        assert!(!old.contains(key), "{key} in {old}");
+    }
+    let bundle = ctx.write(&f).await;
+    let v = ctx.validate(&bundle).await.unwrap();
+    assert_eq!(v.schema, schema());
+
+    // And the details are never a reason to refuse: a bundle that has them
+    // passes against a tenant whose details differ.
+    let mut ctx = Ctx::new();
+    let mut f = Fixture::lite();
+    f.schema = schema_with_details();
+    f.schema.tables[0].unique.clear();
+    f.schema.tables[1].columns[2].default = Some("'other'::text".into());
+    f.schema.enums.clear();
+    let bundle = ctx.write(&f).await;
+    let v = ctx.validate(&bundle).await.unwrap();
+    assert_eq!(v.schema, f.schema);
+    ctx.target = schema_with_details();
+    ctx.validate(&bundle).await.unwrap();
+}
+
 // ------------------------------------------------- archive-level corpus ----
 
 #[tokio::test]

@@ -70,7 +70,8 @@ enum Command {
     },
     /// Submit an export through the API (and wait for it with --wait).
     Export(export::ExportArgs),
-    /// Rehydrate the tenant from a bundle: preview, typed confirmation, progress.
+    /// Rehydrate the tenant from a bundle or a stored export: preview, typed
+    /// confirmation, progress.
     Rehydrate(rehydrate::RehydrateArgs),
     /// Recompute the audit log's hash chain.
     AuditVerify,

@@ -93,7 +93,7 @@ fn constraints_where(condition: &str) -> String {
 /// level). The tables themselves are listed on their own:
 /// `pg_partition_tree` returns no rows for a table that is neither
 /// partitioned nor a partition.
-const LOADED: &str = "\
+pub(crate) const LOADED: &str = "\
     SELECT c.oid FROM pg_catalog.pg_class c \
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
     WHERE n.nspname = $1 AND c.relname = ANY($2) \

@@ -24,6 +24,7 @@
 
 use super::conn::{db_error, qualified, quote_ident};
 use super::introspect::tenant_filter_value;
+use super::keys_aside::LOADED;
 use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Text};
@@ -67,39 +68,34 @@ pub(crate) struct ChecksOff {
 }
 
 /// Every foreign key declared on, or referencing, the tables `$2` of
-/// schema `$1` or their partitions.
-const FOREIGN_KEYS: &str = "\
-    WITH loaded AS ( \
-      SELECT c.oid FROM pg_catalog.pg_class c \
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-      WHERE n.nspname = $1 AND c.relname = ANY($2) \
-      UNION \
-      SELECT t.relid::oid FROM pg_catalog.pg_class c \
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-      CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) t \
-      WHERE n.nspname = $1 AND c.relname = ANY($2)) \
-    SELECT con.conname::text AS name, \
-           cn.nspname::text AS child_schema, cc.relname::text AS child_table, \
-           pn.nspname::text AS parent_schema, pc.relname::text AS parent_table, \
-           ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(num, ord) \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num \
-                 ORDER BY k.ord) AS child_columns, \
-           ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(num, ord) \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num \
-                 ORDER BY k.ord) AS parent_columns, \
-           (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) \
-            FROM unnest(con.conkey, con.confkey) AS k(c, p) \
-            JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.c \
-            JOIN pg_catalog.pg_attribute b ON b.attrelid = con.confrelid AND b.attnum = k.p \
-            WHERE a.attname = $3 AND b.attname = $3) AS tenant_type \
-    FROM pg_catalog.pg_constraint con \
-    JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid \
-    JOIN pg_catalog.pg_namespace cn ON cn.oid = cc.relnamespace \
-    JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid \
-    JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
-    WHERE con.contype = 'f' AND con.conparentid = 0 \
-      AND (con.conrelid IN (SELECT oid FROM loaded) OR con.confrelid IN (SELECT oid FROM loaded)) \
-    ORDER BY 2, 3, 1";
+/// schema `$1` or their partitions (`$3`: row mode's tenant column).
+fn foreign_keys_sql() -> String {
+    format!(
+        "WITH loaded AS ({LOADED}) \
+         SELECT con.conname::text AS name, \
+                cn.nspname::text AS child_schema, cc.relname::text AS child_table, \
+                pn.nspname::text AS parent_schema, pc.relname::text AS parent_table, \
+                ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(num, ord) \
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num \
+                      ORDER BY k.ord) AS child_columns, \
+                ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(num, ord) \
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num \
+                      ORDER BY k.ord) AS parent_columns, \
+                (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                 FROM unnest(con.conkey, con.confkey) AS k(c, p) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.c \
+                 JOIN pg_catalog.pg_attribute b ON b.attrelid = con.confrelid AND b.attnum = k.p \
+                 WHERE a.attname = $3 AND b.attname = $3) AS tenant_type \
+         FROM pg_catalog.pg_constraint con \
+         JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid \
+         JOIN pg_catalog.pg_namespace cn ON cn.oid = cc.relnamespace \
+         JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid \
+         JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
+         WHERE con.contype = 'f' AND con.conparentid = 0 \
+           AND (con.conrelid IN (SELECT oid FROM loaded) OR con.confrelid IN (SELECT oid FROM loaded)) \
+         ORDER BY 2, 3, 1"
+    )
+}
 
 /// Hold off triggers and foreign-key checks for the rest of the current
 /// transaction, if this role may; `None` if it may not (nothing changed).
@@ -110,7 +106,7 @@ pub(crate) fn hold_off(
     tables: &[&str],
     tenant_column: Option<&str>,
 ) -> Result<Option<ChecksOff>, PortError> {
-    let foreign_keys: Vec<ForeignKey> = diesel::sql_query(FOREIGN_KEYS)
+    let foreign_keys: Vec<ForeignKey> = diesel::sql_query(foreign_keys_sql())
         .bind::<Text, _>(schema)
         .bind::<Array<Text>, _>(tables)
         .bind::<Text, _>(tenant_column.unwrap_or(""))

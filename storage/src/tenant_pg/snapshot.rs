@@ -480,6 +480,7 @@ impl TenantSnapshot for PgSnapshot {
             isolation: self.target.isolation.to_owned(),
             tables: self.schema.tables.iter().map(|t| t.info.clone()).collect(),
             sequences: self.sequences.clone(),
+            enums: self.schema.enums.clone(),
         })
     }
 

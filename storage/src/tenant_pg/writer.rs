@@ -79,8 +79,9 @@ use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::TenantId;
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
+    merged_counts, verify_failed,
     LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning, MergePreview, TableDigest,
-    TableSource, TableWrite, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
+    TableSource, TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use ferry_workflows::rehydrate::groups::import_groups;
@@ -1370,28 +1371,12 @@ impl TenantWriter for PgWriter {
                 }
                 Verify::Counts(expected) => count_mismatches(conn, schema, ctx, expected)?,
                 Verify::Merged => {
-                    let expected: Vec<(String, u64)> = before
-                        .iter()
-                        .map(|(t, n)| {
-                            let inserted = outcome
-                                .tables
-                                .iter()
-                                .find(|w| &w.table == t)
-                                .map_or(0, |w| w.inserted);
-                            (t.clone(), n + inserted)
-                        })
-                        .collect();
+                    let expected = merged_counts(&before, &outcome.tables);
                     count_mismatches(conn, schema, ctx, &expected)?
                 }
             };
             if !bad.is_empty() {
-                return Err(PortError::permanent(
-                    VERIFY_MISMATCH,
-                    format!(
-                        "after loading, these tables differ from the bundle (nothing was committed): {}",
-                        bad.join(", ")
-                    ),
-                ));
+                return Err(verify_failed(&bad));
             }
             observer.before_commit()?;
             Ok(outcome)

@@ -1,8 +1,10 @@
 //! Schema discovery for a tenant's SQLite database.
 //!
 //! Nothing about the tenant's application is hard-coded: tables come from
-//! `sqlite_master`, columns and primary keys from `pragma_table_info`,
-//! foreign keys from `pragma_foreign_key_list`, sequences from
+//! `sqlite_master`, columns, their defaults and primary keys from
+//! `pragma_table_info`, foreign keys from `pragma_foreign_key_list`, unique
+//! column sets from the unique indexes of `pragma_index_list` (not the
+//! primary key's, not partial ones, no expressions), sequences from
 //! `sqlite_sequence` (AUTOINCREMENT) or, for other `INTEGER PRIMARY KEY`
 //! tables, the largest key. Tables are returned in foreign-key order
 //! (referenced first) so an import can insert them in sequence; ties and
@@ -48,6 +50,18 @@ struct ColumnRow {
     not_null: i32,
     #[diesel(sql_type = Integer)]
     pk: i32,
+    /// The default as declared (`'B'`, `0`, `CURRENT_TIMESTAMP`).
+    #[diesel(sql_type = Nullable<Text>)]
+    dflt_value: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct UniqueRow {
+    #[diesel(sql_type = Text)]
+    index_name: String,
+    /// NULL for an expression (or the rowid) in the index.
+    #[diesel(sql_type = Nullable<Text>)]
+    column_name: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -152,9 +166,10 @@ pub(crate) fn introspect(conn: &mut SqliteConnection) -> Result<Introspected, Po
 fn read_table(conn: &mut SqliteConnection, name: String) -> Result<RawTable, PortError> {
     let context = || format!("reading the schema of table {}", quote_ident(&name));
     // `pragma_table_info` leaves out generated columns, which an import
-    // could not insert into anyway.
+    // could not insert into anyway (and which the dump, the rehydration and
+    // its schema comparison have never seen): they stay out.
     let columns: Vec<ColumnRow> = diesel::sql_query(
-        "SELECT name, type AS decl_type, \"notnull\" AS not_null, pk \
+        "SELECT name, type AS decl_type, \"notnull\" AS not_null, pk, dflt_value \
          FROM pragma_table_info(?1) ORDER BY cid",
     )
     .bind::<Text, _>(&name)
@@ -212,6 +227,8 @@ fn read_table(conn: &mut SqliteConnection, name: String) -> Result<RawTable, Por
         }
     }
 
+    let unique = unique_sets(conn, &name, &primary_key).map_err(|e| db_error(&context(), e))?;
+
     let info = TableInfo {
         columns: columns
             .iter()
@@ -222,13 +239,58 @@ fn read_table(conn: &mut SqliteConnection, name: String) -> Result<RawTable, Por
                 // reasons; no sane schema relies on it, and an importer is
                 // better served by "keys are never null".
                 nullable: c.not_null == 0 && c.pk == 0,
+                default: c.dflt_value.clone(),
+                ..Default::default()
             })
             .collect(),
         name,
         primary_key,
         foreign_keys,
+        unique,
+        ..Default::default()
     };
     Ok(RawTable { info, rowid_alias })
+}
+
+/// The column sets of `table`'s unique indexes (`UNIQUE` constraints and
+/// `CREATE UNIQUE INDEX`), in index order, ordered by index name: not the
+/// primary key's, not partial ones, none over an expression.
+fn unique_sets(
+    conn: &mut SqliteConnection,
+    table: &str,
+    primary_key: &[String],
+) -> Result<Vec<Vec<String>>, diesel::result::Error> {
+    let rows: Vec<UniqueRow> = diesel::sql_query(
+        "SELECT il.name AS index_name, ii.name AS column_name \
+         FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
+         WHERE il.\"unique\" = 1 AND il.partial = 0 AND il.origin <> 'pk' \
+         ORDER BY il.name, ii.seqno",
+    )
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    let mut sets: Vec<(String, Option<Vec<String>>)> = Vec::new();
+    for row in rows {
+        if sets.last().is_none_or(|(name, _)| *name != row.index_name) {
+            sets.push((row.index_name.clone(), Some(Vec::new())));
+        }
+        if let Some((_, set)) = sets.last_mut() {
+            // One expression makes the whole index no column set.
+            *set = match (set.take(), row.column_name) {
+                (Some(mut columns), Some(column)) => {
+                    columns.push(column);
+                    Some(columns)
+                }
+                _ => None,
+            };
+        }
+    }
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for set in sets.into_iter().filter_map(|(_, set)| set) {
+        if set != primary_key && !out.contains(&set) {
+            out.push(set);
+        }
+    }
+    Ok(out)
 }
 
 /// Make every foreign key name its referenced table as that table is
@@ -311,6 +373,7 @@ mod tests {
                         ref_columns: vec!["id".into()],
                     })
                     .collect(),
+                ..Default::default()
             },
             rowid_alias: None,
         }

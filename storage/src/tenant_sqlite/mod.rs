@@ -221,6 +221,7 @@ impl TenantSnapshot for SqliteSnapshot {
             isolation: ISOLATION.to_owned(),
             tables: schema.tables.clone(),
             sequences: schema.sequences.clone(),
+            ..Default::default()
         })
     }
 

@@ -52,8 +52,9 @@ use diesel::sqlite::Sqlite;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_workflows::ports::tenant::{foreign_key_order, SchemaInfo, TableFormat, TableInfo};
 use ferry_workflows::ports::tenant_writer::{
+    merged_counts, verify_failed,
     LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview, TableDigest, TableSource,
-    TableWrite, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
+    TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeSet;
@@ -859,6 +860,7 @@ impl TenantWriter for SqliteWriter {
             isolation: ISOLATION.to_owned(),
             tables: schema.tables,
             sequences: schema.sequences,
+            ..Default::default()
         })
     }
 
@@ -954,28 +956,12 @@ impl TenantWriter for SqliteWriter {
                 Verify::Digests(expected) => digest_mismatches(conn, &schema, expected)?,
                 Verify::Counts(expected) => count_mismatches(conn, &schema, expected)?,
                 Verify::Merged => {
-                    let expected: Vec<(String, u64)> = before
-                        .iter()
-                        .map(|(t, n)| {
-                            let inserted = outcome
-                                .tables
-                                .iter()
-                                .find(|w| &w.table == t)
-                                .map_or(0, |w| w.inserted);
-                            (t.clone(), n + inserted)
-                        })
-                        .collect();
+                    let expected = merged_counts(&before, &outcome.tables);
                     count_mismatches(conn, &schema, &expected)?
                 }
             };
             if !bad.is_empty() {
-                return Err(PortError::permanent(
-                    VERIFY_MISMATCH,
-                    format!(
-                        "after loading, these tables differ from the bundle (nothing was committed): {}",
-                        bad.join(", ")
-                    ),
-                ));
+                return Err(verify_failed(&bad));
             }
             observer.before_commit()?;
             Ok(outcome)

@@ -99,6 +99,33 @@ pub enum Verify {
     Merged,
 }
 
+/// The row counts a merge must end with: each table's rows before the
+/// load plus the rows the load inserted.
+pub fn merged_counts(before: &[(String, u64)], written: &[TableWrite]) -> Vec<(String, u64)> {
+    before
+        .iter()
+        .map(|(table, rows)| {
+            let inserted = written
+                .iter()
+                .find(|w| &w.table == table)
+                .map_or(0, |w| w.inserted);
+            (table.clone(), rows + inserted)
+        })
+        .collect()
+}
+
+/// The error of a load whose result differs from what it was to verify
+/// in `tables` (its transaction is rolled back).
+pub fn verify_failed(tables: &[String]) -> PortError {
+    PortError::permanent(
+        VERIFY_MISMATCH,
+        format!(
+            "after loading, these tables differ from the bundle (nothing was committed): {}",
+            tables.join(", ")
+        ),
+    )
+}
+
 /// One atomic load.
 pub struct LoadPlan<'a> {
     pub source: LoadSource<'a>,

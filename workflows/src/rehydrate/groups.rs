@@ -121,6 +121,7 @@ mod tests {
                     ref_columns: vec!["id".into()],
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

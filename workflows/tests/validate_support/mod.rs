@@ -17,6 +17,7 @@ pub fn col(name: &str, data_type: &str, nullable: bool) -> ColumnInfo {
         name: name.into(),
         data_type: data_type.into(),
         nullable,
+        ..Default::default()
     }
 }
 
@@ -38,6 +39,7 @@ pub fn schema() -> SchemaInfo {
                 ],
                 primary_key: vec!["id".into()],
                 foreign_keys: vec![],
+                ..Default::default()
             },
             TableInfo {
                 name: "orders".into(),
@@ -52,9 +54,11 @@ pub fn schema() -> SchemaInfo {
                     ref_table: "users".into(),
                     ref_columns: vec!["id".into()],
                 }],
+                ..Default::default()
             },
         ],
         sequences: vec![],
+        ..Default::default()
     }
 }
 

@@ -61,6 +61,8 @@ pub(crate) fn select_schema(
             .filter(|s| keep(&s.table))
             .cloned()
             .collect(),
+        // Type information, not data: kept whole whatever the selection.
+        enums: schema.enums.clone(),
     })
 }
 

@@ -10,6 +10,11 @@
 //! chosen must not reference a chosen one, or deleting the chosen table's
 //! rows would orphan its rows (`partial_fk_closure`). `merge` deletes
 //! nothing, so it has no closure to keep.
+//!
+//! What ferry cannot restore is refused here, before anything changes,
+//! rather than half-restored: a column of type `oid` or `lo` holds the ids
+//! of PostgreSQL large objects, whose contents live outside the table and
+//! are in no bundle (`large_objects_unsupported`).
 
 use super::Rejection;
 use crate::ports::tenant::{SchemaInfo, TableInfo};
@@ -22,12 +27,34 @@ fn normalized(data_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Column types that hold large-object ids (`oid`, and the `lo` extension's
+/// domain over it).
+fn large_object_type(data_type: &str) -> bool {
+    let t = normalized(data_type);
+    let t = t.rsplit('.').next().unwrap_or(&t);
+    matches!(t, "oid" | "lo" | "\"lo\"")
+}
+
 fn compare_table(
     bundle: &TableInfo,
     target: &TableInfo,
     same_engine: bool,
 ) -> Result<(), Rejection> {
     let t = &bundle.name;
+    if let Some(c) = target
+        .columns
+        .iter()
+        .find(|c| large_object_type(&c.data_type))
+    {
+        return Err(Rejection::new(
+            "large_objects_unsupported",
+            format!(
+                "column {t}.{} holds large object ids ({}); their contents are in no bundle, \
+                 so ferry cannot restore this table",
+                c.name, c.data_type
+            ),
+        ));
+    }
     for c in &target.columns {
         if !bundle.columns.iter().any(|b| b.name == c.name) {
             return Err(Rejection::new(
@@ -123,4 +150,42 @@ pub(super) fn compatible(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::tenant::ColumnInfo;
+
+    fn table(columns: &[(&str, &str)]) -> TableInfo {
+        TableInfo {
+            name: "docs".into(),
+            columns: columns
+                .iter()
+                .map(|(name, data_type)| ColumnInfo {
+                    name: (*name).into(),
+                    data_type: (*data_type).into(),
+                    nullable: true,
+                    ..Default::default()
+                })
+                .collect(),
+            primary_key: vec!["id".into()],
+            foreign_keys: vec![],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_object_columns_are_refused_before_anything_changes() {
+        for ty in ["oid", "lo", "public.lo", "OID"] {
+            let t = table(&[("id", "bigint"), ("body", ty)]);
+            let err = compare_table(&t, &t, true).unwrap_err();
+            assert_eq!(err.code, "large_objects_unsupported", "{ty}");
+            assert!(err.message.contains("docs.body"), "{}", err.message);
+        }
+        for ty in ["bigint", "text", "bytea", "regclass", "oidvector"] {
+            let t = table(&[("id", "bigint"), ("body", ty)]);
+            assert!(compare_table(&t, &t, true).is_ok(), "{ty}");
+        }
+    }
 }

@@ -10,16 +10,12 @@
 mod support;
 
 use std::process::Output;
-use support::{content_of, Ferry};
+use support::{content_of, started_with, Ferry};
 
 const TENANT: &str = "acme";
 
 fn started() -> (Ferry, String) {
-    let mut f = Ferry::new();
-    f.sample(TENANT, 1);
-    f.start();
-    let token = f.token(TENANT, "tenant_admin");
-    (f, token)
+    started_with(&[TENANT])
 }
 
 /// `ferry rehydrate ARGS --tenant acme --url <server>` with `input` on stdin.

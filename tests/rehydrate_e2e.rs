@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{content_of, lite_body, manifest_hashes, Ferry};
+use support::{content_of, lite_body, manifest_hashes, started_with, Ferry};
 
 const WAIT: Duration = Duration::from_secs(180);
 const TENANT: &str = "acme";
@@ -85,11 +85,7 @@ fn awaiting(f: &Ferry, token: &str, body: Value) -> String {
 }
 
 fn started() -> (Ferry, String) {
-    let mut f = Ferry::new();
-    f.sample(TENANT, 1);
-    f.start();
-    let token = f.token(TENANT, "tenant_admin");
-    (f, token)
+    started_with(&[TENANT])
 }
 
 #[test]

@@ -8,14 +8,16 @@
 //! store. Listing walks only `<area>/<tenant>/`, so `acme` can never see
 //! `acme2/...`. Writes go to a temporary file under `<root>/tmp/`, are
 //! fsynced, then renamed into place (and the folder fsynced): readers see
-//! the old object or the whole new one. Downloads are served by ferry itself
+//! the old object or the whole new one; a `copy` is a `put_file` of the
+//! source's file, so it is atomic the same way. Downloads are served by
+//! ferry itself
 //! (`DownloadTarget::LocalFile`), since there is no server to redirect to.
 
 use async_trait::async_trait;
 use ferry_engine::TenantId;
 use ferry_workflows::ports::objects::{
-    Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader, ObjectStore,
-    LIST_LIMIT_MAX,
+    check_same_tenant, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader,
+    ObjectStore, LIST_LIMIT_MAX,
 };
 use ferry_workflows::ports::PortError;
 use std::io;
@@ -294,6 +296,25 @@ impl ObjectStore for LocalObjects {
             }
         }
         Ok(true)
+    }
+
+    async fn copy(
+        &self,
+        from_area: Area,
+        from: &ObjectKey,
+        to_area: Area,
+        to: &ObjectKey,
+    ) -> Result<Option<ObjectMeta>, PortError> {
+        check_same_tenant(from, to)?;
+        let Some((source, _)) = self.meta_of(from_area, from).await? else {
+            return Ok(None);
+        };
+        match self.put_file(to_area, to, &source).await {
+            Ok(meta) => Ok(Some(meta)),
+            // Deleted between the look and the copy.
+            Err(e) if e.code == "source_missing" => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn list(

@@ -11,6 +11,10 @@
 //!   (best effort — if the server is gone, the lifecycle rule's
 //!   abort-incomplete-uploads clause or an operator cleans it up).
 //! - Reads stream the HTTP body; nothing holds a whole object.
+//! - Copies are server-side (`CopyObject`, or `UploadPartCopy` parts for
+//!   objects over 5 GiB, through minio's `compose_object` with the one
+//!   source: its `copy_object` would compose a large object onto its own
+//!   source); no byte passes through ferry, and the target appears whole.
 //! - Listing asks the server for the prefix `<tenant>/` (with the slash, so
 //!   `acme` never sees `acme2/...`) and then re-validates every returned key
 //!   with `ObjectKey::parse` + `is_under`: a key that would escape the prefix
@@ -31,11 +35,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_engine::TenantId;
 use ferry_workflows::ports::objects::{
-    Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader, ObjectStore,
-    LIST_LIMIT_MAX,
+    check_same_tenant, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader,
+    ObjectStore, LIST_LIMIT_MAX,
 };
 use ferry_workflows::ports::PortError;
 use futures::StreamExt;
+use minio::s3::builders::ComposeSource;
 use minio::s3::client::{MinioClient, MinioClientBuilder};
 use minio::s3::creds::StaticProvider;
 use minio::s3::error::{Error as MinioError, NetworkError, S3ServerError, ValidationErr};
@@ -717,6 +722,34 @@ impl ObjectStore for S3Objects {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(s3_err("delete_object", e)),
         }
+    }
+
+    async fn copy(
+        &self,
+        from_area: Area,
+        from: &ObjectKey,
+        to_area: Area,
+        to: &ObjectKey,
+    ) -> Result<Option<ObjectMeta>, PortError> {
+        check_same_tenant(from, to)?;
+        let source = ComposeSource::new(self.bucket(from_area), from.as_str())
+            .map_err(|e| validation("copy_object", e))?;
+        let sent = self
+            .client
+            .compose_object(self.bucket(to_area), to.as_str(), vec![source])
+            .map_err(|e| validation("copy_object", e))?
+            .build()
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(s3_err("copy_object", e)),
+        }
+        // The size of what was copied is the target's, read back.
+        self.head(to_area, to).await?.map(Some).ok_or_else(|| {
+            PortError::retryable("s3_unavailable", format!("copy_object: {to} vanished"))
+        })
     }
 
     async fn list(

@@ -615,6 +615,18 @@ pub fn manifest_hashes(bundle: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A started server with the sample tenants `tenants` (scale 1) and a
+/// tenant admin's token for the first.
+pub fn started_with(tenants: &[&str]) -> (Ferry, String) {
+    let mut f = Ferry::new();
+    for tenant in tenants {
+        f.sample(tenant, 1);
+    }
+    f.start();
+    let token = f.token(tenants[0], "tenant_admin");
+    (f, token)
+}
+
 /// Export `tenant` (lite, no assets) and return the export id and its
 /// bundle's content hashes: the tenant's content right now.
 pub fn content_of(f: &Ferry, token: &str, tenant: &str) -> (String, BTreeMap<String, String>) {

@@ -29,10 +29,13 @@ use tokio::io::AsyncWriteExt;
 #[allow(dead_code)]
 pub struct RehydrateRequestDoc {
     export_id: String,
-    /// `replace` (default) or `merge`.
+    /// `replace` (default), `merge` or `partial`.
     mode: Option<String>,
     tables: Option<Vec<String>>,
     dry_run: Option<bool>,
+    /// Merge only: per table, the columns of the natural key to upsert by
+    /// (a unique index's columns; default the primary key).
+    merge_keys: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// `{"confirm": "DELETE"}`.

@@ -79,9 +79,8 @@ use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::TenantId;
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
-    merged_counts, verify_failed,
-    LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning, MergePreview, TableDigest,
-    TableSource, TableWrite, TenantWriter, Verify, WriteMode,
+    merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning,
+    MergePreview, TableDigest, TableSource, TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use ferry_workflows::rehydrate::groups::import_groups;

@@ -52,9 +52,8 @@ use diesel::sqlite::Sqlite;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_workflows::ports::tenant::{foreign_key_order, SchemaInfo, TableFormat, TableInfo};
 use ferry_workflows::ports::tenant_writer::{
-    merged_counts, verify_failed,
-    LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview, TableDigest, TableSource,
-    TableWrite, TenantWriter, Verify, WriteMode,
+    merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview,
+    TableDigest, TableSource, TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeSet;

@@ -17,6 +17,9 @@ pub const SUPPORTED_MAJOR: u64 = 1;
 
 pub const MANIFEST_PATH: &str = "manifest.json";
 pub const SIGNATURE_PATH: &str = "manifest.sig";
+/// Where the tenant's files lie in a bundle: `assets/<path under the
+/// tenant's prefix>`.
+pub const ASSETS_PREFIX: &str = "assets/";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,12 +65,22 @@ pub struct ManifestDateRange {
     pub column: String,
 }
 
+/// The tenant's files in the bundle.
+///
+/// `included` says whether the bundle carries the tenant's asset set at
+/// all (the export asked for assets, or it is a rehydration's backup), as
+/// opposed to a bundle exported without them: both may hold no file, and
+/// only the first may make a `replace` rehydration delete the tenant's
+/// files. Bundles written before the field existed omit it; see
+/// [`Manifest::carries_assets`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetsSection {
     /// Paths of the asset files, relative to `assets/`.
     pub files: Vec<String>,
     pub total_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included: Option<bool>,
 }
 
 /// One file of the bundle other than the manifest and its signature.
@@ -99,6 +112,19 @@ impl Manifest {
         let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
         v.push(b'\n');
         v
+    }
+
+    /// Whether the bundle carries the tenant's whole asset set (its
+    /// `assets/` entries): what `assets.included` says, and for a bundle
+    /// without the field, whether it holds any asset entry (an older
+    /// bundle without one may have been exported without assets, so it
+    /// never counts as an empty set).
+    pub fn carries_assets(&self) -> bool {
+        self.assets.included.unwrap_or_else(|| {
+            self.entries
+                .iter()
+                .any(|e| e.path.starts_with(ASSETS_PREFIX))
+        })
     }
 
     pub fn entry(&self, path: &str) -> Option<&ManifestEntry> {

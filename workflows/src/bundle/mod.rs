@@ -16,7 +16,7 @@ pub mod zip;
 
 pub use manifest::{
     AssetsSection, DatabaseSection, Manifest, ManifestDateRange, ManifestEntry, Producer,
-    FORMAT_VERSION, MANIFEST_PATH, SIGNATURE_PATH,
+    ASSETS_PREFIX, FORMAT_VERSION, MANIFEST_PATH, SIGNATURE_PATH,
 };
 pub use sign::{encode_public_key, key_id, parse_public_key, BundleSigner, SignatureFile};
 pub use verify::{verify_file, VerifyError, VerifyReport};

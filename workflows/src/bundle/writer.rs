@@ -479,7 +479,11 @@ pub async fn sync_parent(path: &Path) -> io::Result<()> {
 
 /// blake3 and size of a file, streamed.
 pub async fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path).await?;
+    hash_reader(File::open(path).await?).await
+}
+
+/// blake3 and size of everything `f` yields (a file, an object), streamed.
+pub async fn hash_reader(mut f: impl tokio::io::AsyncRead + Unpin) -> io::Result<(String, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut bytes = 0u64;

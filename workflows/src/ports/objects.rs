@@ -1,8 +1,10 @@
 //! Port: the object store holding tenants' files and export bundles.
 //!
-//! Two logical areas exist: [`Area::Assets`], the tenants' own files that an
-//! export reads (never writes), and [`Area::Exports`], the private area where
-//! finished bundles live until their expiry timer deletes them. Every key
+//! Three logical areas exist: [`Area::Assets`], the tenants' own files that an
+//! export reads and a rehydration replaces, [`Area::Exports`], the private
+//! area where finished bundles live until their expiry timer deletes them,
+//! and [`Area::Backups`], the private area of rehydrations (backups, and the
+//! assets they stage before switching them into place). Every key
 //! starts with the tenant id as its first path segment (`<tenant>/...`), and
 //! listing is always by tenant, so a tenant's listing can never include
 //! another tenant's objects (`acme` never sees `acme2/...`). Keys are
@@ -14,6 +16,9 @@
 //!   never a partial one; it is durable when it returns, and repeating it
 //!   with the same file is harmless.
 //! - `delete` is idempotent: deleting a missing object is `Ok(false)`.
+//! - `copy` is atomic like `put_file`, server-side where the backend can
+//!   (no bytes through ferry), never crosses tenants, and repeating it is
+//!   harmless.
 //! - `list` returns keys in ascending byte order, only under `<tenant>/`.
 //! - Reads stream: nothing holds a whole object in memory.
 
@@ -37,11 +42,12 @@ pub const LIST_LIMIT_MAX: usize = 1000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Area {
-    /// Tenants' own files; read-only for exports.
+    /// Tenants' own files; read by exports, replaced by rehydrations.
     Assets,
     /// Private export bundles.
     Exports,
-    /// Private backups taken before a rehydration deletes anything.
+    /// Private backups taken before a rehydration deletes anything, and
+    /// the assets a rehydration stages before its switch.
     Backups,
 }
 
@@ -169,6 +175,19 @@ impl ObjectKey {
     }
 }
 
+/// Refuse a copy between two tenants' prefixes (see [`ObjectStore::copy`]);
+/// every backend calls it first.
+pub fn check_same_tenant(from: &ObjectKey, to: &ObjectKey) -> Result<(), PortError> {
+    if from.tenant() == to.tenant() {
+        Ok(())
+    } else {
+        Err(PortError::permanent(
+            "invalid_object_key",
+            format!("a copy stays within one tenant: {from} -> {to}"),
+        ))
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -233,6 +252,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Delete an object; `Ok(true)` if it existed. Idempotent.
     async fn delete(&self, area: Area, key: &ObjectKey) -> Result<bool, PortError>;
 
+    /// Copy `from` (in `from_area`) to `to` (in `to_area`), replacing `to`
+    /// atomically like [`put_file`](ObjectStore::put_file), server-side
+    /// where the backend can. Both keys must lie under the same tenant (a
+    /// permanent `invalid_object_key` otherwise: a copy never moves a file
+    /// between tenants). `Ok(None)` when `from` does not exist, and then
+    /// `to` is left as it was.
+    async fn copy(
+        &self,
+        from_area: Area,
+        from: &ObjectKey,
+        to_area: Area,
+        to: &ObjectKey,
+    ) -> Result<Option<ObjectMeta>, PortError>;
+
     /// Objects under `<tenant>/` in ascending key order, after `start_after`
     /// (exclusive), at most `limit` (capped at [`LIST_LIMIT_MAX`]).
     async fn list(
@@ -294,6 +327,7 @@ pub mod conformance {
         put_read_head_delete(store, scratch).await;
         tenant_prefixes_are_isolated(store, scratch).await;
         areas_are_separate(store, scratch).await;
+        copies_within_a_tenant(store, scratch).await;
     }
 
     async fn write_src(scratch: &Path, name: &str, data: &[u8]) -> PathBuf {
@@ -377,6 +411,85 @@ pub mod conformance {
         assert!(store.head(Area::Exports, &k).await.expect("head").is_none());
         assert!(keys(store, Area::Exports, "conf-b").await.is_empty());
         assert!(store.delete(Area::Assets, &k).await.expect("delete"));
+    }
+
+    /// `copy`: across areas and within one, replacing the target whole,
+    /// keeping the source; a missing source is `None` and changes nothing;
+    /// another tenant's prefix is refused.
+    pub async fn copies_within_a_tenant(store: &dyn ObjectStore, scratch: &Path) {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let src = write_src(scratch, "c.bin", &data).await;
+        let from = key("conf-c/staged/c.bin");
+        let to = key("conf-c/dir/c.bin");
+        store
+            .put_file(Area::Exports, &from, &src)
+            .await
+            .expect("put");
+        let old = write_src(scratch, "c-old.bin", b"old").await;
+        store.put_file(Area::Assets, &to, &old).await.expect("put");
+        let meta = store
+            .copy(Area::Exports, &from, Area::Assets, &to)
+            .await
+            .expect("copy")
+            .expect("the source exists");
+        assert_eq!(
+            (meta.key.clone(), meta.size),
+            (to.clone(), data.len() as u64)
+        );
+        assert_eq!(
+            read_all(store, Area::Assets, &to).await.as_deref(),
+            Some(&data[..])
+        );
+        assert_eq!(
+            read_all(store, Area::Exports, &from).await.as_deref(),
+            Some(&data[..]),
+            "the source stays"
+        );
+        // Repeating it is harmless; within one area it works too.
+        store
+            .copy(Area::Exports, &from, Area::Assets, &to)
+            .await
+            .expect("copy again");
+        let twin = key("conf-c/twin.bin");
+        store
+            .copy(Area::Assets, &to, Area::Assets, &twin)
+            .await
+            .expect("copy within an area");
+        assert_eq!(
+            read_all(store, Area::Assets, &twin).await.as_deref(),
+            Some(&data[..])
+        );
+        // A missing source: nothing, and the target is left as it was.
+        let missing = key("conf-c/staged/missing.bin");
+        assert!(store
+            .copy(Area::Exports, &missing, Area::Assets, &to)
+            .await
+            .expect("copy of a missing source")
+            .is_none());
+        assert_eq!(
+            read_all(store, Area::Assets, &to).await.as_deref(),
+            Some(&data[..])
+        );
+        // Never into (or out of) another tenant's prefix.
+        let foreign = key("conf-c2/c.bin");
+        let e = store
+            .copy(Area::Exports, &from, Area::Assets, &foreign)
+            .await
+            .expect_err("a copy to another tenant");
+        assert_eq!(e.code, "invalid_object_key");
+        assert!(store
+            .head(Area::Assets, &foreign)
+            .await
+            .expect("head")
+            .is_none());
+        assert!(keys(store, Area::Assets, "conf-c2").await.is_empty());
+        for (area, k) in [
+            (Area::Exports, &from),
+            (Area::Assets, &to),
+            (Area::Assets, &twin),
+        ] {
+            assert!(store.delete(area, k).await.expect("delete"));
+        }
     }
 }
 

@@ -4,30 +4,36 @@
 //! Steps, in order: `receive` (the bundle into the work directory) →
 //! `validate` (everything checkable before anything is destroyed; see
 //! [`validate`]) → `preview` (per table: rows to delete, insert, update;
-//! conflicts) → `confirm` (waits for the typed confirmation `DELETE`) →
-//! `quiesce` (maintenance flag on) → `backup` (a full `lite` export of the
-//! current data, read back and verified) → `load` (delete, load and verify
-//! in one database transaction, committed only once the content hashes or
-//! row counts equal the bundle's) → `reactivate` (flag off, backup
-//! retention timer).
+//! conflicts; asset files to write and to delete) → `confirm` (waits for
+//! the typed confirmation `DELETE`) → `quiesce` (maintenance flag on) →
+//! `backup` (a full `lite` export of the current data and files, read back
+//! and verified; then the bundle's files are staged for the switch) →
+//! `load` (delete, load and verify in one database transaction, committed
+//! only once the content hashes or row counts equal the bundle's) →
+//! `assets` (the staged files switched into the tenant's prefix; see
+//! [`assets`]) → `reactivate` (flag off, backup retention timer).
 //! A dry run (`dryRun`) skips every step after `preview` but `reactivate`,
 //! which then only drops the work files, and completes.
 //!
 //! Nothing is deleted before validation passed and the backup verified,
 //! and then only inside the load's transaction: the tenant's rows change
-//! in one atomic switch to the verified new rows, or not at all. `quiesce`
+//! in one atomic switch to the verified new rows, or not at all. The
+//! tenant's files follow right after the commit, in a step that a crash
+//! only interrupts: repeated after the restart, it finishes. `quiesce`
 //! is the one compensable step and its compensation is the rollback
 //! (`steps/restore.rs`): once the tenant is quiesced, any failure, a
 //! cancel, or a rollback request after completion loads the backup through
-//! the same atomic switch where the data differs from it. So a
-//! rehydration ends either with the new data verified or with the old data
-//! in place and verified. The backup stays in the private backups area for
+//! the same atomic switch where the data differs from it, and makes the
+//! tenant's files the backup's again where the forward run changes them.
+//! So a rehydration ends either with the new data verified or with the old
+//! data in place and verified. The backup stays in the private backups area for
 //! `backup_retention`; the durable `backup_expire` timer then deletes it,
 //! and a rollback is no longer possible.
 //!
 //! The tenant comes from the engine (`ctx.tenant`, i.e. the token), never
 //! from the bundle: a bundle of another tenant is refused by `validate`.
 
+pub mod assets;
 pub mod groups;
 pub mod input;
 pub mod status;
@@ -64,7 +70,7 @@ pub const BACKUP_TIMER: &str = "backup_expire";
 pub const DRY_RUN_FIELD: &str = "dryRun";
 
 /// The step names, in order.
-pub const STEP_NAMES: [&str; 8] = [
+pub const STEP_NAMES: [&str; 9] = [
     "receive",
     "validate",
     "preview",
@@ -72,6 +78,7 @@ pub const STEP_NAMES: [&str; 8] = [
     "quiesce",
     "backup",
     "load",
+    "assets",
     "reactivate",
 ];
 
@@ -164,6 +171,11 @@ fn step_specs() -> Vec<StepSpec> {
         ),
         after_preview(
             StepSpec::new("load")
+                .retry(policy(5, secs(2), secs(300)))
+                .timeout(long),
+        ),
+        after_preview(
+            StepSpec::new("assets")
                 .retry(policy(5, secs(2), secs(300)))
                 .timeout(long),
         ),
@@ -336,6 +348,7 @@ impl RehydrateWorkflow {
             "quiesce" => steps::quiesce::run(self, ctx).await,
             "backup" => steps::backup::run(self, ctx).await,
             "load" => steps::load::run(self, ctx).await,
+            "assets" => steps::assets::run(self, ctx).await,
             "reactivate" => steps::reactivate::run(self, ctx).await,
             other => Err(StepError::permanent(
                 "unknown_step",
@@ -344,10 +357,12 @@ impl RehydrateWorkflow {
         }
     }
 
-    /// The backup's retention timer fired: delete it (and any work files).
+    /// The backup's retention timer fired: delete it (and any work files,
+    /// and what a failed run left of its asset staging).
     async fn expire_backup(&self, ctx: &TimerContext) -> Result<(), StepError> {
         let key = steps::backup::backup_key(&ctx.tenant, ctx.workflow)?;
         self.deps.objects.delete(Area::Backups, &key).await?;
+        assets::drop_staging(&*self.deps.objects, &ctx.tenant, ctx.workflow).await?;
         if let Some(m) = &self.metrics {
             m.bundles_expired.with_label_values(&[KIND]).inc();
         }

@@ -4,6 +4,7 @@
 //! with a conflict-free preview; roll back only a completed rehydration
 //! whose backup is still kept.
 
+use super::assets::AssetsChanged;
 use super::input::RehydrateInput;
 use super::steps::backup::BackupOutput;
 use super::steps::load::LoadOutput;
@@ -39,6 +40,10 @@ pub struct RehydrateStatusView {
     pub backup: Option<BackupView>,
     /// Whether the rollback restored the backup (after a rollback).
     pub restored: Option<bool>,
+    /// What the step `assets` did to the tenant's files, once it ran.
+    pub assets: Option<AssetsChanged>,
+    /// What the rollback did to them, when the forward run changes them.
+    pub assets_restored: Option<AssetsChanged>,
     /// A row-level validation report can be downloaded.
     pub report_available: bool,
     pub error: Option<StatusError>,
@@ -180,6 +185,11 @@ impl RehydrateStatusView {
                 .get("quiesce")
                 .and_then(|v| v.get("restored"))
                 .and_then(|v| v.as_bool()),
+            assets: output(state, "assets"),
+            assets_restored: state
+                .compensated
+                .get("quiesce")
+                .and_then(|v| serde_json::from_value(v.get("assets")?.clone()).ok()),
             report_available,
             error,
             requested_at: state.created_at,

@@ -9,13 +9,14 @@
 //! earlier attempt (files appear only by rename) and is re-hashed locally
 //! instead of downloaded again. The collected entries go to
 //! `assets.index.ndjson`, streamed, so the step's recorded output stays
-//! small however many files the tenant has.
+//! small however many files the tenant has. A rehydration's backup
+//! collects the tenant's files the same way ([`collect`]).
 
 use super::{io_error, WorkDirs};
-use crate::bundle::manifest::entry_path_is_safe;
+use crate::bundle::manifest::{entry_path_is_safe, ASSETS_PREFIX};
 use crate::bundle::writer::hash_file;
 use crate::export::ExportWorkflow;
-use crate::ports::objects::{Area, ObjectMeta, LIST_LIMIT_MAX};
+use crate::ports::objects::{Area, ObjectMeta, ObjectStore, LIST_LIMIT_MAX};
 use ferry_engine::{Progress, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -50,14 +51,12 @@ pub struct AssetIndexLine {
 
 /// Copy one object to `dest` (via a temporary file), hashing it.
 async fn copy_object(
-    wf: &ExportWorkflow,
+    objects: &dyn ObjectStore,
     meta: &ObjectMeta,
     dest: &Path,
     tag: &str,
 ) -> Result<(String, u64), StepError> {
-    let mut reader = wf
-        .deps
-        .objects
+    let mut reader = objects
         .open(Area::Assets, &meta.key)
         .await?
         .ok_or_else(|| {
@@ -112,26 +111,24 @@ async fn copy_object(
     result
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = super::input_of(ctx)?;
-    let dirs = WorkDirs::new(wf, ctx.workflow);
-    if !input.request.include_assets {
-        let out = AssetsOutput {
-            included: false,
-            files: 0,
-            total_size: 0,
-        };
-        wf.audit(ctx, "EXPORT_ASSETS_SKIPPED", json!({})).await?;
-        return serde_json::to_value(&out)
-            .map_err(|e| StepError::permanent("invalid_output", e.to_string()));
-    }
-    dirs.create().await?;
-    let assets_root = dirs.files.join("assets");
+/// Copy every object under the tenant's prefix to `files/assets/<path
+/// under the prefix>` and list them, in key order, in the index at `index`
+/// (written under a temporary name and renamed). Fails with
+/// `bundle_too_large` once the files exceed `bytes_max`. Returns the number
+/// of files and their total size. Shared by the export and by a
+/// rehydration's backup, which holds the tenant's files too.
+pub(crate) async fn collect(
+    objects: &dyn ObjectStore,
+    ctx: &mut StepContext,
+    files_dir: &Path,
+    index_path: &Path,
+    bytes_max: u64,
+) -> Result<(u64, u64), StepError> {
+    let assets_root = files_dir.join(ASSETS_PREFIX);
     tokio::fs::create_dir_all(&assets_root)
         .await
         .map_err(|e| io_error("assets_io", e))?;
     let tag = format!("{}-{}", ctx.attempt, uuid::Uuid::new_v4().simple());
-    let index_path = dirs.assets_index();
     let index_tmp = index_path.with_file_name(format!(".assets.index.{tag}.tmp"));
     let mut index = tokio::io::BufWriter::new(
         tokio::fs::File::create(&index_tmp)
@@ -144,9 +141,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     let mut after = None;
     let mut last_progress = Instant::now();
     loop {
-        let page = wf
-            .deps
-            .objects
+        let page = objects
             .list(Area::Assets, &ctx.tenant, after.as_ref(), LIST_LIMIT_MAX)
             .await?;
         for meta in &page.objects {
@@ -157,8 +152,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                     "the object store listed a key outside the tenant's prefix",
                 ));
             }
-            let rel = meta.key.relative();
-            let entry_path = format!("assets/{rel}");
+            let entry_path = format!("{ASSETS_PREFIX}{}", meta.key.relative());
             if !entry_path_is_safe(&entry_path) {
                 return Err(StepError::permanent(
                     "unsafe_asset_key",
@@ -166,16 +160,13 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                 ));
             }
             total_size += meta.size;
-            if total_size > wf.config.max_bundle_bytes {
+            if total_size > bytes_max {
                 return Err(StepError::permanent(
                     "bundle_too_large",
-                    format!(
-                        "assets alone exceed the bundle limit of {} bytes",
-                        wf.config.max_bundle_bytes
-                    ),
+                    format!("assets alone exceed the bundle limit of {bytes_max} bytes"),
                 ));
             }
-            let dest = dirs.files.join(&entry_path);
+            let dest = files_dir.join(&entry_path);
             if let Some(parent) = dest.parent() {
                 // A key that is both a file and a folder ("a" and "a/b")
                 // cannot be laid out as files; retrying will not change that.
@@ -192,7 +183,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
                     .await
                     .map_err(|e| io_error("assets_io", e))?
             } else {
-                copy_object(wf, meta, &dest, &tag).await?
+                copy_object(objects, meta, &dest, &tag).await?
             };
             let line = AssetIndexLine {
                 path: entry_path,
@@ -231,10 +222,35 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
         .await
         .map_err(|e| io_error("assets_io", e))?;
     drop(index);
-    tokio::fs::rename(&index_tmp, &index_path)
+    tokio::fs::rename(&index_tmp, index_path)
         .await
         .map_err(|e| io_error("assets_io", e))?;
+    Ok((files, total_size))
+}
 
+pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+    let input = super::input_of(ctx)?;
+    let dirs = WorkDirs::new(wf, ctx.workflow);
+    if !input.request.include_assets {
+        let out = AssetsOutput {
+            included: false,
+            files: 0,
+            total_size: 0,
+        };
+        wf.audit(ctx, "EXPORT_ASSETS_SKIPPED", json!({})).await?;
+        return serde_json::to_value(&out)
+            .map_err(|e| StepError::permanent("invalid_output", e.to_string()));
+    }
+    dirs.create().await?;
+    let objects = wf.deps.objects.clone();
+    let (files, total_size) = collect(
+        &*objects,
+        ctx,
+        &dirs.files,
+        &dirs.assets_index(),
+        wf.config.max_bundle_bytes,
+    )
+    .await?;
     let out = AssetsOutput {
         included: true,
         files,

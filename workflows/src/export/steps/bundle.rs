@@ -14,7 +14,7 @@ use super::snapshot::SnapshotOutput;
 use super::{io_error, output_of, WorkDirs};
 use crate::bundle::{
     AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Packed, Producer,
-    WriteError, FORMAT_VERSION,
+    WriteError, ASSETS_PREFIX, FORMAT_VERSION,
 };
 use crate::export::ExportWorkflow;
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
@@ -47,7 +47,8 @@ pub fn bundle_file_name(tenant: &str, created_at: &Timestamp) -> String {
     )
 }
 
-fn write_err(e: WriteError) -> StepError {
+/// A bundle writer's error as a step error (its code and retryability).
+pub(crate) fn write_err(e: WriteError) -> StepError {
     StepError {
         code: e.code().to_owned(),
         message: e.to_string(),
@@ -147,7 +148,10 @@ async fn write_bundle(
         done_bytes += e.bytes;
         report_progress(ctx, &mut last_progress, done_bytes, total).await?;
     }
-    let mut section = AssetsSection::default();
+    let mut section = AssetsSection {
+        included: Some(assets.included),
+        ..AssetsSection::default()
+    };
     if assets.included {
         let index = tokio::fs::File::open(dirs.assets_index())
             .await
@@ -172,7 +176,7 @@ async fn write_bundle(
             add_checked(w, &dirs.files, &recorded).await?;
             section
                 .files
-                .push(a.path.trim_start_matches("assets/").to_owned());
+                .push(a.path.trim_start_matches(ASSETS_PREFIX).to_owned());
             section.total_size += a.bytes;
             done_bytes += a.bytes;
             report_progress(ctx, &mut last_progress, done_bytes, total).await?;

@@ -1,6 +1,12 @@
-//! Step `backup`: a full `lite` export of the tenant's current data, taken
-//! after the tenant is quiesced and before anything is deleted, then read
-//! back and checked (signature and every blake3) before it counts.
+//! Step `backup`: a full `lite` export of the tenant's current data and
+//! files, taken after the tenant is quiesced and before anything is
+//! deleted, then read back and checked (signature and every blake3) before
+//! it counts. The files are collected as an export collects them
+//! (streamed to the work directory, then into the bundle) and the manifest
+//! says the backup carries the tenant's asset set, so a rollback makes the
+//! tenant's prefix exactly the backup's files. Once the backup counts, the
+//! bundle's files are staged for the step `assets`, against the backup's
+//! list of the tenant's files (see `rehydrate::assets`).
 //!
 //! Every table is read from one consistent snapshot and written as the
 //! `lite` NDJSON an export writes (primary-key order), so each table
@@ -12,20 +18,26 @@
 //! same run. A repeated attempt reuses a complete local backup that still
 //! verifies, and otherwise takes it again.
 
-use super::{io_error, to_output, WorkDirs};
+use super::validate::ValidateOutput;
+use super::{input_of, io_error, output_of, to_output, WorkDirs};
 use crate::bundle::{
-    verify_file, AssetsSection, BundleWriter, DatabaseSection, Manifest, Producer, FORMAT_VERSION,
+    verify_file, AssetsSection, BundleWriter, DatabaseSection, Manifest, Producer, ASSETS_PREFIX,
+    FORMAT_VERSION,
 };
+use crate::export::steps::assets::{collect, AssetIndexLine};
+use crate::export::steps::bundle::write_err;
 use crate::export::steps::table_file_stem;
 use crate::ports::objects::{Area, ObjectKey};
 use crate::ports::tenant::{SchemaInfo, TableFormat};
 use crate::ports::PortError;
+use crate::rehydrate::assets::{self, AssetCounts, AssetFile};
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::io::AsyncBufReadExt;
 
 /// One table of the backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +58,10 @@ pub struct BackupOutput {
     pub checksum: String,
     pub taken_at: Timestamp,
     pub tables: Vec<BackupTable>,
+    /// The asset switch staged for step `assets`; absent in backups taken
+    /// before files were staged (their rehydration leaves files alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<AssetCounts>,
 }
 
 /// The backups-area key of a rehydration's backup.
@@ -106,10 +122,43 @@ fn dump_all(
     Ok(Dumped { schema, files })
 }
 
+/// Add the tenant's files, collected under `files_dir` and listed in
+/// `index`, to the backup; the manifest's section for them.
+async fn add_assets(
+    w: &mut BundleWriter,
+    files_dir: &Path,
+    index: &Path,
+) -> Result<AssetsSection, StepError> {
+    let mut section = AssetsSection {
+        included: Some(true),
+        ..AssetsSection::default()
+    };
+    let file = tokio::fs::File::open(index)
+        .await
+        .map_err(|e| io_error("backup_io", e))?;
+    let mut lines = tokio::io::BufReader::new(file).lines();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| io_error("backup_io", e))?
+    {
+        let a: AssetIndexLine = serde_json::from_str(&line)
+            .map_err(|e| StepError::permanent("work_file_corrupt", format!("assets index: {e}")))?;
+        w.add_file(&a.path, &files_dir.join(&a.path), None, None)
+            .await
+            .map_err(write_err)?;
+        section
+            .files
+            .push(a.path.trim_start_matches(ASSETS_PREFIX).to_owned());
+        section.total_size += a.bytes;
+    }
+    Ok(section)
+}
+
 /// Build, sign and verify the backup bundle at `dirs.backup()`.
 async fn build(
     wf: &RehydrateWorkflow,
-    ctx: &StepContext,
+    ctx: &mut StepContext,
     dirs: &WorkDirs,
 ) -> Result<(), StepError> {
     let build_dir = dirs.backup_dir().join(format!("attempt-{}", ctx.attempt));
@@ -123,26 +172,34 @@ async fn build(
     let dumped = tokio::task::spawn_blocking(move || dump_all(tenants, tenant, d))
         .await
         .map_err(|e| StepError::retryable("step_panicked", e.to_string()))??;
+    let files_dir = build_dir.join("files");
+    let assets_index = build_dir.join("assets.index.ndjson");
+    let objects = wf.deps.objects.clone();
+    collect(&*objects, ctx, &files_dir, &assets_index, u64::MAX).await?;
     crate::failpoints::hit("rehydrate.backup.inside").await?;
     ctx.check_cancelled()?;
-    let err = |e: crate::bundle::WriteError| StepError {
-        code: e.code().to_owned(),
-        message: e.to_string(),
-        retryable: e.retryable(),
-    };
     let mut w = BundleWriter::create(&dirs.backup(), taken_at, u64::MAX)
         .await
-        .map_err(err)?;
-    let mut rows = 0u64;
-    for (entry, file, n, table) in &dumped.files {
-        let t = (!table.is_empty()).then(|| table.clone());
-        let r = t.is_some().then_some(*n);
-        rows += n;
-        if let Err(e) = w.add_file(entry, file, r, t).await {
-            w.abort().await;
-            return Err(err(e));
+        .map_err(write_err)?;
+    let added = async {
+        let mut rows = 0u64;
+        for (entry, file, n, table) in &dumped.files {
+            let t = (!table.is_empty()).then(|| table.clone());
+            let r = t.is_some().then_some(*n);
+            rows += n;
+            w.add_file(entry, file, r, t).await.map_err(write_err)?;
         }
+        let assets = add_assets(&mut w, &files_dir, &assets_index).await?;
+        Ok::<_, StepError>((rows, assets))
     }
+    .await;
+    let (rows, assets) = match added {
+        Ok(v) => v,
+        Err(e) => {
+            w.abort().await;
+            return Err(e);
+        }
+    };
     let manifest = Manifest {
         tenant_id: ctx.tenant.clone(),
         export_id: format!("backup-{}", ctx.workflow),
@@ -163,7 +220,7 @@ async fn build(
             schema_fingerprint: dumped.schema.fingerprint(),
             date_range: None,
         },
-        assets: AssetsSection::default(),
+        assets,
         entries: vec![],
         producer: Producer {
             name: "ferry-backup".into(),
@@ -172,16 +229,21 @@ async fn build(
     };
     w.finish_signed(manifest, &wf.deps.signer)
         .await
-        .map_err(err)?;
+        .map_err(write_err)?;
     let _ = tokio::fs::remove_dir_all(&build_dir).await;
     Ok(())
 }
 
-/// Read the backup back: signature and every checksum. Its tables.
-async fn verify_backup(
-    wf: &RehydrateWorkflow,
-    path: &Path,
-) -> Result<(Vec<BackupTable>, Timestamp), StepError> {
+/// A backup read back and checked.
+struct Checked {
+    tables: Vec<BackupTable>,
+    taken_at: Timestamp,
+    /// The tenant's files it holds, with their hashes.
+    files: Vec<AssetFile>,
+}
+
+/// Read the backup back: signature and every checksum.
+async fn verify_backup(wf: &RehydrateWorkflow, path: &Path) -> Result<Checked, StepError> {
     let report = verify_file(path, &wf.deps.signer.verifying_key())
         .await
         .map_err(|e| StepError::retryable("backup_unverified", format!("{}: {e}", e.code())))?;
@@ -197,7 +259,11 @@ async fn verify_backup(
             })
         })
         .collect();
-    Ok((tables, report.manifest.exported_at))
+    Ok(Checked {
+        tables,
+        taken_at: report.manifest.exported_at,
+        files: assets::files_of(&report.manifest),
+    })
 }
 
 pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
@@ -209,7 +275,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         Ok(_) => verify_backup(wf, &dirs.backup()).await.ok(),
         Err(_) => None,
     };
-    let (tables, taken_at) = match reusable {
+    let checked = match reusable {
         Some(v) => v,
         None => {
             build(wf, ctx, &dirs).await?;
@@ -233,17 +299,21 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
         .map_err(|e| io_error("backup_io", e))?
     };
+    let input = input_of(ctx)?;
+    let v: ValidateOutput = output_of(ctx, "validate")?;
+    let staged = assets::stage(wf, ctx, &input, &v, &checked.files).await?;
     let out = BackupOutput {
         key: key.to_string(),
         size_bytes: meta.size,
         checksum,
-        taken_at,
-        tables,
+        taken_at: checked.taken_at,
+        tables: checked.tables,
+        assets: Some(staged),
     };
     wf.audit(
         ctx,
         "REHYDRATE_BACKED_UP",
-        json!({"key": out.key, "sizeBytes": out.size_bytes, "checksum": out.checksum, "tables": out.tables.len()}),
+        json!({"key": out.key, "sizeBytes": out.size_bytes, "checksum": out.checksum, "tables": out.tables.len(), "assetFiles": checked.files.len(), "assetsStaged": out.assets}),
     )
     .await?;
     to_output(&out)

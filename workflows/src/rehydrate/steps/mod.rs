@@ -5,11 +5,15 @@
 //! Layout of `<rehydrate work>/<workflow-id>/`:
 //! - `bundle.zip` — the bundle as received;
 //! - `bundle/` — its entries, extracted and checksum-verified by `validate`;
+//! - `assets.ndjson` — the bundle's asset files (path, size, blake3), and
+//!   `assets-plan.ndjson` — the asset switch `backup` staged (see
+//!   `rehydrate::assets`);
 //! - `report.ndjson` — the row-level validation report, if any;
 //! - `backup/` — the backup of the tenant's current data (`backup.zip`,
 //!   plus the snapshot files it was built from);
 //! - `restore/` — the backup, extracted again, while `rollback` restores it.
 
+pub mod assets;
 pub mod backup;
 pub mod load;
 pub mod preview;
@@ -45,6 +49,12 @@ impl WorkDirs {
     }
     pub fn extracted(&self) -> PathBuf {
         self.root.join("bundle")
+    }
+    pub fn assets_index(&self) -> PathBuf {
+        self.root.join("assets.ndjson")
+    }
+    pub fn assets_plan(&self) -> PathBuf {
+        self.root.join("assets-plan.ndjson")
     }
     pub fn report(&self) -> PathBuf {
         self.root.join("report.ndjson")

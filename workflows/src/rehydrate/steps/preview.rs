@@ -1,8 +1,9 @@
 //! Step `preview`: what confirming would do, per table — rows that will be
-//! deleted, inserted and updated, and merge conflicts — computed without
-//! writing. The API serves it at `GET /rehydrate/{id}/preview`; a dry run
-//! ends after it. Merge conflicts are recorded, not raised here, so the
-//! operator can see them; confirming such a preview is refused.
+//! deleted, inserted and updated, and merge conflicts — and to the
+//! tenant's files (`rehydrate::assets`), computed without writing. The API
+//! serves it at `GET /rehydrate/{id}/preview`; a dry run ends after it.
+//! Merge conflicts are recorded, not raised here, so the operator can see
+//! them; confirming such a preview is refused.
 //!
 //! Then, for bundles of at most `trial_rows_max` rows, the preview runs the
 //! load itself as a **trial** (`load.rs`: the same transaction, every
@@ -17,6 +18,7 @@
 use super::validate::ValidateOutput;
 use super::{input_of, output_of, to_output, with_writer};
 use crate::ports::tenant_writer::LoadWarning;
+use crate::rehydrate::assets::{self, AssetCounts};
 use crate::rehydrate::input::Mode;
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError};
@@ -53,6 +55,9 @@ pub struct PreviewOutput {
     /// shared table's foreign key without an index).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<LoadWarning>,
+    /// The tenant's files to write and to delete (`rehydrate::assets`).
+    #[serde(default)]
+    pub assets: AssetCounts,
 }
 
 impl PreviewOutput {
@@ -126,6 +131,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         tables,
         trial: None,
         warnings: Vec::new(),
+        assets: assets::preview(wf, ctx, &input, &v).await?,
     };
     let scope = super::load::scope_tables(&v);
     out.warnings = with_writer(wf, ctx, move |w| w.load_warnings(&scope)).await?;
@@ -133,7 +139,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
     wf.audit(
         ctx,
         "REHYDRATE_PREVIEWED",
-        json!({"mode": out.mode, "willDelete": out.will_delete, "willInsert": out.will_insert, "willUpdate": out.will_update}),
+        json!({"mode": out.mode, "willDelete": out.will_delete, "willInsert": out.will_insert, "willUpdate": out.will_update, "assets": out.assets}),
     )
     .await?;
     to_output(&out)

@@ -11,9 +11,13 @@
 //! nothing — replaces every table with the backup's rows and commits only
 //! once every content hash equals the backup's. A restore that cannot
 //! verify is an error, retried, never reported as done, and it never
-//! leaves anything half-restored. Then the tenant is reactivated. With no
-//! backup nothing was loaded (the load runs only after the backup
-//! verified), so only the flag is lifted. Safe to repeat.
+//! leaves anything half-restored. Then, where the forward run changes the
+//! tenant's files, the prefix is made exactly the backup's files again,
+//! writing only what differs (`rehydrate::assets`), so files the forward
+//! run never reached stay as they are. Then the tenant is reactivated and
+//! what is left of the asset staging dropped. With no backup nothing was
+//! loaded or switched (both run only after the backup verified), so only
+//! the flag is lifted. Safe to repeat.
 
 use super::backup::{backup_key, BackupOutput};
 use super::load::{atomic_load, LoadFiles, LoadRequest};
@@ -21,6 +25,7 @@ use super::validate::TableFile;
 use super::{io_error, to_output, with_writer, WorkDirs};
 use crate::ports::objects::Area;
 use crate::ports::tenant_writer::{TableDigest, Verify, WriteMode, VERIFY_MISMATCH};
+use crate::rehydrate::assets::{self, AssetsChanged};
 use crate::rehydrate::validate::{self, BundleData, Request};
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError};
@@ -74,13 +79,22 @@ async fn fetch_backup(
         .map_err(|e| io_error("restore_io", e))
 }
 
-/// Load the backup unless the tenant already equals it; whether it was
-/// loaded.
+/// What a rollback restored.
+struct Restored {
+    /// The backup's rows were loaded (the tenant's differed from them).
+    rows: bool,
+    /// What was done to the tenant's files, if the forward run changes
+    /// them.
+    assets: Option<AssetsChanged>,
+}
+
+/// Load the backup unless the tenant already equals it, and make the
+/// tenant's files the backup's where the forward run changes them.
 async fn restore(
     wf: &RehydrateWorkflow,
     ctx: &mut StepContext,
     b: &BackupOutput,
-) -> Result<bool, StepError> {
+) -> Result<Restored, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
     fetch_backup(wf, ctx, &dirs, b).await?;
@@ -88,6 +102,14 @@ async fn restore(
     let key = wf.deps.signer.verifying_key();
     let restore_dir = dirs.restore_dir();
     let _ = tokio::fs::remove_dir_all(&restore_dir).await;
+    // A backup holds the tenant's files as they were, and files may deflate
+    // far more than the ratio an upload may (a zip-bomb guard): a backup is
+    // ferry's own bundle, whose entries inflate only once its signature
+    // checked and never past their signed sizes.
+    let limits = validate::Limits {
+        ratio_max: u64::MAX,
+        ..wf.config.limits.clone()
+    };
     let validated = validate::validate(
         &dirs.backup(),
         &restore_dir,
@@ -98,7 +120,7 @@ async fn restore(
             target: &target,
             tables: None,
             merge: false,
-            limits: &wf.config.limits,
+            limits: &limits,
         },
     )
     .await
@@ -142,16 +164,27 @@ async fn restore(
         trial: false,
         point: "rehydrate.rollback",
     };
-    let outcome = atomic_load(wf, ctx, request).await;
+    let restored = match atomic_load(wf, ctx, request).await {
+        Ok(outcome) => assets::restore(wf, ctx, b.assets.as_ref(), &validated, &restore_dir)
+            .await
+            .map(|assets| Restored {
+                rows: !outcome.unchanged,
+                assets,
+            }),
+        Err(e) => Err(e),
+    };
     let _ = tokio::fs::remove_dir_all(&restore_dir).await;
-    Ok(!outcome?.unchanged)
+    restored
 }
 
 pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
     let backup: Option<BackupOutput> = ctx
         .output("backup")
         .and_then(|v| serde_json::from_value(v.clone()).ok());
-    let mut restored = false;
+    let mut restored = Restored {
+        rows: false,
+        assets: None,
+    };
     if let Some(b) = backup {
         with_writer(wf, ctx, |w| w.set_maintenance(true)).await?;
         restored = restore(wf, ctx, &b).await.map_err(|e| {
@@ -163,6 +196,7 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
         })?;
     }
     with_writer(wf, ctx, |w| w.set_maintenance(false)).await?;
+    assets::drop_staging(&*wf.deps.objects, &ctx.tenant, ctx.workflow).await?;
     if ctx.output("backup").is_some() {
         // Keep the backup for its retention after a rollback too, then let
         // the timer delete it.
@@ -172,7 +206,7 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
     }
     let root = WorkDirs::new(wf, ctx.workflow).root;
     let _ = crate::export::remove_dir_all_idempotent(&root.join("bundle")).await;
-    wf.audit(ctx, "REHYDRATE_ROLLED_BACK", json!({"restored": restored}))
-        .await?;
-    to_output(&json!({"restored": restored}))
+    let out = json!({"restored": restored.rows, "assets": restored.assets});
+    wf.audit(ctx, "REHYDRATE_ROLLED_BACK", out.clone()).await?;
+    to_output(&out)
 }

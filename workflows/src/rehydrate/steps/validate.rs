@@ -9,9 +9,11 @@
 //! refused upload on disk); repeated after that, the step refuses again
 //! from the report's first line.
 //! For a native bundle the tenant store also reads the dump's row counts
-//! without restoring it; `verify` compares against them.
+//! without restoring it; `verify` compares against them. The bundle's
+//! asset files are listed for the later steps (`rehydrate::assets`).
 
 use super::{input_of, to_output, with_writer, WorkDirs};
+use crate::rehydrate::assets::{self, BundleAssets};
 use crate::rehydrate::input::Mode;
 use crate::rehydrate::validate::{self, BundleData, Request};
 use crate::rehydrate::RehydrateWorkflow;
@@ -54,6 +56,11 @@ pub struct ValidateOutput {
     /// `database/schema.json` as extracted.
     pub schema_file: String,
     pub rows_checked: u64,
+    /// The bundle's asset files (listed in the work directory's
+    /// `assets.ndjson`); absent in rehydrations validated before assets
+    /// were rehydrated, which leave them alone.
+    #[serde(default)]
+    pub assets: BundleAssets,
 }
 
 impl ValidateOutput {
@@ -151,6 +158,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
             .to_string_lossy()
             .into_owned(),
         rows_checked: validated.rows_checked,
+        assets: assets::record_bundle(&dirs, &validated).await?,
     };
     wf.audit(
         ctx,

@@ -114,7 +114,9 @@ pub use keys::KeyStats;
 pub use rejection::Rejection;
 pub use report::write_load_failure as write_load_report;
 
-use crate::bundle::manifest::{Manifest, ManifestEntry, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::bundle::manifest::{
+    Manifest, ManifestEntry, ASSETS_PREFIX, MANIFEST_PATH, SIGNATURE_PATH,
+};
 use crate::bundle::sign::verify_signature;
 use crate::bundle::verify::{
     check_entry_set, read_small, VerifyError, MANIFEST_BYTES_MAX, SIGNATURE_BYTES_MAX,
@@ -379,7 +381,7 @@ async fn checked(
     let assets = manifest
         .entries
         .iter()
-        .filter(|e| e.path.starts_with("assets/"))
+        .filter(|e| e.path.starts_with(ASSETS_PREFIX))
         .map(|e| ExtractedAsset {
             entry: e.path.clone(),
             path: extract_dir.join(&e.path),

@@ -496,6 +496,51 @@ fn the_preview_trial_reports_what_the_load_would_hit() {
     assert_unchanged(&t.content(TENANT), &before);
 }
 
+/// A rollback of a finished rehydration that fails in the middle of its
+/// load leaves the rehydrated rows exactly (by PostgreSQL's hash), and
+/// resumed after a restart restores the rows from before exactly.
+#[test]
+fn a_rollback_failing_midway_leaves_the_rehydrated_rows_and_resumes() {
+    let mut t = Torture::new(
+        Mode::Schema,
+        &[("FERRY_FAILPOINTS", "rehydrate.rollback.inside=error@3")],
+    );
+    let exported = t.content(TENANT);
+    let export_id = t.export("lite");
+    t.mutate();
+    let mutated = t.content(TENANT);
+    let s = t.rehydrate(json!({"exportId": export_id}), "completed");
+    let id = s["id"].as_str().unwrap().to_owned();
+    assert_restored(&t.content(TENANT), &exported, "rehydrated");
+    let rehydrated = t.content(TENANT);
+    let r = t.f.post(
+        &format!("/api/v1/tenant/rehydrate/{id}/rollback"),
+        Some(&t.token),
+        &json!({}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    let path = Torture::status_path(&id);
+    let s = t.f.wait_status(&t.token, &path, "failed", WAIT);
+    assert_eq!(s["phase"], "compensation", "{s}");
+    assert_eq!(s["error"]["code"], "injected_fault", "{s}");
+    assert_unchanged(&t.content(TENANT), &rehydrated);
+
+    t.f.kill();
+    let f = std::mem::replace(&mut t.f, Ferry::on_backend("sqlite"));
+    let mut f = f.without_env("FERRY_FAILPOINTS");
+    f.start();
+    t.f = f;
+    let r = t.f.post(
+        &format!("/api/v1/workflows/{id}/resume"),
+        Some(&t.token),
+        &json!({}),
+    );
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let s = t.f.wait_status(&t.token, &path, "rolled_back", WAIT);
+    assert_eq!(s["restored"], true, "{s}");
+    assert_restored(&t.content(TENANT), &mutated, "rolled back after a resume");
+}
+
 /// The loading connection is terminated by the server in the middle of the
 /// load: nothing is committed, the step is retried from the start of its
 /// transaction and completes.

@@ -884,9 +884,11 @@ fn a_copy_the_server_stops_part_way_fails_the_dump_rather_than_shortening_it() -
             &mut |rows| {
                 seen = rows;
                 if cancelled == 0 {
+                    // The client's COPY, not the parallel workers of its sort.
                     let row: CountRow = diesel::sql_query(
                         "SELECT count(pg_cancel_backend(pid))::int4 AS n FROM pg_stat_activity \
-                         WHERE datname = $1 AND pid <> pg_backend_pid() AND query LIKE 'COPY %'",
+                         WHERE datname = $1 AND pid <> pg_backend_pid() AND query LIKE 'COPY %' \
+                           AND backend_type = 'client backend'",
                     )
                     .bind::<Text, _>(&db.prefix)
                     .get_result(&mut admin)

@@ -353,7 +353,7 @@ pub(crate) fn configure(
 }
 
 /// `SELECT <columns> FROM <table> [WHERE <tenant> [AND <dates>]] [ORDER BY
-/// <primary key>]`, for `COPY (...) TO STDOUT`, which prints each value
+/// <primary key, or the row's text>]`, for `COPY (...) TO STDOUT`, which prints each value
 /// with its type's output function and takes no parameters: the tenant id
 /// and the dates are quoted literals (standard strings are on for the
 /// snapshot, `configure`). Also returns the number of columns selected.
@@ -428,6 +428,16 @@ pub(crate) fn select_sql(
             .collect::<Vec<_>>()
             .join(", ");
         sql.push_str(&format!(" ORDER BY {keys}"));
+    } else if !selected.is_empty() {
+        // No key to order by: the rows' own text, byte-wise. Physical
+        // order is no order — a parallel scan (the tenant filter of row
+        // mode invites one) interleaves workers, and a load fills free
+        // space wherever it is — and the content hash must not depend on
+        // it. Duplicate rows sort together, which is all they need.
+        sql.push_str(&format!(
+            " ORDER BY ROW({})::text COLLATE \"C\"",
+            selected.join(", ")
+        ));
     }
     (sql, selected.len())
 }

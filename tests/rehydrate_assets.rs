@@ -1,7 +1,8 @@
 //! Rehydration of a tenant's files (assets), end to end through the real
 //! binary, on the embedded object store (files under
 //! `<data>/objects/assets/<tenant>/`), whatever tenant backend
-//! `FERRY_E2E_BACKEND` selects.
+//! `FERRY_E2E_BACKEND` selects, and once on a real S3 server (s3s-fs,
+//! which keeps each object as a file under its data folder).
 //!
 //! The tenant's files are compared byte for byte: with the `assets/`
 //! entries of the export's bundle (read with `unzip`), or with a snapshot
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use support::service::Service;
 use support::{content_of, manifest_hashes, started_with, Ferry};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -95,12 +97,16 @@ fn export_with_assets(f: &Ferry, token: &str) -> (String, Files, BTreeMap<String
 /// Overwrite [`CHANGED`], delete [`DELETED`], add [`ADDED`] in the
 /// tenant's folder; the tenant's files afterwards.
 fn change_files(f: &Ferry) -> Files {
-    let dir = assets_dir(f, TENANT);
+    change_files_in(&assets_dir(f, TENANT))
+}
+
+/// [`change_files`] in the folder `dir` of the tenant's files.
+fn change_files_in(dir: &Path) -> Files {
     std::fs::write(dir.join(CHANGED), b"not the logo any more").unwrap();
     std::fs::remove_file(dir.join(DELETED)).unwrap();
     std::fs::create_dir_all(dir.join(ADDED).parent().unwrap()).unwrap();
     std::fs::write(dir.join(ADDED), vec![0u8; 4 << 20]).unwrap();
-    tenant_files(f, TENANT)
+    files_under(dir)
 }
 
 /// Submit a rehydration from an export and wait for its preview; its id
@@ -371,4 +377,84 @@ fn a_failed_rehydration_ends_with_the_tenants_own_files() {
         assert_eq!(s["assetsRestored"]["deleted"], deleted, "{point}: {s}");
         assert_no_staging(&f);
     }
+}
+
+/// The same replace and rollback on a real S3 server: the files are
+/// staged in the backups bucket, switched by server-side copies, and end
+/// byte-identical to the bundle's; another tenant's objects are untouched;
+/// nothing staged is left; the rollback restores the changed, deleted and
+/// added objects.
+#[test]
+fn replace_and_rollback_switch_the_files_on_s3() {
+    let s3 = Service::start("s3");
+    let mut f = Ferry::new();
+    for (k, v) in &s3.env {
+        f = f.env(k, v);
+    }
+    f.sample(TENANT, 1);
+    f.sample("acme2", 1);
+    f.start();
+    let token = f.token(TENANT, "tenant_admin");
+    let data = Path::new(s3.var("FERRY_S3_DATA_DIR"));
+    let objects = |bucket: &str, tenant: &str| files_under(&data.join(bucket).join(tenant));
+    let other_before = objects("ferry-assets", "acme2");
+    assert!(
+        !other_before.is_empty(),
+        "the sample wrote acme2's files to S3"
+    );
+    let export_id = f.export(&token, json!({"profile": "lite", "includeAssets": true}));
+    f.wait_export(&token, &export_id, "completed", WAIT);
+    // The bundle is an object of the exports bucket.
+    let bundles = data.join("ferry-exports").join(TENANT).join(&export_id);
+    let bundle = std::fs::read_dir(&bundles)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "zip"))
+        .expect("the bundle in the exports bucket");
+    let exported = bundle_files(&bundle);
+    assert_eq!(
+        exported,
+        objects("ferry-assets", TENANT),
+        "the bundle holds the files"
+    );
+    let changed = change_files_in(&data.join("ferry-assets").join(TENANT));
+
+    let (id, preview) = previewed(&f, &token, json!({"exportId": export_id}));
+    assert_eq!(preview["assets"]["willWrite"], 2, "{preview}");
+    assert_eq!(preview["assets"]["willDelete"], 1, "{preview}");
+    confirm(&f, &token, &id);
+    f.wait_status(&token, &status_path(&id), "completed", WAIT);
+    assert_eq!(
+        objects("ferry-assets", TENANT),
+        exported,
+        "the files are the bundle's"
+    );
+    assert_eq!(
+        objects("ferry-assets", "acme2"),
+        other_before,
+        "acme2 untouched"
+    );
+    let staged: Vec<String> = objects("ferry-backups", TENANT)
+        .into_keys()
+        .filter(|k| k.contains("staging"))
+        .collect();
+    assert!(staged.is_empty(), "staging left: {staged:?}");
+
+    let r = f.post(
+        &format!("/api/v1/tenant/rehydrate/{id}/rollback"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    f.wait_status(&token, &status_path(&id), "rolled_back", WAIT);
+    assert_eq!(
+        objects("ferry-assets", TENANT),
+        changed,
+        "the rollback restored them"
+    );
+    assert_eq!(
+        objects("ferry-assets", "acme2"),
+        other_before,
+        "acme2 untouched"
+    );
 }

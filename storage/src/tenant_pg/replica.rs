@@ -65,6 +65,8 @@ struct CountRow {
 #[must_use = "the foreign keys must be checked before the transaction commits"]
 pub(crate) struct ChecksOff {
     foreign_keys: Vec<ForeignKey>,
+    /// Row mode's tenant column.
+    tenant_column: Option<String>,
 }
 
 /// Every foreign key declared on, or referencing, the tables `$2` of
@@ -118,7 +120,10 @@ pub(crate) fn hold_off(
         Ok(()) => {
             conn.batch_execute("RELEASE SAVEPOINT ferry_replica")
                 .map_err(|e| db_error("releasing a savepoint", e))?;
-            Ok(Some(ChecksOff { foreign_keys }))
+            Ok(Some(ChecksOff {
+                foreign_keys,
+                tenant_column: tenant_column.map(str::to_owned),
+            }))
         }
         Err(DieselError::DatabaseError(_, info))
             if info.message().contains("permission denied") =>
@@ -156,21 +161,14 @@ impl ChecksOff {
                 .map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            let tenant_filter = match &fk.tenant_type {
-                Some(ty) if !ty.is_empty() => {
-                    let column = fk
-                        .child_columns
-                        .iter()
-                        .zip(&fk.parent_columns)
-                        .find(|(c, p)| c == p)
-                        .map(|(c, _)| c.clone())
-                        .unwrap_or_default();
-                    format!(
-                        " AND c.{} = {}",
-                        quote_ident(&column),
-                        tenant_filter_value(ty, 1)
-                    )
-                }
+            // The key carries the tenant column (to the same column of
+            // the referenced table): only the tenant's rows can break it.
+            let tenant_filter = match (&self.tenant_column, &fk.tenant_type) {
+                (Some(column), Some(ty)) => format!(
+                    " AND c.{} = {}",
+                    quote_ident(column),
+                    tenant_filter_value(ty, 1)
+                ),
                 _ => String::new(),
             };
             let sql = format!(

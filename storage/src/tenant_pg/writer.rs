@@ -121,12 +121,6 @@ struct FlagRow {
 }
 
 #[derive(QueryableByName)]
-struct UniqueRow {
-    #[diesel(sql_type = Array<Text>)]
-    columns: Vec<String>,
-}
-
-#[derive(QueryableByName)]
 struct MovedRow {
     #[diesel(sql_type = Integer)]
     i: i32,
@@ -275,11 +269,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// What the in-transaction reads (content digests) read through.
-    fn read_target(&self) -> Target {
-        self.target.clone()
-    }
-
     fn qualified(&self, table: &PgTable) -> String {
         qualified(&self.schema, &table.info.name)
     }
@@ -590,44 +579,13 @@ fn delete_error(e: DieselError, context: &str) -> PortError {
     }
 }
 
-/// The unique column sets of `table` (primary key first): unique indexes
-/// without a predicate or expressions, key columns only.
-fn unique_sets(
-    conn: &mut PgConnection,
-    ctx: &Ctx,
-    table: &PgTable,
-) -> Result<Vec<Vec<String>>, PortError> {
-    let rows: Vec<UniqueRow> = diesel::sql_query(
-        "SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns \
-         FROM pg_catalog.pg_index i \
-         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-         WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique \
-           AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts \
-         GROUP BY i.indexrelid, i.indisprimary \
-         ORDER BY i.indisprimary DESC, i.indexrelid",
-    )
-    .bind::<Text, _>(&ctx.schema)
-    .bind::<Text, _>(&table.info.name)
-    .load(conn)
-    .map_err(|e| db_error("reading the table's unique indexes", e))?;
-    Ok(rows.into_iter().map(|r| r.columns).collect())
-}
-
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// Check a merge key (empty: the primary key; row mode: the tenant column
 /// is added) against the table's unique indexes.
-fn merge_key(
-    conn: &mut PgConnection,
-    ctx: &Ctx,
-    table: &PgTable,
-    key: &[String],
-) -> Result<MergeKey, PortError> {
+fn merge_key(ctx: &Ctx, table: &PgTable, key: &[String]) -> Result<MergeKey, PortError> {
     let invalid = |message: String| PortError::permanent("merge_key_invalid", message);
     let mut key: Vec<String> = if key.is_empty() {
         table.info.primary_key.clone()
@@ -654,7 +612,7 @@ fn merge_key(
             )));
         }
     }
-    let sets = unique_sets(conn, ctx, table)?;
+    let sets = table.info.unique_sets();
     if !sets.iter().any(|s| same_set(s, &key)) {
         return Err(invalid(format!(
             "no unique index of table {} is exactly ({})",
@@ -913,7 +871,7 @@ fn load_lite(
         let t = table(schema, &source.table)?;
         let merge = match &source.mode {
             WriteMode::Replace => None,
-            WriteMode::Merge { key } => Some(merge_key(conn, ctx, t, key)?),
+            WriteMode::Merge { key } => Some(merge_key(ctx, t, key)?),
         };
         planned.push(Planned { table: t, merge });
     }
@@ -1333,10 +1291,9 @@ impl TenantWriter for PgWriter {
         let tenant = self.tenant.clone();
         self.run(!trial, move |conn, schema, ctx| {
             lock_tenant(conn, ctx)?;
-            let target = ctx.read_target();
             if unless_verified {
                 if let Verify::Digests(expected) = &verify {
-                    if digest_mismatches(conn, schema, &target, &tenant, expected)?.is_empty() {
+                    if digest_mismatches(conn, schema, &ctx.target, &tenant, expected)?.is_empty() {
                         return Ok(LoadOutcome {
                             unchanged: true,
                             ..LoadOutcome::default()
@@ -1366,7 +1323,7 @@ impl TenantWriter for PgWriter {
             refresh_materialized_views(conn, ctx)?;
             let bad = match &verify {
                 Verify::Digests(expected) => {
-                    digest_mismatches(conn, schema, &target, &tenant, expected)?
+                    digest_mismatches(conn, schema, &ctx.target, &tenant, expected)?
                 }
                 Verify::Counts(expected) => count_mismatches(conn, schema, ctx, expected)?,
                 Verify::Merged => {
@@ -1451,7 +1408,7 @@ impl TenantWriter for PgWriter {
     ) -> Result<MergePreview, PortError> {
         self.run(false, |conn, schema, ctx| {
             let t = table(schema, name)?;
-            let merge = merge_key(conn, ctx, t, key)?;
+            let merge = merge_key(ctx, t, key)?;
             let mut lines = LiteLines::new(&t.info.name, rows);
             let columns = layout_columns(t);
             let tenant = ctx.tenant_column.as_deref().map(|c| (c, ctx.tenant.as_str()));

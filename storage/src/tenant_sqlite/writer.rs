@@ -81,20 +81,6 @@ struct ViolationRow {
 }
 
 #[derive(QueryableByName)]
-struct IndexRow {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Integer)]
-    partial: i32,
-}
-
-#[derive(QueryableByName)]
-struct IndexColumnRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    name: Option<String>,
-}
-
-#[derive(QueryableByName)]
 struct AutoincrementRow {
     #[diesel(sql_type = Integer)]
     is_auto: i32,
@@ -269,39 +255,6 @@ fn insert_error(table: &str, line: u64, e: DieselError) -> PortError {
     }
 }
 
-/// The unique column sets of `info` (primary key first), from its
-/// non-partial unique indexes whose columns are all plain columns.
-fn unique_sets(
-    conn: &mut SqliteConnection,
-    info: &TableInfo,
-) -> Result<Vec<Vec<String>>, PortError> {
-    let context = format!("reading the indexes of {}", quote_ident(&info.name));
-    let mut sets = Vec::new();
-    if !info.primary_key.is_empty() {
-        sets.push(info.primary_key.clone());
-    }
-    let indexes: Vec<IndexRow> = diesel::sql_query(
-        "SELECT name, partial FROM pragma_index_list(?1) WHERE \"unique\" = 1 ORDER BY name",
-    )
-    .bind::<Text, _>(&info.name)
-    .load(conn)
-    .map_err(|e| db_error(&context, e))?;
-    for index in indexes.into_iter().filter(|i| i.partial == 0) {
-        let columns: Vec<IndexColumnRow> =
-            diesel::sql_query("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
-                .bind::<Text, _>(&index.name)
-                .load(conn)
-                .map_err(|e| db_error(&context, e))?;
-        let names: Option<Vec<String>> = columns.into_iter().map(|c| c.name).collect();
-        if let Some(names) = names {
-            if !sets.iter().any(|s| same_set(s, &names)) {
-                sets.push(names);
-            }
-        }
-    }
-    Ok(sets)
-}
-
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len()
         && a.iter()
@@ -311,7 +264,6 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 /// The merge key of `info` (`key`, or the primary key when empty), checked
 /// against its unique indexes; also returns the other unique sets.
 fn merge_key(
-    conn: &mut SqliteConnection,
     info: &TableInfo,
     key: &[String],
 ) -> Result<(Vec<String>, Vec<Vec<String>>), PortError> {
@@ -340,7 +292,7 @@ fn merge_key(
             )));
         }
     }
-    let sets = unique_sets(conn, info)?;
+    let sets = info.unique_sets();
     if !sets.iter().any(|s| same_set(s, &key)) {
         return Err(invalid(format!(
             "no unique index of table {} is exactly ({})",
@@ -707,7 +659,7 @@ fn load_lite(
         let info = table(schema, &source.table)?;
         keys.push(match &source.mode {
             WriteMode::Replace => Vec::new(),
-            WriteMode::Merge { key } => merge_key(conn, info, key)?.0,
+            WriteMode::Merge { key } => merge_key(info, key)?.0,
         });
     }
     let names: Vec<&str> = sources
@@ -987,7 +939,7 @@ impl TenantWriter for SqliteWriter {
         self.rolled_back(|conn| {
             let schema = introspect(conn)?;
             let info = table(&schema, name)?;
-            let (key, others) = merge_key(conn, info, key)?;
+            let (key, others) = merge_key(info, key)?;
             // Same declared types, so the same affinity applies as in the table.
             let definition = info
                 .columns

@@ -75,6 +75,16 @@ pub struct TableInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
+impl TableInfo {
+    /// Every unique column set of the table: the primary key first (when
+    /// it has one), then [`TableInfo::unique`]. What a merge key must be
+    /// exactly one of.
+    pub fn unique_sets(&self) -> Vec<Vec<String>> {
+        let key = (!self.primary_key.is_empty()).then(|| self.primary_key.clone());
+        key.into_iter().chain(self.unique.iter().cloned()).collect()
+    }
+}
+
 /// One partition of a partitioned table (at any depth).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -64,6 +64,7 @@ use super::validate::Validated;
 use super::RehydrateWorkflow;
 use crate::bundle::manifest::{Manifest, ASSETS_PREFIX};
 use crate::bundle::writer::hash_reader;
+use crate::export::steps::assets::tenant_files_page;
 use crate::ports::objects::{Area, ObjectKey, ObjectStore, LIST_LIMIT_MAX};
 use crate::ports::PortError;
 use ferry_engine::{StepContext, StepError, TenantId, WorkflowId};
@@ -340,16 +341,8 @@ async fn current_files(
     let mut files = Vec::new();
     let mut after = None;
     loop {
-        let page = objects
-            .list(Area::Assets, tenant, after.as_ref(), LIST_LIMIT_MAX)
-            .await?;
+        let page = tenant_files_page(objects, tenant, after.as_ref()).await?;
         for meta in page.objects {
-            if !meta.key.is_under(tenant) {
-                return Err(StepError::permanent(
-                    "asset_outside_tenant",
-                    "the object store listed a key outside the tenant's prefix",
-                ));
-            }
             let path = meta.key.relative().to_owned();
             let (blake3, bytes) = if sizes.get(path.as_str()) == Some(&meta.size) {
                 // Deleted since the listing: not one of the tenant's files.

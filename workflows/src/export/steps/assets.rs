@@ -16,8 +16,8 @@ use super::{io_error, WorkDirs};
 use crate::bundle::manifest::{entry_path_is_safe, ASSETS_PREFIX};
 use crate::bundle::writer::hash_file;
 use crate::export::ExportWorkflow;
-use crate::ports::objects::{Area, ObjectMeta, ObjectStore, LIST_LIMIT_MAX};
-use ferry_engine::{Progress, StepContext, StepError};
+use crate::ports::objects::{Area, ObjectKey, ObjectMeta, ObjectPage, ObjectStore, LIST_LIMIT_MAX};
+use ferry_engine::{Progress, StepContext, StepError, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -111,6 +111,26 @@ async fn copy_object(
     result
 }
 
+/// One page of the tenant's files (the assets area under `<tenant>/`)
+/// after `after`, every key checked to lie under the tenant's prefix: a
+/// store that listed another tenant's key is refused, never followed.
+pub(crate) async fn tenant_files_page(
+    objects: &dyn ObjectStore,
+    tenant: &TenantId,
+    after: Option<&ObjectKey>,
+) -> Result<ObjectPage, StepError> {
+    let page = objects
+        .list(Area::Assets, tenant, after, LIST_LIMIT_MAX)
+        .await?;
+    if page.objects.iter().any(|meta| !meta.key.is_under(tenant)) {
+        return Err(StepError::permanent(
+            "asset_outside_tenant",
+            "the object store listed a key outside the tenant's prefix",
+        ));
+    }
+    Ok(page)
+}
+
 /// Copy every object under the tenant's prefix to `files/assets/<path
 /// under the prefix>` and list them, in key order, in the index at `index`
 /// (written under a temporary name and renamed). Fails with
@@ -141,17 +161,9 @@ pub(crate) async fn collect(
     let mut after = None;
     let mut last_progress = Instant::now();
     loop {
-        let page = objects
-            .list(Area::Assets, &ctx.tenant, after.as_ref(), LIST_LIMIT_MAX)
-            .await?;
+        let page = tenant_files_page(objects, &ctx.tenant, after.as_ref()).await?;
         for meta in &page.objects {
             ctx.check_cancelled()?;
-            if !meta.key.is_under(&ctx.tenant) {
-                return Err(StepError::permanent(
-                    "asset_outside_tenant",
-                    "the object store listed a key outside the tenant's prefix",
-                ));
-            }
             let entry_path = format!("{ASSETS_PREFIX}{}", meta.key.relative());
             if !entry_path_is_safe(&entry_path) {
                 return Err(StepError::permanent(

@@ -40,10 +40,12 @@ async fn fetch_backup(
     b: &BackupOutput,
 ) -> Result<(), StepError> {
     let local = dirs.backup();
-    if let Ok(bytes) = tokio::fs::read(&local).await {
-        if blake3::hash(&bytes).to_hex().as_str() == b.checksum {
-            return Ok(());
-        }
+    // Hashed as it streams: a backup is a whole tenant.
+    if crate::bundle::writer::hash_file(&local)
+        .await
+        .is_ok_and(|(hex, _)| hex == b.checksum)
+    {
+        return Ok(());
     }
     let key = backup_key(&ctx.tenant, ctx.workflow)?;
     let mut reader = wf

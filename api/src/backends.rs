@@ -5,7 +5,7 @@
 //! (`FERRY_TENANT_ISOLATION` = schema | database | row); `MINIO_ENDPOINT`
 //! moves objects to S3/MinIO; `SMTP_URL` sends mail through SMTP.
 
-use crate::config::Config;
+use crate::config::{env, Config};
 use anyhow::Context;
 use ferry_engine::TenantId;
 use ferry_storage::audit_pg::PgAudit;
@@ -39,10 +39,6 @@ pub struct Backends {
     pub described: Vec<String>,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// Build every port's backend. `rt` runs the async connects (S3); it must
 /// be a multi-threaded runtime's handle, since `Handle::block_on` cannot
 /// drive IO on a current-thread runtime.
@@ -52,7 +48,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
     let (tenants, pg_tenants, audit): (Arc<dyn TenantStore>, _, Arc<dyn AuditLog>) =
         match env("DATABASE_URL") {
             Some(url) => {
-                let cfg = PgTenantsConfig::from_lookup(url.clone(), |k| std::env::var(k).ok())?;
+                let cfg = PgTenantsConfig::from_lookup(url.clone(), env)?;
                 let pg = Arc::new(PgTenants::new(cfg)?);
                 pg.migrate().context("migrating the platform database")?;
                 described.push(format!(
@@ -87,7 +83,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
                 )
             }
         };
-    let objects: Arc<dyn ObjectStore> = match S3Config::from_env()? {
+    let objects: Arc<dyn ObjectStore> = match S3Config::from_lookup(env)? {
         Some(cfg) => {
             described.push(format!("objects: s3 at {}", cfg.endpoint));
             Arc::new(
@@ -103,22 +99,23 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
             Arc::new(LocalObjects::new(config.objects_dir()).context("opening the object store")?)
         }
     };
-    let mailer: Arc<dyn Mailer> = match SmtpConfig::from_env(config.data_dir.join("mail-sent"))? {
-        Some(cfg) => {
-            described.push("mail: smtp".to_owned());
-            Arc::new(SmtpMailer::new(cfg)?)
-        }
-        None => {
-            described.push(format!(
-                "mail: .eml files in {}",
-                config.outbox_dir().display()
-            ));
-            Arc::new(
-                OutboxMailer::new(config.outbox_dir(), &config.mail_from)
-                    .context("opening the outbox")?,
-            )
-        }
-    };
+    let mailer: Arc<dyn Mailer> =
+        match SmtpConfig::from_lookup(env, config.data_dir.join("mail-sent"))? {
+            Some(cfg) => {
+                described.push("mail: smtp".to_owned());
+                Arc::new(SmtpMailer::new(cfg)?)
+            }
+            None => {
+                described.push(format!(
+                    "mail: .eml files in {}",
+                    config.outbox_dir().display()
+                ));
+                Arc::new(
+                    OutboxMailer::new(config.outbox_dir(), &config.mail_from)
+                        .context("opening the outbox")?,
+                )
+            }
+        };
     Ok(Backends {
         tenants,
         objects,

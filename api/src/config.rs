@@ -1,5 +1,10 @@
 //! Configuration from the environment, with embedded defaults: with no
 //! variables set everything runs under `./ferry-data` with no services.
+//!
+//! This module is the one place that reads the process environment
+//! ([`env`]); the adapters take their settings through lookups
+//! (`from_lookup(config::env)`) and every variable is in the README's table
+//! (both checked by `tests/tidy.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,12 +40,18 @@ pub struct Config {
     pub step_threads: usize,
 }
 
+/// The variable `name` of the process environment; unset and blank are
+/// the same (`None`).
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
+    match env(name) {
+        Some(v) => v
             .parse()
             .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
-        _ => Ok(default),
+        None => Ok(default),
     }
 }
 
@@ -49,13 +60,14 @@ impl Config {
         let data_dir: PathBuf = env_or("FERRY_DATA_DIR", PathBuf::from("./ferry-data"))?;
         let bind: SocketAddr = env_or("FERRY_BIND", "127.0.0.1:8080".parse().expect("literal"))?;
         let public_url = env_or("FERRY_PUBLIC_URL", format!("http://{bind}"))?;
+        // Tests only: a build without the feature refuses the variable.
+        ferry_workflows::failpoints::configure(env(ferry_workflows::failpoints::ENV).as_deref())
+            .map_err(anyhow::Error::msg)?;
         Ok(Config {
             data_dir,
             bind,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            jwt_secret: std::env::var("FERRY_JWT_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            jwt_secret: env("FERRY_JWT_SECRET"),
             exports_per_day_max: env_or("FERRY_EXPORTS_PER_DAY", 50)?,
             rehydrations_per_day_max: env_or("FERRY_REHYDRATIONS_PER_DAY", 20)?,
             upload_bytes_max: env_or("FERRY_UPLOAD_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,

@@ -21,8 +21,10 @@ pub const REQUEST_ID_LEN_MAX: usize = 128;
 /// is unset.
 pub fn init_logging(default: &str) {
     use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let json = std::env::var("FERRY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let filter = crate::config::env("FERRY_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let json = crate::config::env("FERRY_LOG_FORMAT").is_some_and(|v| v == "json");
     if json {
         let _ = fmt()
             .with_env_filter(filter)
@@ -80,7 +82,7 @@ pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
 /// `FERRY_METRICS_TENANTS` (comma-separated). Opt-in keeps the number of
 /// tenant-labelled series fixed by configuration, whatever the traffic.
 pub fn metrics_tenants() -> Vec<String> {
-    std::env::var("FERRY_METRICS_TENANTS")
+    crate::config::env("FERRY_METRICS_TENANTS")
         .unwrap_or_default()
         .split(',')
         .map(str::trim)

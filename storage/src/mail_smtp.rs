@@ -90,14 +90,10 @@ impl SmtpConfig {
         }
     }
 
-    /// From the process environment; `Ok(None)` when `SMTP_URL` is unset
-    /// (embedded mode: the outbox). `SMTP_FROM` optionally sets the sender.
-    /// `sent_dir` is where markers go, e.g. `<data>/mail-sent`.
-    pub fn from_env(sent_dir: impl Into<PathBuf>) -> Result<Option<SmtpConfig>, PortError> {
-        SmtpConfig::from_lookup(|name| std::env::var(name).ok(), sent_dir)
-    }
-
-    /// As [`SmtpConfig::from_env`], with variables looked up by `get`.
+    /// From variables looked up by `get` (the binary passes its
+    /// environment); `Ok(None)` when `SMTP_URL` is unset (embedded mode: the
+    /// outbox). `SMTP_FROM` optionally sets the sender. `sent_dir` is where
+    /// markers go, e.g. `<data>/mail-sent`.
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
         sent_dir: impl Into<PathBuf>,

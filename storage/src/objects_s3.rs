@@ -132,12 +132,6 @@ impl S3Config {
         }
     }
 
-    /// From the process environment; `Ok(None)` when `MINIO_ENDPOINT` is
-    /// unset (embedded mode). See [`S3Config::from_lookup`].
-    pub fn from_env() -> Result<Option<S3Config>, PortError> {
-        S3Config::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// From variables looked up by `get`: `MINIO_ENDPOINT` (required to
     /// enable S3), `MINIO_ACCESS_KEY` and `MINIO_SECRET_KEY` (required with
     /// it), `MINIO_REGION` (default `us-east-1`), and optionally

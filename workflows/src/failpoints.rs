@@ -9,32 +9,68 @@
 //! cancel it, or to show that another workflow waits), and `error@<n>`
 //! fails only the n-th time the point is passed in this process (inside a
 //! load, whose point is passed after every table: "fail after the n-th
-//! table"). Besides the steps'
-//! points, the S3 store has `objects.s3.part.after`, passed after each
-//! part of a multipart upload. Unset (always, in production) every point is
-//! a no-op; the variable is read once.
+//! table"). Besides the steps' points, the S3 store has
+//! `objects.s3.part.after`, passed after each part of a multipart upload.
+//!
+//! The points exist only in builds with the cargo feature `failpoints`,
+//! which the `ferry` package turns on for its tests alone (a
+//! dev-dependency feature: `cargo test` builds the binary with it, `cargo
+//! build`/`cargo run` do not). In a build without it every point compiles
+//! to nothing, and [`configure`] refuses a specification, so a production
+//! binary can never be made to fail on purpose. The specification is read
+//! with the rest of the configuration (`api/src/config.rs`) and handed to
+//! [`configure`] once, before any workflow runs.
 
 use ferry_engine::StepError;
+#[cfg(feature = "failpoints")]
 use std::collections::HashMap;
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
 
 /// The environment variable naming the points.
 pub const ENV: &str = "FERRY_FAILPOINTS";
 
+/// The configured points, set once by [`configure`].
+#[cfg(feature = "failpoints")]
+static POINTS: OnceLock<HashMap<String, String>> = OnceLock::new();
+
+/// Arm the points of `spec` (`point=action,…`), once per process. An empty
+/// or absent specification arms none. A build without the `failpoints`
+/// feature refuses any specification.
+#[cfg(feature = "failpoints")]
+pub fn configure(spec: Option<&str>) -> Result<(), String> {
+    let points = spec
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    // A second call (a command that loads its configuration twice) keeps
+    // the first: the points of a process never change.
+    let _ = POINTS.set(points);
+    Ok(())
+}
+
+/// Arm the points of `spec`: a build without the `failpoints` feature has
+/// none, so any specification is refused.
+#[cfg(not(feature = "failpoints"))]
+pub fn configure(spec: Option<&str>) -> Result<(), String> {
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(()),
+        Some(_) => Err(format!(
+            "{ENV} is set, but this build has no failpoints (only test builds have them)"
+        )),
+    }
+}
+
+#[cfg(feature = "failpoints")]
 fn points() -> &'static HashMap<String, String> {
-    static POINTS: OnceLock<HashMap<String, String>> = OnceLock::new();
-    POINTS.get_or_init(|| {
-        std::env::var(ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect()
-    })
+    POINTS.get_or_init(HashMap::new)
 }
 
 /// How many times `name` has been passed in this process, this one
 /// included.
+#[cfg(feature = "failpoints")]
 fn passes(name: &str) -> u64 {
     static PASSES: OnceLock<std::sync::Mutex<HashMap<String, u64>>> = OnceLock::new();
     let mut passes = PASSES
@@ -49,12 +85,22 @@ fn passes(name: &str) -> u64 {
 /// What a point does when passed.
 enum Action {
     Pass,
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     Sleep(std::time::Duration),
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     Fail(StepError),
+}
+
+/// Without the feature, every point passes.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn action(_name: &str) -> Action {
+    Action::Pass
 }
 
 /// The action of point `name` (aborting the process on the spot for
 /// `abort`).
+#[cfg(feature = "failpoints")]
 fn action(name: &str) -> Action {
     match points().get(name).map(String::as_str) {
         None => Action::Pass,

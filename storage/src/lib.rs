@@ -17,3 +17,4 @@ pub mod sample;
 pub mod sled_log;
 pub mod tenant_pg;
 pub mod tenant_sqlite;
+mod transaction;

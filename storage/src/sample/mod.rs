@@ -2,10 +2,15 @@
 //!
 //! Creates `<tenants_dir>/<tenant>.sqlite` in the layout [`crate::tenant_sqlite`]
 //! reads, plus a few files under `<assets_dir>/<tenant>/`. The data is
-//! deterministic for a seed (`rows.rs`), scales linearly with `scale` (scale 1
-//! is about 3,000 rows; `customer_config` and `feature_toggles` have a fixed
-//! size) and carries `marker-<tenant>` in every row ([`marker`]), so tests
+//! deterministic for a seed, scales linearly with `scale` (scale 1 is about
+//! 3,000 rows; `customer_config` and `feature_toggles` have a fixed size) and carries `marker-<tenant>` in every row ([`marker`]), so tests
 //! can prove an export of one tenant holds nothing of another.
+//!
+//! The rows come from one database-neutral model that the PostgreSQL sample
+//! ([`crate::tenant_pg::sample`]) shares: `model.rs` (tables, values,
+//! batches, the [`model::Inserter`] each database implements) and `rows.rs`
+//! (the deterministic generation); `insert.rs` is SQLite's inserter and
+//! `schema.rs` its tables' DDL.
 //!
 //! The database is built under a temporary name in one transaction and
 //! renamed into place last, so a tenant either exists whole or not at all;
@@ -14,7 +19,8 @@
 
 mod assets;
 mod insert;
-mod rows;
+pub(crate) mod model;
+pub(crate) mod rows;
 mod schema;
 
 use crate::tenant_sqlite::conn::{establish, OpenMode};
@@ -23,6 +29,8 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_engine::TenantId;
+use insert::SqliteInserter;
+use model::Types;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -31,7 +39,7 @@ use std::fs;
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
-pub use schema::TABLES;
+pub use model::TABLES;
 
 /// Replace `<assets_dir>/<tenant>/` with the sample's asset files (a logo,
 /// a theme, notes for up to `products` products); returns their paths
@@ -219,11 +227,24 @@ fn build_database(
         .map_err(db_err("enabling foreign keys"))?;
     conn.transaction(|conn: &mut SqliteConnection| {
         conn.batch_execute(schema::SCHEMA_SQL)?;
-        // Batches of child rows may reach the database before their parents;
-        // checking at commit still checks everything.
+        // Checking foreign keys at commit still checks everything, and
+        // leaves the generator free to order its batches.
         conn.batch_execute("PRAGMA defer_foreign_keys = ON;")?;
         let rng = ChaCha8Rng::seed_from_u64(options.seed);
-        rows::Generator::new(rng, tenant.as_str(), marker.to_owned(), options.scale).fill(conn)
+        rows::Generator::new(
+            rng,
+            tenant.as_str(),
+            marker.to_owned(),
+            options.scale,
+            Types::Plain,
+        )
+        .fill(&mut SqliteInserter { conn: &mut *conn })?;
+        diesel::sql_query(
+            "DELETE FROM health_trends WHERE id > (SELECT max(id) - ?1 FROM health_trends)",
+        )
+        .bind::<BigInt, _>(rows::TRENDS_DELETED)
+        .execute(conn)?;
+        Ok(())
     })
     .map_err(db_err("filling the sample database"))?;
 

@@ -12,22 +12,6 @@
 //! Money columns are declared `TEXT`, not `NUMERIC`: SQLite's NUMERIC
 //! affinity would turn `'12.50'` into the REAL `12.5` and lose the scale.
 
-/// Table names in the order they are filled (referenced tables first).
-pub const TABLES: &[&str] = &[
-    "accounts",
-    "users",
-    "products",
-    "orders",
-    "order_items",
-    "kpis",
-    "kpi_time_series",
-    "kpi_reference_ranges",
-    "health_trends",
-    "playbooks",
-    "customer_config",
-    "feature_toggles",
-];
-
 pub(crate) const SCHEMA_SQL: &str = r#"
 CREATE TABLE accounts (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

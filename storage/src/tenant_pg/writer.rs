@@ -72,11 +72,13 @@ use super::snapshot::{configure, table_digest, PgSnapshot, Target, PROGRESS_EVER
 use super::tenant_not_found;
 use crate::hash_sink::HashSink;
 use crate::lite_read::LiteLines;
+use crate::transaction;
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::TenantId;
+use ferry_workflows::ports::merge_key::{check_merge_key, Identifiers, MergeKey};
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
     merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning,
@@ -151,12 +153,6 @@ struct Planned<'t> {
     merge: Option<MergeKey>,
 }
 
-/// A checked merge key and the table's other unique column sets.
-struct MergeKey {
-    key: Vec<String>,
-    others: Vec<Vec<String>>,
-}
-
 impl PgWriter {
     pub(crate) fn new(tenant: TenantId, target: WriterTarget) -> Self {
         PgWriter {
@@ -216,24 +212,28 @@ impl PgWriter {
         }
         let tenant = self.tenant.clone();
         let conn = self.conn.as_mut().expect("connected above");
-        let result = (|| {
-            conn.batch_execute("BEGIN")
-                .map_err(|e| db_error("starting a transaction", e))?;
-            configure(conn, &tenant, &target)?;
-            if !super::introspect::schema_exists(conn, &target.schema)? {
-                return Err(tenant_not_found(&tenant));
-            }
-            let schema = introspect(conn, &target.schema, target.tenant_column.as_deref())?;
-            let value = f(conn, &schema, &ctx)?;
-            if commit {
-                conn.batch_execute("COMMIT").map_err(commit_error)?;
-            }
-            Ok(value)
-        })();
-        if result.is_err() || !commit {
-            let _ = conn.batch_execute("ROLLBACK");
-        }
-        if matches!(&result, Err(e) if e.code == "tenant_db_unavailable") {
+        let outcome = transaction::run(
+            conn,
+            commit,
+            |conn, body| conn.build_transaction().run(|conn| body(conn)),
+            |conn| {
+                configure(conn, &tenant, &target)?;
+                if !super::introspect::schema_exists(conn, &target.schema)? {
+                    return Err(tenant_not_found(&tenant));
+                }
+                let schema = introspect(conn, &target.schema, target.tenant_column.as_deref())?;
+                f(conn, &schema, &ctx)
+            },
+        );
+        let broken = outcome.broken;
+        let result = outcome.result(
+            commit,
+            |e| db_error("starting a transaction", e),
+            commit_error,
+        );
+        // A connection that failed, or whose rollback failed, is not used
+        // again; the next call connects anew.
+        if broken || matches!(&result, Err(e) if e.code == "tenant_db_unavailable") {
             self.conn = None;
         }
         result
@@ -579,52 +579,29 @@ fn delete_error(e: DieselError, context: &str) -> PortError {
     }
 }
 
-fn same_set(a: &[String], b: &[String]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+/// PostgreSQL's identifiers: stored names compare exactly.
+struct PgNames;
+
+impl Identifiers for PgNames {
+    fn same_name(&self, a: &str, b: &str) -> bool {
+        a == b
+    }
+    fn quote(&self, name: &str) -> String {
+        quote_ident(name)
+    }
 }
 
 /// Check a merge key (empty: the primary key; row mode: the tenant column
 /// is added) against the table's unique indexes.
 fn merge_key(ctx: &Ctx, table: &PgTable, key: &[String]) -> Result<MergeKey, PortError> {
-    let invalid = |message: String| PortError::permanent("merge_key_invalid", message);
-    let mut key: Vec<String> = if key.is_empty() {
-        table.info.primary_key.clone()
-    } else {
-        key.to_vec()
-    };
-    if key.is_empty() {
-        return Err(invalid(format!(
-            "table {} has no primary key; name a merge key",
-            quote_ident(&table.info.name)
-        )));
-    }
-    if let Some(column) = &ctx.tenant_column {
-        if !key.contains(column) {
-            key.insert(0, column.clone());
-        }
-    }
-    for column in &key {
-        if !table.columns.iter().any(|c| &c.name == column) {
-            return Err(invalid(format!(
-                "table {} has no column {}",
-                quote_ident(&table.info.name),
-                quote_ident(column)
-            )));
-        }
-    }
-    let sets = table.info.unique_sets();
-    if !sets.iter().any(|s| same_set(s, &key)) {
-        return Err(invalid(format!(
-            "no unique index of table {} is exactly ({})",
-            quote_ident(&table.info.name),
-            key.iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let others = sets.into_iter().filter(|s| !same_set(s, &key)).collect();
-    Ok(MergeKey { key, others })
+    let columns = table.columns.iter().map(|c| c.name.as_str());
+    check_merge_key(
+        &PgNames,
+        &table.info,
+        columns,
+        key,
+        ctx.tenant_column.as_deref(),
+    )
 }
 
 /// Whether row-level security applies to the connecting role on `table`

@@ -45,11 +45,13 @@ use super::value::SqlValue;
 use super::{ENGINE, ISOLATION};
 use crate::hash_sink::HashSink;
 use crate::lite_read::{parse_line, row_invalid, KeyMap, LiteLines};
+use crate::transaction;
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
-use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use ferry_workflows::ports::merge_key::{check_merge_key, Identifiers, MergeKey};
 use ferry_workflows::ports::tenant::{foreign_key_order, SchemaInfo, TableFormat, TableInfo};
 use ferry_workflows::ports::tenant_writer::{
     merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview,
@@ -89,24 +91,26 @@ struct AutoincrementRow {
 /// One tenant's live SQLite database, open for writing.
 pub struct SqliteWriter {
     path: PathBuf,
+    busy_timeout_ms: u32,
     conn: SqliteConnection,
 }
 
 impl SqliteWriter {
     /// Open the tenant database at `path` (which must exist).
     pub(crate) fn open(path: PathBuf, busy_timeout_ms: u32) -> Result<Self, PortError> {
-        let mut conn = open(&path, OpenMode::ReadWriteExisting { busy_timeout_ms })?;
-        // See the module documentation: constraints are checked by hand.
-        conn.batch_execute("PRAGMA foreign_keys = OFF;")
-            .map_err(|e| db_error("configuring the tenant database", e))?;
-        Ok(SqliteWriter { path, conn })
+        let conn = open_for_writing(&path, busy_timeout_ms)?;
+        Ok(SqliteWriter {
+            path,
+            busy_timeout_ms,
+            conn,
+        })
     }
 
-    /// Run `f` in one transaction begun with `begin`: committed if it
-    /// succeeds, rolled back if it (or the commit) fails.
+    /// Run `f` in one transaction: committed if it succeeds, rolled back
+    /// if it (or the commit) fails.
     fn transaction<T>(
         &mut self,
-        begin: &str,
+        begin: Begin,
         f: impl FnOnce(&mut SqliteConnection) -> Result<T, PortError>,
     ) -> Result<T, PortError> {
         self.run(begin, true, f)
@@ -117,34 +121,58 @@ impl SqliteWriter {
         &mut self,
         f: impl FnOnce(&mut SqliteConnection) -> Result<T, PortError>,
     ) -> Result<T, PortError> {
-        self.run("BEGIN", false, f)
+        self.run(Begin::Deferred, false, f)
     }
 
     fn run<T>(
         &mut self,
-        begin: &str,
+        begin: Begin,
         commit: bool,
         f: impl FnOnce(&mut SqliteConnection) -> Result<T, PortError>,
     ) -> Result<T, PortError> {
-        self.conn
-            .batch_execute(begin)
-            .map_err(|e| db_error("starting a transaction", e))?;
-        let result = f(&mut self.conn).and_then(|value| {
-            if !commit {
-                return Ok(value);
+        let outcome = transaction::run(
+            &mut self.conn,
+            commit,
+            |conn, body| match begin {
+                Begin::Immediate => conn.immediate_transaction(|conn| body(conn)),
+                Begin::Deferred => conn.transaction(|conn| body(conn)),
+            },
+            f,
+        );
+        let broken = outcome.broken;
+        let result = outcome.result(
+            commit,
+            |e| db_error("starting a transaction", e),
+            |e| db_error("committing", e),
+        );
+        if broken {
+            // A rollback failed: diesel will not use the connection again,
+            // and closing it ends whatever transaction is left.
+            match open_for_writing(&self.path, self.busy_timeout_ms) {
+                Ok(conn) => self.conn = conn,
+                Err(e) => return result.and(Err(e)),
             }
-            self.conn
-                .batch_execute("COMMIT")
-                .map(|_| value)
-                .map_err(|e| db_error("committing", e))
-        });
-        if result.is_err() || !commit {
-            // Nothing to do if this fails too: the connection is dropped
-            // with the writer, which ends the transaction.
-            let _ = self.conn.batch_execute("ROLLBACK");
         }
         result
     }
+}
+
+/// How a writer's transaction begins.
+#[derive(Clone, Copy, Debug)]
+enum Begin {
+    /// `BEGIN IMMEDIATE`: the write lock first.
+    Immediate,
+    /// `BEGIN`: a lock when the first statement needs one.
+    Deferred,
+}
+
+/// The live database, with SQLite's own foreign-key enforcement off (see
+/// the module documentation: constraints are checked by hand).
+fn open_for_writing(path: &Path, busy_timeout_ms: u32) -> Result<SqliteConnection, PortError> {
+    let mut conn = open(path, OpenMode::ReadWriteExisting { busy_timeout_ms })?;
+    conn.batch_execute("PRAGMA foreign_keys = OFF;")
+        .map_err(|e| db_error("configuring the tenant database", e))?;
+    Ok(conn)
 }
 
 /// The table `name` of `schema`, or `unknown_table`.
@@ -255,56 +283,23 @@ fn insert_error(table: &str, line: u64, e: DieselError) -> PortError {
     }
 }
 
-fn same_set(a: &[String], b: &[String]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+/// SQLite's identifiers: ASCII letters compare case-insensitively.
+struct SqliteNames;
+
+impl Identifiers for SqliteNames {
+    fn same_name(&self, a: &str, b: &str) -> bool {
+        a.eq_ignore_ascii_case(b)
+    }
+    fn quote(&self, name: &str) -> String {
+        quote_ident(name)
+    }
 }
 
 /// The merge key of `info` (`key`, or the primary key when empty), checked
 /// against its unique indexes; also returns the other unique sets.
-fn merge_key(
-    info: &TableInfo,
-    key: &[String],
-) -> Result<(Vec<String>, Vec<Vec<String>>), PortError> {
-    let invalid = |message: String| PortError::permanent("merge_key_invalid", message);
-    let key: Vec<String> = if key.is_empty() {
-        info.primary_key.clone()
-    } else {
-        key.to_vec()
-    };
-    if key.is_empty() {
-        return Err(invalid(format!(
-            "table {} has no primary key; name a merge key",
-            quote_ident(&info.name)
-        )));
-    }
-    for column in &key {
-        if !info
-            .columns
-            .iter()
-            .any(|c| c.name.eq_ignore_ascii_case(column))
-        {
-            return Err(invalid(format!(
-                "table {} has no column {}",
-                quote_ident(&info.name),
-                quote_ident(column)
-            )));
-        }
-    }
-    let sets = info.unique_sets();
-    if !sets.iter().any(|s| same_set(s, &key)) {
-        return Err(invalid(format!(
-            "no unique index of table {} is exactly ({})",
-            quote_ident(&info.name),
-            key.iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let others = sets.into_iter().filter(|s| !same_set(s, &key)).collect();
-    Ok((key, others))
+fn merge_key(info: &TableInfo, key: &[String]) -> Result<MergeKey, PortError> {
+    let columns = info.columns.iter().map(|c| c.name.as_str());
+    check_merge_key(&SqliteNames, info, columns, key, None)
 }
 
 /// `a.c1 = b.c1 AND ...` over `columns`.
@@ -659,7 +654,7 @@ fn load_lite(
         let info = table(schema, &source.table)?;
         keys.push(match &source.mode {
             WriteMode::Replace => Vec::new(),
-            WriteMode::Merge { key } => merge_key(info, key)?.0,
+            WriteMode::Merge { key } => merge_key(info, key)?.key,
         });
     }
     let names: Vec<&str> = sources
@@ -824,7 +819,7 @@ impl TenantWriter for SqliteWriter {
     fn content_hash(&mut self, name: &str) -> Result<TableDigest, PortError> {
         // The export's own dump code, into a hashing sink, inside one read
         // transaction so the rows are of one instant.
-        self.transaction("BEGIN", |conn| {
+        self.transaction(Begin::Deferred, |conn| {
             let schema = introspect(conn)?;
             let mut sink = HashSink::default();
             let stats = dump_table(
@@ -871,7 +866,7 @@ impl TenantWriter for SqliteWriter {
         };
         // BEGIN IMMEDIATE: the write lock first, so another load of the
         // tenant (one abandoned by a cancel, say) ends before this starts.
-        let result = self.run("BEGIN IMMEDIATE", !trial, |conn| {
+        let result = self.run(Begin::Immediate, !trial, |conn| {
             let schema = introspect(conn)?;
             if unless_verified {
                 if let Verify::Digests(expected) = &verify {
@@ -939,7 +934,7 @@ impl TenantWriter for SqliteWriter {
         self.rolled_back(|conn| {
             let schema = introspect(conn)?;
             let info = table(&schema, name)?;
-            let (key, others) = merge_key(info, key)?;
+            let MergeKey { key, others } = merge_key(info, key)?;
             // Same declared types, so the same affinity applies as in the table.
             let definition = info
                 .columns

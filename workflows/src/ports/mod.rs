@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod export_records;
 pub mod mail;
+pub mod merge_key;
 pub mod objects;
 pub mod tenant;
 pub mod tenant_writer;

@@ -1,11 +1,12 @@
 //! `ferry sample` for PostgreSQL: the sample tenant in whichever isolation
 //! mode the store is configured for.
 //!
-//! The tables and row counts follow the SQLite sample (`crate::sample`),
-//! typed for PostgreSQL (`schema.rs`); the data is deterministic for a seed
-//! (`rows.rs`) and carries `marker-<tenant>` in every row
-//! ([`crate::sample::marker`]), so tests can prove an export of one tenant
-//! holds nothing of another.
+//! The tables, rows and their deterministic generation are the
+//! database-neutral model of `crate::sample` (`model.rs`, `rows.rs`), with
+//! the values PostgreSQL's types hold; here are only the DDL (`schema.rs`),
+//! the inserter (`insert.rs`) and the isolation modes. Every row carries
+//! `marker-<tenant>` ([`crate::sample::marker`]), so tests can prove an
+//! export of one tenant holds nothing of another.
 //!
 //! - **schema**: `CREATE SCHEMA "tenant_<id>"` and everything in it in one
 //!   transaction, so the tenant exists whole or not at all.
@@ -22,13 +23,14 @@
 //! tenant is recorded in the registry (`ferry_tenants`).
 
 mod insert;
-mod rows;
 mod schema;
 
 use super::config::{PgIsolation, TENANT_SETTING};
 use super::conn::{qualified, quote_ident, with_database};
 use super::introspect;
 use super::PgTenants;
+use crate::sample::model::Types;
+use crate::sample::rows::{self, Generator};
 use crate::sample::{marker, SampleOptions, TABLES};
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
@@ -36,6 +38,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::TenantId;
 use ferry_workflows::ports::PortError;
+use insert::PgInserter;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -370,14 +373,17 @@ fn fill(
     tenant_column: Option<&str>,
 ) -> Result<(), PgSampleError> {
     let rng = ChaCha8Rng::seed_from_u64(options.seed);
-    rows::Generator::new(
+    Generator::new(
         rng,
         tenant.as_str(),
         marker.to_owned(),
         options.scale,
-        tenant_column,
+        Types::Typed,
     )
-    .fill(conn)?;
+    .fill(&mut PgInserter {
+        conn: &mut *conn,
+        tenant: tenant_column.map(|c| (c.to_owned(), tenant.as_str().to_owned())),
+    })?;
     for table in SEQUENCED_TABLES {
         // Never move a (possibly shared) sequence backwards.
         diesel::sql_query(format!(

@@ -152,6 +152,9 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     let log = SledLog::open(config.events_dir()).context("opening the event log")?;
     log.register_metrics(&registry)?;
     let backends = crate::backends::from_env(&config, &step_runtime)?;
+    step_runtime
+        .block_on(backends.audit_anchors.anchor_if_missing())
+        .context("anchoring the audit log")?;
     for line in &backends.described {
         tracing::info!("{line}");
     }

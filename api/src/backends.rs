@@ -8,6 +8,7 @@
 use crate::config::{env, Config};
 use anyhow::Context;
 use ferry_engine::TenantId;
+use ferry_storage::audit_anchor::{AnchoredAudit, ANCHOR_FILE};
 use ferry_storage::audit_pg::PgAudit;
 use ferry_storage::audit_sqlite::SqliteAudit;
 use ferry_storage::export_records::PgExportRecords;
@@ -29,7 +30,10 @@ pub struct Backends {
     pub tenants: Arc<dyn TenantStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub mailer: Arc<dyn Mailer>,
+    /// The audit log, anchored (`audit_anchors`).
     pub audit: Arc<dyn AuditLog>,
+    /// The same log: its head checkpointed in `<data>/audit-anchor.json`.
+    pub audit_anchors: Arc<AnchoredAudit>,
     /// Export records (`ferry_exports`): kept only in a PostgreSQL
     /// platform database.
     pub export_records: Arc<dyn ExportRecords>,
@@ -116,11 +120,19 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
                 )
             }
         };
+    let keys = crate::keys::Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
+    let audit_anchors = Arc::new(AnchoredAudit::new(
+        audit,
+        config.data_dir.join(ANCHOR_FILE),
+        ferry_workflows::bundle::sign::BundleSigner::new(keys.signing),
+        Arc::new(ferry_engine::SystemClock),
+    ));
     Ok(Backends {
         tenants,
         objects,
         mailer,
-        audit,
+        audit: audit_anchors.clone(),
+        audit_anchors,
         export_records,
         pg_tenants,
         described,

@@ -29,6 +29,15 @@
 //! also reveals entries removed from the end of the log. A commit is
 //! durable when it returns (PostgreSQL's `synchronous_commit`).
 //!
+//! Each tenant entry is also a link of its tenant's own chain,
+//! `ferry_audit_tenant_chain` (same `seq`), written in the append's
+//! transaction under the head's lock; a tenant's listing and report are read
+//! from it. Entries older than that table get their links when ferry
+//! connects. Neither the head nor the triggers stop the owner or a
+//! superuser, who can lift them and rewrite log and head alike: the chain's
+//! end is vouched for by signed anchors kept outside the database
+//! (`audit_anchor`).
+//!
 //! Error codes: `audit_unavailable` (connection refused or lost, server
 //! restarting), `audit_busy` (lock timeout, serialization failure,
 //! deadlock) and `audit_io` are retryable; `audit_auth`, `audit_config`,
@@ -47,8 +56,8 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel::PgConnection;
 use ferry_engine::{TenantId, Timestamp};
 use ferry_workflows::ports::audit::{
-    chain_hash, AuditEntry, AuditLog, AuditQuery, AuditRecord, ChainReport, ChainVerifier, Order,
-    GENESIS_HASH,
+    chain_hash, AuditEntry, AuditLog, AuditQuery, AuditRecord, ChainHead, ChainReport,
+    ChainVerifier, Order, TenantChainVerifier, GENESIS_HASH,
 };
 use ferry_workflows::ports::PortError;
 use parking_lot::Mutex;
@@ -280,6 +289,48 @@ struct Row {
 const SELECT_COLUMNS: &str = "seq, at, actor, tenant, action, entity, entity_id, ip, \
      user_agent, details::text AS details, prev_hash, hash";
 
+/// A stored entry with its link in its tenant's chain, as
+/// `TENANT_SELECT` reads it.
+#[derive(QueryableByName, Debug)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct LinkedRow {
+    #[diesel(embed)]
+    stored: Row,
+    #[diesel(sql_type = Text)]
+    link_tenant: String,
+    #[diesel(sql_type = BigInt)]
+    tenant_seq: i64,
+    #[diesel(sql_type = Text)]
+    tenant_prev_hash: String,
+    #[diesel(sql_type = Text)]
+    tenant_hash: String,
+}
+
+/// A tenant's entries joined with their links; `$1` is the tenant.
+const TENANT_SELECT: &str = "SELECT l.seq, l.at, l.actor, l.tenant, l.action, l.entity, \
+     l.entity_id, l.ip, l.user_agent, l.details::text AS details, l.prev_hash, l.hash, \
+     c.tenant AS link_tenant, c.tenant_seq, c.prev_hash AS tenant_prev_hash, \
+     c.hash AS tenant_hash \
+     FROM ferry_audit_tenant_chain c JOIN ferry_audit_log l ON l.seq = c.seq \
+     WHERE c.tenant = $1";
+
+impl LinkedRow {
+    /// The entry as its tenant's chain shows it; `None` if it no longer
+    /// decodes or its link names another tenant than the entry.
+    fn decode(self) -> Option<AuditRecord> {
+        if self.stored.tenant.as_deref() != Some(self.link_tenant.as_str()) {
+            return None;
+        }
+        let record = self.stored.decode()?;
+        Some(AuditRecord {
+            seq: u64::try_from(self.tenant_seq).ok()?,
+            entry: record.entry,
+            prev_hash: self.tenant_prev_hash,
+            hash: self.tenant_hash,
+        })
+    }
+}
+
 impl Row {
     /// Decode a stored row; `None` if a field no longer parses (tampering).
     fn decode(self) -> Option<AuditRecord> {
@@ -333,9 +384,10 @@ impl PgAudit {
     /// create tables: the owner). Blocks while connecting; call it at
     /// start-up.
     pub fn connect(url: &str) -> Result<PgAudit, PortError> {
-        Ok(PgAudit {
+        PgAudit {
             db: PlatformDb::open(url, CODES, true, "ferry_audit_log")?,
-        })
+        }
+        .linked()
     }
 
     /// Connect without migrating, as an application role that holds only
@@ -344,10 +396,81 @@ impl PgAudit {
     /// the migrations.
     /// Fails with `audit_schema_missing` if they were not.
     pub fn connect_without_migrating(url: &str) -> Result<PgAudit, PortError> {
-        Ok(PgAudit {
+        PgAudit {
             db: PlatformDb::open(url, CODES, false, "ferry_audit_log")?,
-        })
+        }
+        .linked()
     }
+
+    /// Give the tenant entries appended before `ferry_audit_tenant_chain`
+    /// existed their links, in `seq` order (under the head's lock, so no
+    /// append interleaves).
+    fn linked(self) -> Result<PgAudit, PortError> {
+        let mut slot = self.db.0.conn.lock();
+        let conn = slot.as_mut().expect("an open connection");
+        conn.transaction(|c| {
+            diesel::sql_query("SELECT seq, hash FROM ferry_audit_head_for_append()").execute(c)?;
+            let linked: Head = diesel::sql_query(
+                "SELECT coalesce(max(seq), 0) AS seq, '' AS hash FROM ferry_audit_tenant_chain",
+            )
+            .get_result(c)?;
+            let mut after = linked.seq;
+            loop {
+                let rows: Vec<Row> = diesel::sql_query(format!(
+                    "SELECT {SELECT_COLUMNS} FROM ferry_audit_log \
+                     WHERE seq > $1 AND tenant IS NOT NULL ORDER BY seq LIMIT $2"
+                ))
+                .bind::<BigInt, _>(after)
+                .bind::<BigInt, _>(VERIFY_PAGE_ROWS)
+                .load(c)?;
+                let Some(tail) = rows.last() else { break };
+                after = tail.seq;
+                for row in rows {
+                    let (seq, tenant) = (row.seq, row.tenant.clone().unwrap_or_default());
+                    // An entry that no longer decodes gets no link; the
+                    // platform chain reports it.
+                    if let Some(record) = row.decode() {
+                        link_entry(c, seq, &tenant, &record.entry)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| db_err("linking older entries to their tenants' chains", e))?;
+        drop(slot);
+        Ok(self)
+    }
+}
+
+/// Append the entry at platform `seq` to its tenant's chain, inside the
+/// caller's transaction (which holds the head's lock).
+fn link_entry(
+    c: &mut PgConnection,
+    seq: i64,
+    tenant: &str,
+    entry: &AuditEntry,
+) -> Result<(), diesel::result::Error> {
+    let head: Option<Head> = diesel::sql_query(
+        "SELECT tenant_seq AS seq, hash FROM ferry_audit_tenant_chain \
+         WHERE tenant = $1 ORDER BY tenant_seq DESC LIMIT 1",
+    )
+    .bind::<Text, _>(tenant)
+    .get_result(c)
+    .optional()?;
+    let (prev_seq, prev_hash) = head.map_or((0, GENESIS_HASH.to_owned()), |h| (h.seq, h.hash));
+    let tenant_seq = prev_seq + 1;
+    let hash = chain_hash(&prev_hash, tenant_seq as u64, entry);
+    diesel::sql_query(
+        "INSERT INTO ferry_audit_tenant_chain (seq, tenant, tenant_seq, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind::<BigInt, _>(seq)
+    .bind::<Text, _>(tenant)
+    .bind::<BigInt, _>(tenant_seq)
+    .bind::<Text, _>(&prev_hash)
+    .bind::<Text, _>(&hash)
+    .execute(c)?;
+    Ok(())
 }
 
 /// The prefix of this adapter's error codes.
@@ -411,6 +534,9 @@ fn append_blocking(conn: &mut PgConnection, entry: &AuditEntry) -> Result<AuditR
         .bind::<Text, _>(&head.hash)
         .bind::<Text, _>(&hash)
         .execute(c)?;
+        if let Some(tenant) = &entry.tenant {
+            link_entry(c, seq as i64, tenant.as_str(), entry)?;
+        }
         commit_sent = true;
         Ok(AuditRecord {
             seq,
@@ -425,23 +551,31 @@ fn append_blocking(conn: &mut PgConnection, entry: &AuditEntry) -> Result<AuditR
     })
 }
 
+fn corrupt(seq: i64) -> Failed {
+    Failed::untouched(PortError::permanent(
+        "audit_corrupt",
+        format!("audit entry {seq} cannot be decoded"),
+    ))
+}
+
 fn list_blocking(conn: &mut PgConnection, q: &AuditQuery) -> Result<Vec<AuditRecord>, Failed> {
+    if let Some(tenant) = &q.tenant {
+        return list_tenant_blocking(conn, tenant, q);
+    }
     // Absent filters are NULL parameters; PostgreSQL plans each call with
     // its values, so `$1 IS NULL OR ...` folds away and the indexes serve.
     let (cursor, order) = match q.order {
-        Order::Asc => ("seq > $4", "ASC"),
-        Order::Desc => ("seq < $4", "DESC"),
+        Order::Asc => ("seq > $3", "ASC"),
+        Order::Desc => ("seq < $3", "DESC"),
     };
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM ferry_audit_log \
-         WHERE ($1::text IS NULL OR tenant = $1) \
-           AND ($2::text IS NULL OR action = $2) \
-           AND ($3::text IS NULL OR entity_id = $3) \
-           AND ($4::bigint IS NULL OR {cursor}) \
-         ORDER BY seq {order} LIMIT $5"
+         WHERE ($1::text IS NULL OR action = $1) \
+           AND ($2::text IS NULL OR entity_id = $2) \
+           AND ($3::bigint IS NULL OR {cursor}) \
+         ORDER BY seq {order} LIMIT $4"
     );
     let rows: Vec<Row> = diesel::sql_query(sql)
-        .bind::<Nullable<Text>, _>(q.tenant.as_ref().map(|t| t.as_str()))
         .bind::<Nullable<Text>, _>(q.action.as_deref())
         .bind::<Nullable<Text>, _>(q.entity_id.as_deref())
         .bind::<Nullable<BigInt>, _>(q.after.map(|a| a.min(i64::MAX as u64) as i64))
@@ -451,17 +585,48 @@ fn list_blocking(conn: &mut PgConnection, q: &AuditQuery) -> Result<Vec<AuditRec
     rows.into_iter()
         .map(|r| {
             let seq = r.seq;
-            r.decode().ok_or_else(|| {
-                Failed::untouched(PortError::permanent(
-                    "audit_corrupt",
-                    format!("audit entry {seq} cannot be decoded"),
-                ))
-            })
+            r.decode().ok_or_else(|| corrupt(seq))
         })
         .collect()
 }
 
-fn verify_blocking(conn: &mut PgConnection) -> Result<ChainReport, Failed> {
+/// A tenant's entries in its own chain's terms.
+fn list_tenant_blocking(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    q: &AuditQuery,
+) -> Result<Vec<AuditRecord>, Failed> {
+    let (cursor, order) = match q.order {
+        Order::Asc => ("c.tenant_seq > $4", "ASC"),
+        Order::Desc => ("c.tenant_seq < $4", "DESC"),
+    };
+    let sql = format!(
+        "{TENANT_SELECT} \
+           AND ($2::text IS NULL OR l.action = $2) \
+           AND ($3::text IS NULL OR l.entity_id = $3) \
+           AND ($4::bigint IS NULL OR {cursor}) \
+         ORDER BY c.tenant_seq {order} LIMIT $5"
+    );
+    let rows: Vec<LinkedRow> = diesel::sql_query(sql)
+        .bind::<Text, _>(tenant.as_str())
+        .bind::<Nullable<Text>, _>(q.action.as_deref())
+        .bind::<Nullable<Text>, _>(q.entity_id.as_deref())
+        .bind::<Nullable<BigInt>, _>(q.after.map(|a| a.min(i64::MAX as u64) as i64))
+        .bind::<BigInt, _>(q.effective_limit() as i64)
+        .load(conn)
+        .map_err(|e| Failed::untouched(db_err("listing the audit log", e)))?;
+    rows.into_iter()
+        .map(|r| {
+            let seq = r.tenant_seq;
+            r.decode().ok_or_else(|| corrupt(seq))
+        })
+        .collect()
+}
+
+fn verify_blocking(
+    conn: &mut PgConnection,
+    anchor: Option<&ChainHead>,
+) -> Result<ChainReport, Failed> {
     // One snapshot for the whole walk, so the head and the entries agree.
     conn.build_transaction()
         .repeatable_read()
@@ -469,7 +634,7 @@ fn verify_blocking(conn: &mut PgConnection) -> Result<ChainReport, Failed> {
         .run(|c| {
             let head: Head =
                 diesel::sql_query("SELECT seq, hash FROM ferry_audit_head").get_result(c)?;
-            let mut verifier = ChainVerifier::new();
+            let mut verifier = ChainVerifier::anchored(anchor.cloned());
             let mut last: Option<(i64, String)> = None;
             loop {
                 let after = last.as_ref().map_or(0, |(seq, _)| *seq);
@@ -513,6 +678,63 @@ fn verify_blocking(conn: &mut PgConnection) -> Result<ChainReport, Failed> {
         .map_err(|e| Failed::untouched(db_err("verifying the audit log", e)))
 }
 
+fn verify_tenant_blocking(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    global: &ChainReport,
+) -> Result<ChainReport, Failed> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(|c| {
+            let mut verifier = TenantChainVerifier::new(global);
+            let mut after = 0i64;
+            loop {
+                let rows: Vec<LinkedRow> = diesel::sql_query(format!(
+                    "{TENANT_SELECT} AND c.tenant_seq > $2 ORDER BY c.tenant_seq LIMIT $3"
+                ))
+                .bind::<Text, _>(tenant.as_str())
+                .bind::<BigInt, _>(after)
+                .bind::<BigInt, _>(VERIFY_PAGE_ROWS)
+                .load(c)?;
+                let Some(tail) = rows.last() else { break };
+                after = tail.tenant_seq;
+                for row in rows {
+                    let platform_seq = row.stored.seq.max(0) as u64;
+                    let seq = row.tenant_seq.max(0) as u64;
+                    match row.decode() {
+                        Some(record) => verifier.push(platform_seq, &record),
+                        None => verifier.push_unreadable(platform_seq, seq),
+                    }
+                }
+            }
+            Ok(verifier.report())
+        })
+        .map_err(|e| Failed::untouched(db_err("verifying a tenant's audit chain", e)))
+}
+
+fn head_blocking(conn: &mut PgConnection, tenant: Option<&TenantId>) -> Result<ChainHead, Failed> {
+    let head: Option<Head> = match tenant {
+        None => {
+            diesel::sql_query("SELECT seq, hash FROM ferry_audit_log ORDER BY seq DESC LIMIT 1")
+                .get_result(conn)
+                .optional()
+        }
+        Some(t) => diesel::sql_query(
+            "SELECT tenant_seq AS seq, hash FROM ferry_audit_tenant_chain \
+             WHERE tenant = $1 ORDER BY tenant_seq DESC LIMIT 1",
+        )
+        .bind::<Text, _>(t.as_str())
+        .get_result(conn)
+        .optional(),
+    }
+    .map_err(|e| Failed::untouched(db_err("reading the audit chain's head", e)))?;
+    Ok(head.map_or_else(ChainHead::genesis, |h| ChainHead {
+        seq: h.seq.max(0) as u64,
+        hash: h.hash,
+    }))
+}
+
 #[async_trait]
 impl AuditLog for PgAudit {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, PortError> {
@@ -525,7 +747,28 @@ impl AuditLog for PgAudit {
         self.db.run(move |c| list_blocking(c, &q)).await
     }
 
-    async fn verify_chain(&self) -> Result<ChainReport, PortError> {
-        self.db.run(verify_blocking).await
+    async fn verify_against(&self, anchor: Option<&ChainHead>) -> Result<ChainReport, PortError> {
+        let anchor = anchor.cloned();
+        self.db
+            .run(move |c| verify_blocking(c, anchor.as_ref()))
+            .await
+    }
+
+    async fn verify_tenant_against(
+        &self,
+        tenant: &TenantId,
+        global: &ChainReport,
+    ) -> Result<ChainReport, PortError> {
+        let (tenant, global) = (tenant.clone(), global.clone());
+        self.db
+            .run(move |c| verify_tenant_blocking(c, &tenant, &global))
+            .await
+    }
+
+    async fn head(&self, tenant: Option<&TenantId>) -> Result<ChainHead, PortError> {
+        let tenant = tenant.cloned();
+        self.db
+            .run(move |c| head_blocking(c, tenant.as_ref()))
+            .await
     }
 }

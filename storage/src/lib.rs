@@ -3,6 +3,7 @@
 //! mail and the audit log. Nothing here decides *what* to do; it only knows
 //! *how* to talk to one backend.
 
+pub mod audit_anchor;
 pub mod audit_pg;
 pub mod audit_sqlite;
 mod csv_record;

@@ -9,12 +9,15 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::PgConnection;
 use ferry_engine::{Status, TenantId, WorkflowId};
+use ferry_storage::audit_anchor::{AnchoredAudit, ANCHOR_FILE};
 use ferry_storage::audit_pg::PgAudit;
 use ferry_storage::export_records::{ExportRecord, PgExportRecords};
 use ferry_storage::tenant_pg::with_database;
+use ferry_workflows::bundle::sign::BundleSigner;
 use ferry_workflows::export::Profile;
 use ferry_workflows::ports::audit::{
-    chain_hash, AuditEntry, AuditLog, AuditQuery, AuditRecord, ChainReport, Order, GENESIS_HASH,
+    chain_hash, AuditEntry, AuditLog, AuditQuery, AuditRecord, ChainReport, ChainVerifier, Order,
+    GENESIS_HASH,
 };
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -185,6 +188,8 @@ fn ok_report(entries: u64) -> ChainReport {
         entries,
         ok: true,
         first_broken_seq: None,
+        anchored_seq: None,
+        anchor_problem: None,
     }
 }
 
@@ -216,7 +221,21 @@ async fn append_list_filter_and_page() {
         })
         .await
         .expect("list");
-    assert_eq!(seqs(&acme), vec![1, 4, 7, 10, 13, 16, 19, 22, 25]);
+    // A tenant's entries are numbered and linked in its own chain.
+    assert_eq!(seqs(&acme), (1..=9).collect::<Vec<_>>());
+    assert_eq!(
+        acme.iter()
+            .map(|r| r.entry.actor.as_str())
+            .collect::<Vec<_>>(),
+        (0..25)
+            .step_by(3)
+            .map(|i| format!("user-{i}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(acme[0].prev_hash, GENESIS_HASH);
+    for pair in acme.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
 
     let opened = audit
         .list(&AuditQuery {
@@ -226,7 +245,17 @@ async fn append_list_filter_and_page() {
         })
         .await
         .expect("list");
-    assert_eq!(seqs(&opened), vec![2, 8, 14, 20]);
+    assert_eq!(seqs(&opened), vec![1, 3, 5, 7]);
+    let later = audit
+        .list(&AuditQuery {
+            tenant: tenant("globex"),
+            after: Some(5),
+            order: Order::Desc,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(seqs(&later), vec![4, 3, 2, 1]);
 
     let e3 = audit
         .list(&AuditQuery {
@@ -444,6 +473,7 @@ async fn privileges_refuse_changes_for_non_superuser_roles() {
     owner
         .batch_execute(&format!(
             "GRANT SELECT, INSERT ON ferry_audit_log TO \"{app}\"; \
+             GRANT SELECT, INSERT ON ferry_audit_tenant_chain TO \"{app}\"; \
              GRANT SELECT ON ferry_audit_head TO \"{app}\"; \
              GRANT EXECUTE ON FUNCTION ferry_audit_head_for_append() TO \"{app}\";"
         ))
@@ -708,4 +738,192 @@ async fn export_records_upsert_get_and_list() {
     .get_result(&mut db.admin())
     .expect("query");
     assert_eq!(completed, 1);
+}
+
+/// The log as the server runs it: anchored in a data folder.
+async fn anchored(db: &TestDb, dir: &tempfile::TempDir) -> AnchoredAudit {
+    let audit = AnchoredAudit::new(
+        Arc::new(db.audit()),
+        dir.path().join(ANCHOR_FILE),
+        BundleSigner::from_seed([9; 32]),
+        Arc::new(ferry_engine::SystemClock),
+    );
+    audit.anchor_if_missing().await.expect("anchoring");
+    audit
+}
+
+/// Six entries of `entry(0..6)` (acme, globex and platform-wide), anchored.
+async fn filled_anchored(db: &TestDb, dir: &tempfile::TempDir) -> AnchoredAudit {
+    let audit = anchored(db, dir).await;
+    for i in 0..6 {
+        audit.append(entry(i)).await.expect("append");
+    }
+    let report = audit.verify_chain().await.expect("verify");
+    assert_eq!((report.ok, report.anchored_seq), (true, Some(6)));
+    audit
+}
+
+/// Run `sql` as a superuser with every append-only trigger lifted.
+fn without_triggers(db: &TestDb, sql: &str) {
+    db.admin()
+        .batch_execute(&format!(
+            "ALTER TABLE ferry_audit_log DISABLE TRIGGER USER; \
+             ALTER TABLE ferry_audit_head DISABLE TRIGGER USER; \
+             ALTER TABLE ferry_audit_tenant_chain DISABLE TRIGGER USER; \
+             {sql}; \
+             ALTER TABLE ferry_audit_log ENABLE TRIGGER USER; \
+             ALTER TABLE ferry_audit_head ENABLE TRIGGER USER; \
+             ALTER TABLE ferry_audit_tenant_chain ENABLE TRIGGER USER;"
+        ))
+        .expect("tampering as a superuser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_truncation_after_dropping_triggers_fails_verify() {
+    let db = TestDb::new("truncate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = filled_anchored(&db, &dir).await;
+    let records = audit.list(&AuditQuery::default()).await.expect("list");
+    // The last two entries removed, and the head rewound to match.
+    without_triggers(
+        &db,
+        &format!(
+            "DELETE FROM ferry_audit_tenant_chain WHERE seq > 4; \
+             DELETE FROM ferry_audit_log WHERE seq > 4; \
+             UPDATE ferry_audit_head SET seq = 4, hash = '{}'",
+            records[3].hash
+        ),
+    );
+    assert_eq!(
+        db.audit().verify_chain().await.expect("verify"),
+        ok_report(4)
+    );
+
+    let report = audit.verify_chain().await.expect("verify");
+    assert_eq!(
+        (report.ok, report.first_broken_seq, report.entries),
+        (false, Some(5), 4)
+    );
+    // globex's second entry (platform entry 5) is gone: the first of its
+    // entries the log no longer vouches for is its second.
+    let globex = TenantId::parse("globex").expect("tenant");
+    let tenant = audit.verify_tenant(&globex).await.expect("verify");
+    assert_eq!(
+        (tenant.ok, tenant.first_broken_seq, tenant.entries),
+        (false, Some(2), 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rewrite_of_whole_chain_fails_verify() {
+    let db = TestDb::new("rewrite");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = filled_anchored(&db, &dir).await;
+    let records = audit.list(&AuditQuery::default()).await.expect("list");
+    // Every entry given another actor, the whole chain, the tenants'
+    // chains and the head rehashed consistently.
+    let mut sql = String::new();
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut tenants: std::collections::HashMap<String, (u64, String)> = Default::default();
+    for r in &records {
+        let mut e = r.entry.clone();
+        e.actor = "mallory".into();
+        let hash = chain_hash(&prev, r.seq, &e);
+        sql.push_str(&format!(
+            "UPDATE ferry_audit_log SET actor = 'mallory', prev_hash = '{prev}', \
+             hash = '{hash}' WHERE seq = {};",
+            r.seq
+        ));
+        prev = hash;
+        if let Some(t) = &e.tenant {
+            let (n, p) = tenants
+                .get(t.as_str())
+                .cloned()
+                .unwrap_or((0, GENESIS_HASH.to_owned()));
+            let th = chain_hash(&p, n + 1, &e);
+            sql.push_str(&format!(
+                "UPDATE ferry_audit_tenant_chain SET prev_hash = '{p}', hash = '{th}' \
+                 WHERE seq = {};",
+                r.seq
+            ));
+            tenants.insert(t.to_string(), (n + 1, th));
+        }
+    }
+    sql.push_str(&format!("UPDATE ferry_audit_head SET hash = '{prev}'"));
+    without_triggers(&db, &sql);
+
+    let bare = db.audit();
+    assert_eq!(bare.verify_chain().await.expect("verify"), ok_report(6));
+    let acme = TenantId::parse("acme").expect("tenant");
+    assert!(bare.verify_tenant(&acme).await.expect("verify").ok);
+
+    let report = audit.verify_chain().await.expect("verify");
+    assert_eq!((report.ok, report.first_broken_seq), (false, Some(6)));
+    assert!(!audit.verify_tenant(&acme).await.expect("verify").ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_reveals_nothing_of_other_tenants() {
+    let db = TestDb::new("scoped");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = anchored(&db, &dir).await;
+    let acme = TenantId::parse("acme").expect("tenant");
+    let q = AuditQuery {
+        tenant: Some(acme.clone()),
+        ..Default::default()
+    };
+    // acme's entries are 3, 6 and 9, none the platform's first.
+    for i in 1..10 {
+        audit.append(entry(i)).await.expect("append");
+    }
+    let listed = audit.list(&q).await.expect("list");
+    let report = audit.verify_tenant(&acme).await.expect("verify");
+
+    // Other tenants' activity changes nothing acme sees.
+    for i in [1, 2, 4, 5, 7, 8] {
+        audit.append(entry(i)).await.expect("append");
+    }
+    assert_eq!(audit.list(&q).await.expect("list"), listed);
+    assert_eq!(audit.verify_tenant(&acme).await.expect("verify"), report);
+    assert_eq!(report, ok_report(3));
+
+    assert_eq!(seqs(&listed), vec![1, 2, 3]);
+    let mut own = ChainVerifier::new();
+    listed.iter().for_each(|r| own.push(r));
+    assert!(own.report().ok);
+    let others: Vec<String> = audit
+        .list(&AuditQuery::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .flat_map(|r| [r.hash, r.prev_hash])
+        .filter(|h| h != GENESIS_HASH)
+        .collect();
+    assert!(listed
+        .iter()
+        .all(|r| !others.contains(&r.hash) && !others.contains(&r.prev_hash)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_older_than_the_tenant_chains_are_linked_on_connect() {
+    let db = TestDb::new("backfill");
+    let audit = db.audit();
+    append_n(&audit, 7).await;
+    let q = AuditQuery {
+        tenant: tenant("globex"),
+        ..Default::default()
+    };
+    let before = audit.list(&q).await.expect("list");
+    drop(audit);
+    // As a database written before `ferry_audit_tenant_chain` existed.
+    without_triggers(&db, "DELETE FROM ferry_audit_tenant_chain");
+    let audit = db.audit();
+    assert_eq!(audit.list(&q).await.expect("list"), before);
+    assert!(
+        audit
+            .verify_tenant(&TenantId::parse("globex").expect("tenant"))
+            .await
+            .expect("verify")
+            .ok
+    );
 }

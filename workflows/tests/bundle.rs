@@ -36,6 +36,7 @@ fn base_manifest() -> Manifest {
             name: "ferry".into(),
             version: "0.1.0".into(),
         },
+        audit_anchor: None,
     }
 }
 

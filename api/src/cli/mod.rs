@@ -73,7 +73,8 @@ enum Command {
     /// Rehydrate the tenant from a bundle or a stored export: preview, typed
     /// confirmation, progress.
     Rehydrate(rehydrate::RehydrateArgs),
-    /// Recompute the audit log's hash chain.
+    /// Recompute the audit log's hash chain, against its latest signed
+    /// anchor (`<data>/audit-anchor.json`).
     AuditVerify,
 }
 

@@ -1,5 +1,8 @@
 //! `ferry verify BUNDLE` (signature and every checksum, offline) and
-//! `ferry audit-verify` (the audit log's hash chain).
+//! `ferry audit-verify` (the platform's whole audit chain, checked against
+//! the latest signed anchor of its head: exit 1 when it is broken, cut
+//! short of the anchor, rewritten up to it, or the anchor is missing or
+//! forged).
 
 use crate::config::Config;
 use crate::keys::{load_verifying_key, verifying_key_path};

@@ -1,5 +1,9 @@
-//! Audit endpoints: the caller's tenant's entries, and a verification of the
-//! whole hash chain.
+//! Audit endpoints: the caller's tenant's entries, and a verification of
+//! its chain. Both speak of the tenant's own chain only
+//! ([`ferry_workflows::ports::audit`]): `seq`, `prevHash` and `hash` are its
+//! entries' positions and links in that chain, so neither the platform's
+//! sequence, nor its gaps, nor another tenant's hash reach the caller. The
+//! platform's whole chain is checked by `ferry audit-verify`.
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -26,7 +30,8 @@ pub struct AuditParams {
 #[openapi(paths(list, verify))]
 pub struct Api;
 
-/// The caller's tenant's audit entries.
+/// The caller's tenant's audit entries, in its own chain (`seq` 1, 2, 3, ...;
+/// `after` and `nextCursor` are such positions).
 #[utoipa::path(
     tag = "audit",
     params(AuditParams),
@@ -79,7 +84,10 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({"entries": records, "nextCursor": next})))
 }
 
-/// Recompute the audit log's hash chain.
+/// Recompute the caller's tenant's chain: `entries` is the number of its
+/// entries, `firstBrokenSeq` the first of them (in its own chain) that the
+/// log no longer vouches for; `ok` is false too when the log is broken
+/// after all of them or its anchor is missing or forged.
 #[utoipa::path(
     tag = "audit",
     responses(
@@ -89,10 +97,10 @@ async fn list(
     security(("bearer" = []))
 )]
 #[get("/api/v1/audit/verify")]
-async fn verify(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let report = state
         .audit
-        .verify_chain()
+        .verify_tenant(&caller.tenant)
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(report))

@@ -7,6 +7,7 @@
 //! original export design (`tenantId`, `exportedAt`, `database`, `assets`,
 //! `version`), extended with per-entry checksums and a producer.
 
+use crate::ports::audit::AuditAnchor;
 use ferry_engine::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,12 @@ pub struct Manifest {
     pub assets: AssetsSection,
     pub entries: Vec<ManifestEntry>,
     pub producer: Producer,
+    /// The head of the tenant's own audit chain when the bundle was
+    /// written, signed with the server's key (an [`AuditAnchor`] of the
+    /// tenant): a copy of the anchor kept outside the server. Bundles
+    /// written before it, and backups, omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_anchor: Option<AuditAnchor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,8 +11,29 @@
 //! Contract: `append` is durable when it returns, appends are serialized (the
 //! chain is linear: `seq` is 1, 2, 3, ... without gaps), and nothing ever
 //! updates or deletes a stored entry.
+//!
+//! **Per-tenant chains.** Each entry of a tenant is also a link of that
+//! tenant's own chain, hashed the same way ([`chain_hash`] over its
+//! position in the tenant's chain and the previous hash of that chain). A
+//! tenant is only ever shown its own chain ([`AuditLog::list`] with a
+//! tenant, [`AuditLog::verify_tenant`]): positions 1, 2, 3, ... and links
+//! to its own entries, so neither the platform's sequence numbers, nor
+//! their gaps, nor other tenants' hashes reach it. A tenant's report
+//! depends on the whole log only through one bit: when the platform chain
+//! is broken (by anyone's entry), no tenant's entries are vouched for past
+//! the break, since a removal at the end cannot be attributed to a tenant.
+//!
+//! **Anchors.** Whoever can lift the database's append-only guards (drop
+//! the triggers) can delete the last entries or rewrite the whole chain and
+//! rehash it consistently: the chain alone proves nothing about its own
+//! end. An [`AuditAnchor`] is a checkpoint of a chain head signed with the
+//! server's ed25519 key and kept outside the audit tables (the storage
+//! adapter says where); [`ChainVerifier::anchored`] then requires the chain
+//! to still hold the anchored entry with the anchored hash, which fails on
+//! a truncation below the anchor and on any rewrite of an entry up to it.
 
 use super::PortError;
+use crate::bundle::sign::{verify_signature, BundleSigner, SignatureError, SignatureFile};
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Timelike};
 use ferry_engine::{TenantId, Timestamp};
@@ -164,6 +185,7 @@ pub struct ChainVerifier {
     prev_hash: String,
     entries: u64,
     first_broken_seq: Option<u64>,
+    anchor: Option<ChainHead>,
 }
 
 impl Default for ChainVerifier {
@@ -173,6 +195,7 @@ impl Default for ChainVerifier {
             prev_hash: GENESIS_HASH.to_owned(),
             entries: 0,
             first_broken_seq: None,
+            anchor: None,
         }
     }
 }
@@ -180,6 +203,18 @@ impl Default for ChainVerifier {
 impl ChainVerifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A verifier that also requires the chain to hold `anchor`: an entry
+    /// at `anchor.seq` whose hash is `anchor.hash`. A chain that ends
+    /// before it is broken at its first missing entry; one whose entry
+    /// there has another hash (rewritten and rehashed anywhere up to it) is
+    /// broken at the anchored entry.
+    pub fn anchored(anchor: Option<ChainHead>) -> Self {
+        ChainVerifier {
+            anchor: anchor.filter(|a| a.seq > 0),
+            ..Self::default()
+        }
     }
 
     /// Feed the next record in ascending `seq` order.
@@ -193,6 +228,10 @@ impl ChainVerifier {
             && r.hash == chain_hash(&r.prev_hash, r.seq, &r.entry);
         if !ok {
             self.first_broken_seq = Some(r.seq.min(self.expected_seq));
+        } else if let Some(anchor) = &self.anchor {
+            if anchor.seq == r.seq && anchor.hash != r.hash {
+                self.first_broken_seq = Some(r.seq);
+            }
         }
         self.expected_seq = r.seq + 1;
         self.prev_hash = r.hash.clone();
@@ -208,23 +247,205 @@ impl ChainVerifier {
         self.expected_seq = seq + 1;
     }
 
+    /// The head of the records pushed so far (an intact prefix or not).
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.expected_seq - 1,
+            hash: self.prev_hash.clone(),
+        }
+    }
+
     pub fn report(&self) -> ChainReport {
+        let mut first_broken_seq = self.first_broken_seq;
+        if let Some(anchor) = &self.anchor {
+            // Entries removed from the end, down to below the anchor.
+            if first_broken_seq.is_none() && self.expected_seq <= anchor.seq {
+                first_broken_seq = Some(self.expected_seq);
+            }
+        }
         ChainReport {
             entries: self.entries,
-            ok: self.first_broken_seq.is_none(),
-            first_broken_seq: self.first_broken_seq,
+            ok: first_broken_seq.is_none(),
+            first_broken_seq,
+            anchored_seq: self.anchor.as_ref().map(|a| a.seq),
+            anchor_problem: None,
         }
     }
 }
 
-/// Result of checking the whole chain.
+/// Checks one tenant's own chain (records in the tenant's view: `seq`,
+/// `prev_hash` and `hash` of the tenant's chain) given the report on the
+/// whole log, and reports in the tenant's terms only.
+#[derive(Clone, Debug)]
+pub struct TenantChainVerifier {
+    chain: ChainVerifier,
+    /// Where the whole log is broken (platform `seq`); `Some(1)` when
+    /// nothing vouches for it (its anchor is missing or forged).
+    global_break: Option<u64>,
+    /// The tenant's first entry at or after `global_break`.
+    first_after_break: Option<u64>,
+}
+
+impl TenantChainVerifier {
+    pub fn new(global: &ChainReport) -> Self {
+        TenantChainVerifier {
+            chain: ChainVerifier::new(),
+            global_break: (!global.ok).then(|| global.first_broken_seq.unwrap_or(1)),
+            first_after_break: None,
+        }
+    }
+
+    /// Feed the tenant's next record (tenant view) and its platform `seq`.
+    pub fn push(&mut self, platform_seq: u64, r: &AuditRecord) {
+        if self
+            .global_break
+            .is_some_and(|g| platform_seq >= g && self.first_after_break.is_none())
+        {
+            self.first_after_break = Some(r.seq);
+        }
+        self.chain.push(r);
+    }
+
+    /// Feed a stored row that could not be decoded, at tenant position `seq`.
+    pub fn push_unreadable(&mut self, platform_seq: u64, seq: u64) {
+        if self
+            .global_break
+            .is_some_and(|g| platform_seq >= g && self.first_after_break.is_none())
+        {
+            self.first_after_break = Some(seq);
+        }
+        self.chain.push_unreadable(seq);
+    }
+
+    /// The tenant's report: its own entries, and the first of them that
+    /// neither its chain nor the log vouches for (one past its last entry
+    /// when the log is broken after all of them: entries removed from the
+    /// end cannot be told apart by tenant).
+    pub fn report(&self) -> ChainReport {
+        let own = self.chain.report();
+        let mut first_broken_seq = own.first_broken_seq;
+        if self.global_break.is_some() {
+            let at = self.first_after_break.unwrap_or(self.chain.head().seq + 1);
+            first_broken_seq = Some(first_broken_seq.map_or(at, |s| s.min(at)));
+        }
+        ChainReport {
+            entries: own.entries,
+            ok: first_broken_seq.is_none(),
+            first_broken_seq,
+            anchored_seq: None,
+            anchor_problem: None,
+        }
+    }
+}
+
+/// Result of checking a chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainReport {
     pub entries: u64,
     pub ok: bool,
-    /// The first entry whose position, link or hash is wrong.
+    /// The first entry whose position, link or hash is wrong, that is
+    /// missing below the anchor, or whose hash is not the anchored one.
     pub first_broken_seq: Option<u64>,
+    /// The anchored head the chain was checked against (platform reports
+    /// only; a tenant's report never carries platform positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchored_seq: Option<u64>,
+    /// Why the anchor could not be used (`anchor_missing`,
+    /// `anchor_invalid`): then nothing vouches for the chain's end and the
+    /// report is not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_problem: Option<String>,
+}
+
+impl ChainReport {
+    /// A report that fails for want of a usable anchor.
+    pub fn with_anchor_problem(mut self, problem: impl Into<String>) -> Self {
+        self.ok = false;
+        self.anchor_problem = Some(problem.into());
+        self
+    }
+}
+
+/// The end of a chain: its last entry's position and hash (`0` and
+/// [`GENESIS_HASH`] for an empty chain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    pub fn genesis() -> Self {
+        ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+/// A checkpoint of a chain head, signed with the server's ed25519 key (the
+/// bundle signing key). `tenant` `None` anchors the platform's whole chain;
+/// `Some` anchors that tenant's own chain (what a bundle's manifest
+/// carries, so it reveals nothing of other tenants).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditAnchor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+    pub seq: u64,
+    pub hash: String,
+    /// When the checkpoint was taken.
+    pub at: Timestamp,
+    /// ed25519 over [`AuditAnchor::signed_bytes`].
+    pub signature: SignatureFile,
+}
+
+impl AuditAnchor {
+    /// The exact bytes signed: a fixed text naming what is anchored, so a
+    /// tenant's anchor cannot stand for the platform's or another tenant's.
+    pub fn signed_bytes(tenant: Option<&TenantId>, head: &ChainHead, at: &Timestamp) -> Vec<u8> {
+        format!(
+            "ferry audit anchor v1\nchain={}\nseq={}\nhash={}\nat={}\n",
+            tenant.map_or("platform", |t| t.as_str()),
+            head.seq,
+            head.hash,
+            format_at(at)
+        )
+        .into_bytes()
+    }
+
+    /// Sign `head` as of `at` (truncated to microseconds, as stored).
+    pub fn sign(
+        signer: &BundleSigner,
+        tenant: Option<&TenantId>,
+        head: &ChainHead,
+        at: Timestamp,
+    ) -> AuditAnchor {
+        let micros = at.nanosecond() / 1_000 * 1_000;
+        let at = at.with_nanosecond(micros).unwrap_or(at);
+        AuditAnchor {
+            tenant: tenant.cloned(),
+            seq: head.seq,
+            hash: head.hash.clone(),
+            at,
+            signature: signer.sign(&Self::signed_bytes(tenant, head, &at)),
+        }
+    }
+
+    /// Check the signature with the server's public key.
+    pub fn check(&self, key: &ed25519_dalek::VerifyingKey) -> Result<(), SignatureError> {
+        let bytes = Self::signed_bytes(self.tenant.as_ref(), &self.head(), &self.at);
+        verify_signature(key, &bytes, &self.signature.to_bytes()).map(|_| ())
+    }
+
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +460,9 @@ pub enum Order {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditQuery {
+    /// Only this tenant's entries, in the tenant's own chain: `seq`,
+    /// `prev_hash` and `hash` are their positions and links in that chain,
+    /// and `after` is such a position. `None`: the platform's whole chain.
     pub tenant: Option<TenantId>,
     pub action: Option<String>,
     pub entity_id: Option<String>,
@@ -268,8 +492,39 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Records matching `query`.
     async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, PortError>;
 
-    /// Recompute the whole chain.
-    async fn verify_chain(&self) -> Result<ChainReport, PortError>;
+    /// Recompute the whole chain, against the latest anchor where the
+    /// log keeps anchors.
+    async fn verify_chain(&self) -> Result<ChainReport, PortError> {
+        self.verify_against(None).await
+    }
+
+    /// Recompute the whole chain; with `anchor`, also require it to hold
+    /// that head ([`ChainVerifier::anchored`]).
+    async fn verify_against(&self, anchor: Option<&ChainHead>) -> Result<ChainReport, PortError>;
+
+    /// Check `tenant`'s own chain, reported in its own terms only.
+    async fn verify_tenant(&self, tenant: &TenantId) -> Result<ChainReport, PortError> {
+        let global = self.verify_chain().await?;
+        self.verify_tenant_against(tenant, &global).await
+    }
+
+    /// Check `tenant`'s own chain given the report on the whole log
+    /// ([`TenantChainVerifier`]).
+    async fn verify_tenant_against(
+        &self,
+        tenant: &TenantId,
+        global: &ChainReport,
+    ) -> Result<ChainReport, PortError>;
+
+    /// The head of the platform's chain (`None`) or of a tenant's.
+    async fn head(&self, tenant: Option<&TenantId>) -> Result<ChainHead, PortError>;
+
+    /// A signed checkpoint of that head, where the log keeps anchors;
+    /// `None` where it does not.
+    async fn anchor(&self, tenant: Option<&TenantId>) -> Result<Option<AuditAnchor>, PortError> {
+        let _ = tenant;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -321,7 +576,9 @@ mod tests {
             ChainReport {
                 entries: 2,
                 ok: true,
-                first_broken_seq: None
+                first_broken_seq: None,
+                anchored_seq: None,
+                anchor_problem: None,
             }
         );
 
@@ -331,5 +588,114 @@ mod tests {
         v.push(&r1);
         v.push(&bad);
         assert_eq!(v.report().first_broken_seq, Some(2));
+    }
+
+    fn chain(n: u64, actor: &str) -> Vec<AuditRecord> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut e = entry();
+                e.actor = actor.into();
+                let hash = chain_hash(&prev, seq, &e);
+                AuditRecord {
+                    seq,
+                    entry: e,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                }
+            })
+            .collect()
+    }
+
+    fn verify(records: &[AuditRecord], anchor: Option<ChainHead>) -> ChainReport {
+        let mut v = ChainVerifier::anchored(anchor);
+        records.iter().for_each(|r| v.push(r));
+        v.report()
+    }
+
+    #[test]
+    fn an_anchor_catches_truncation_and_a_rewritten_chain() {
+        let records = chain(5, "u1");
+        let anchor = ChainHead {
+            seq: 4,
+            hash: records[3].hash.clone(),
+        };
+        assert!(verify(&records, Some(anchor.clone())).ok);
+        // Two entries removed from the end: intact as far as it goes.
+        assert!(verify(&records[..3], None).ok);
+        let report = verify(&records[..3], Some(anchor.clone()));
+        assert_eq!((report.ok, report.first_broken_seq), (false, Some(4)));
+        assert_eq!(report.anchored_seq, Some(4));
+        // The whole chain rewritten and rehashed: consistent, but not the
+        // anchored one.
+        let forged = chain(5, "mallory");
+        assert!(verify(&forged, None).ok);
+        let report = verify(&forged, Some(anchor));
+        assert_eq!((report.ok, report.first_broken_seq), (false, Some(4)));
+    }
+
+    #[test]
+    fn an_anchor_is_signed_for_its_chain_only() {
+        let signer = BundleSigner::from_seed([3; 32]);
+        let head = ChainHead {
+            seq: 9,
+            hash: "ab".repeat(32),
+        };
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 5_000).unwrap();
+        let anchor = AuditAnchor::sign(&signer, None, &head, at);
+        anchor.check(&signer.verifying_key()).unwrap();
+        let mut moved = anchor.clone();
+        moved.seq = 8;
+        assert!(moved.check(&signer.verifying_key()).is_err());
+        let mut retargeted = anchor.clone();
+        retargeted.tenant = TenantId::parse("acme").ok();
+        assert!(retargeted.check(&signer.verifying_key()).is_err());
+        let other = BundleSigner::from_seed([4; 32]);
+        assert!(anchor.check(&other.verifying_key()).is_err());
+        let json = serde_json::to_string(&anchor).unwrap();
+        assert_eq!(serde_json::from_str::<AuditAnchor>(&json).unwrap(), anchor);
+    }
+
+    #[test]
+    fn a_tenant_report_speaks_of_its_own_entries_only() {
+        let own = chain(3, "u1");
+        let global_ok = ChainReport {
+            entries: 40,
+            ok: true,
+            first_broken_seq: None,
+            anchored_seq: Some(40),
+            anchor_problem: None,
+        };
+        let mut v = TenantChainVerifier::new(&global_ok);
+        for (r, platform_seq) in own.iter().zip([7, 19, 33]) {
+            v.push(platform_seq, r);
+        }
+        let report = v.report();
+        assert_eq!(
+            (report.entries, report.ok, report.anchored_seq),
+            (3, true, None)
+        );
+
+        // The log broken at platform entry 20: the tenant's entries from
+        // its third on are no longer vouched for.
+        let broken = ChainReport {
+            ok: false,
+            first_broken_seq: Some(20),
+            ..global_ok.clone()
+        };
+        let mut v = TenantChainVerifier::new(&broken);
+        for (r, platform_seq) in own.iter().zip([7, 19, 33]) {
+            v.push(platform_seq, r);
+        }
+        assert_eq!(v.report().first_broken_seq, Some(3));
+        // Broken after all of them (entries removed from the end).
+        let mut v = TenantChainVerifier::new(&ChainReport {
+            first_broken_seq: Some(41),
+            ..broken
+        });
+        for (r, platform_seq) in own.iter().zip([7, 19, 33]) {
+            v.push(platform_seq, r);
+        }
+        assert_eq!(v.report().first_broken_seq, Some(4));
     }
 }

@@ -246,6 +246,7 @@ impl Fixture {
                 name: "ferry".into(),
                 version: "test".into(),
             },
+            audit_anchor: None,
         };
         // The writer records sizes and hashes; rows come from the fixture.
         let mut manifest = manifest;

@@ -225,6 +225,7 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
             name: "ferry".into(),
             version: wf.config.producer_version.clone(),
         },
+        audit_anchor: wf.deps.audit.anchor(Some(&ctx.tenant)).await.ok().flatten(),
     };
     let (done, manifest) = w
         .finish_signed(manifest, &wf.deps.signer)

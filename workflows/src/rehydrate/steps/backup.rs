@@ -226,6 +226,7 @@ async fn build(
             name: "ferry-backup".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
+        audit_anchor: None,
     };
     w.finish_signed(manifest, &wf.deps.signer)
         .await

@@ -16,6 +16,7 @@ pub mod objects_local;
 pub mod objects_s3;
 pub mod sample;
 pub mod sled_log;
+mod sql;
 pub mod tenant_pg;
 pub mod tenant_sqlite;
 mod transaction;

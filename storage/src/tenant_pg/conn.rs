@@ -14,21 +14,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, ConnectionError, PgConnection};
 use ferry_workflows::ports::PortError;
 
-/// Quote an SQL identifier: wrap it in double quotes and double any
-/// embedded double quote. Names come from introspection or configuration,
-/// never from a request, but they are spliced only through here.
-pub(crate) fn quote_ident(name: &str) -> String {
-    let mut quoted = String::with_capacity(name.len() + 2);
-    quoted.push('"');
-    for ch in name.chars() {
-        if ch == '"' {
-            quoted.push('"');
-        }
-        quoted.push(ch);
-    }
-    quoted.push('"');
-    quoted
-}
+pub(crate) use crate::sql::quote_ident;
 
 /// `"schema"."name"`.
 pub(crate) fn qualified(schema: &str, name: &str) -> String {

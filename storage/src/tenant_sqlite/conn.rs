@@ -15,21 +15,7 @@ use std::path::Path;
 /// retryable, so the step backs off and tries again).
 pub const BUSY_TIMEOUT_MS: u32 = 5_000;
 
-/// Quote an SQL identifier for SQLite: wrap it in double quotes and double
-/// any embedded double quote. Names only ever come from introspection, but
-/// they are tenant-controlled data all the same, so they are never spliced raw.
-pub(crate) fn quote_ident(name: &str) -> String {
-    let mut quoted = String::with_capacity(name.len() + 2);
-    quoted.push('"');
-    for ch in name.chars() {
-        if ch == '"' {
-            quoted.push('"');
-        }
-        quoted.push(ch);
-    }
-    quoted.push('"');
-    quoted
-}
+pub(crate) use crate::sql::quote_ident;
 
 /// How a file is opened. SQLite's URI parameters carry the mode, because
 /// diesel's `establish` always passes `SQLITE_OPEN_CREATE` and a plain path

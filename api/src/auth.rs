@@ -58,6 +58,8 @@ impl JwtKeys {
     pub fn check(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_required_spec_claims(&["exp", "sub"]);
+        // A token is not valid before its `nbf` (beyond the usual leeway).
+        v.validate_nbf = true;
         decode::<Claims>(token, &self.decoding, &v).map(|d| d.claims)
     }
 }
@@ -132,5 +134,35 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token(keys: &JwtKeys, nbf: Option<u64>) -> String {
+        let mut claims = serde_json::json!({
+            "sub": "u", "tenant": "acme", "role": "tenant_admin", "exp": now() + 3600,
+        });
+        if let Some(nbf) = nbf {
+            claims["nbf"] = nbf.into();
+        }
+        encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+    }
+
+    #[test]
+    fn jwt_with_nbf_in_the_future_is_refused() {
+        let keys = JwtKeys::new(b"secret");
+        assert!(keys.check(&token(&keys, Some(now() + 3600))).is_err());
+        assert!(keys.check(&token(&keys, Some(now() - 10))).is_ok());
+        assert!(keys.check(&token(&keys, None)).is_ok());
     }
 }

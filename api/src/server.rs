@@ -4,7 +4,7 @@
 
 use crate::app::AppState;
 use crate::auth::JwtKeys;
-use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::error::{envelope_plain_errors, json_error, path_error, query_error, ApiError};
 use crate::routes;
 use crate::telemetry;
 use actix_web::body::MessageBody;
@@ -54,6 +54,9 @@ pub fn app(
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found("route"))
         }))
+        // Errors actix answers itself (a body over a limit, a broken
+        // upload) get the same JSON envelope as ferry's own.
+        .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(envelope_plain_errors))
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let method = req.method().as_str().to_owned();

@@ -663,6 +663,128 @@ async fn refuses_rows_with_missing_extra_or_repeated_columns() {
     }
 }
 
+/// Validation must predict verification: rows that are valid JSON with the
+/// right values but not written as ferry writes them would load and then
+/// fail the content-hash verification, after the delete.
+#[tokio::test]
+async fn validation_refuses_a_row_not_in_canonical_form() {
+    let canonical = ORDERS.lines().next().unwrap();
+    assert_eq!(canonical, r#"{"id":10,"user_id":1,"note":"first"}"#);
+    for (orders_line, column) in [
+        (r#"{"user_id":1,"id":10,"note":"first"}"#, None),
+        (r#"{"id": 10,"user_id":1,"note":"first"}"#, None),
+        (r#"{"id":10,"user_id":1,"note":"first"} "#, None),
+        (r#"{"id":10,"user_id":1,"note":"\u0066irst"}"#, Some("note")),
+        (r#"{"id":10,"user_id":1,"note":"fir\/st"}"#, Some("note")),
+    ] {
+        let rows = ORDERS.replacen(canonical, orders_line, 1);
+        let line = refused_rows("orders", &rows, "row_not_canonical").await;
+        assert_eq!(line["line"], 1, "{orders_line}");
+        assert_eq!(line["column"].as_str(), column, "{orders_line}");
+    }
+    let first_user = USERS.lines().next().unwrap();
+    for (user_line, column) in [
+        (
+            first_user.replace("\"score\":0.5", "\"score\":0.50"),
+            "score",
+        ),
+        (
+            first_user.replace("\"score\":0.5", "\"score\":5e-1"),
+            "score",
+        ),
+        (first_user.replace("\"12.50\"", "\"+12.50\""), "balance"),
+        (first_user.replace("\"12.50\"", "12.50"), "balance"),
+        (first_user.replace("\"AP8=\"}", "\"AP8=\" }"), "avatar"),
+    ] {
+        let rows = USERS.replacen(first_user, &user_line, 1);
+        let line = refused_rows("users", &rows, "row_not_canonical").await;
+        assert_eq!(line["column"], column, "{user_line}");
+    }
+}
+
+/// The tables of the fixture on SQLite, typed by affinity.
+fn sqlite_schema() -> SchemaInfo {
+    let mut s = schema();
+    s.engine = "sqlite".into();
+    s.isolation = "database".into();
+    for t in &mut s.tables {
+        for c in &mut t.columns {
+            c.data_type = match (t.name.as_str(), c.name.as_str()) {
+                (_, "id") | (_, "user_id") => "INTEGER",
+                (_, "score") => "REAL",
+                (_, "avatar") => "BLOB",
+                (_, "balance") | (_, "active") => "NUMERIC",
+                _ => "TEXT",
+            }
+            .into();
+        }
+    }
+    s
+}
+
+#[tokio::test]
+async fn sqlite_validation_refuses_values_that_do_not_match_the_column_affinity() {
+    let users = concat!(
+        r#"{"id":1,"email":"a@x.example","active":1,"balance":"12.50","avatar":{"$base64":"AP8="},"score":0.5}"#,
+        "\n",
+        r#"{"id":3,"email":"b@x.example","active":null,"balance":7,"avatar":"text","score":100.0}"#,
+        "\n",
+    );
+    let mut ctx = Ctx::new();
+    ctx.target = sqlite_schema();
+    let mut f = Fixture::lite();
+    f.schema = sqlite_schema();
+    f.set_table("users", users);
+    let good = ctx.write(&f).await;
+    ctx.validate(&good).await.expect("the control passes");
+    for (table, rows, column, code) in [
+        (
+            "orders",
+            ORDERS.replace("\"user_id\":1,", "\"user_id\":\"1\","),
+            "user_id",
+            "row_invalid",
+        ),
+        (
+            "orders",
+            ORDERS.replace("\"id\":10,", "\"id\":\"ten\","),
+            "id",
+            "row_invalid",
+        ),
+        (
+            "orders",
+            ORDERS.replace("\"id\":10,", "\"id\":{\"$base64\":\"AP8=\"},"),
+            "id",
+            "row_invalid",
+        ),
+        (
+            "users",
+            users.replace("\"score\":0.5", "\"score\":\"high\""),
+            "score",
+            "row_invalid",
+        ),
+        (
+            "orders",
+            ORDERS.replace("\"id\":10,", "\"id\":10.0,"),
+            "id",
+            "row_not_canonical",
+        ),
+        (
+            "users",
+            users.replace("\"score\":100.0", "\"score\":100"),
+            "score",
+            "row_not_canonical",
+        ),
+    ] {
+        let mut ctx = Ctx::new();
+        ctx.target = sqlite_schema();
+        let mut bad = f.clone();
+        bad.set_table(table, &rows);
+        let bundle = ctx.write(&bad).await;
+        ctx.refused(&bundle, code).await;
+        assert_eq!(ctx.report_lines()[0]["column"], column, "{rows}");
+    }
+}
+
 #[tokio::test]
 async fn refuses_a_row_count_that_differs_from_the_manifest() {
     let ctx = Ctx::new();

@@ -91,12 +91,12 @@ fn artifact_error(e: ArtifactError) -> ApiError {
 #[utoipa::path(
     tag = "export",
     request_body = ExportRequestDoc,
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key returns the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body return the same job; the same key with another body is 409")),
     responses(
         (status = 202, description = "export job created (or found by its idempotency key)", body = ExportCreatedDoc),
-        (status = 409, description = "conflict", body = crate::openapi::ErrorBody),
+        (status = 409, description = "conflict, e.g. an Idempotency-Key reused with another body", body = crate::openapi::ErrorBody),
         (status = 413, description = "body too large", body = crate::openapi::ErrorBody),
-        (status = 429, description = "daily export limit reached", body = crate::openapi::ErrorBody),
+        (status = 429, description = "daily export limit reached", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds until the limit resets"))),
         (status = 503, description = "the tenant's database cannot be read now", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -110,29 +110,7 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_request(&body).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let tenant = caller.tenant.clone();
-    let tenants = state.tenants.clone();
-    let t = tenant.clone();
-    let tables = web::block(move || tenants.list_tables(&t))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e.code.as_str() {
-            "tenant_not_found" => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "tenant_not_found",
-                format!("tenant {tenant} has no data"),
-            ),
-            // The database is there but unreadable now (locked, corrupt):
-            // say so with its code, without paths or driver text.
-            code => {
-                tracing::warn!(%tenant, code, error = %e.message, "tenant database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "tenant_unavailable",
-                    format!("the tenant's database cannot be read now ({code})"),
-                )
-            }
-        })?;
+    let tables = super::tenant_tables(&state, &caller.tenant).await?;
     request
         .check_tables(tables.iter().map(String::as_str))
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
@@ -173,6 +151,23 @@ async fn create(
         })
         .await?;
     let wf = submitted.state;
+    // A key names one request: the same body gets the stored job exactly,
+    // another body is refused rather than answered with the first job.
+    let input = if submitted.created {
+        input
+    } else {
+        let stored = Some(&wf)
+            .filter(|wf| wf.kind == export::KIND)
+            .and_then(|wf| ExportInput::from_value(&wf.input).ok())
+            .filter(|stored| stored.request == input.request);
+        stored.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body; use a new key",
+            )
+        })?
+    };
     if submitted.created {
         state
             .audit_request(&req, &caller, "EXPORT_REQUESTED", &wf, json!({"profile": input.request.profile.as_str(), "includeAssets": input.request.include_assets}))

@@ -9,7 +9,8 @@ pub mod rehydrate;
 pub mod workflows;
 
 use crate::error::ApiError;
-use ferry_engine::{WorkflowId, WorkflowState};
+use actix_web::http::StatusCode;
+use ferry_engine::{TenantId, WorkflowId, WorkflowState};
 
 /// Load a workflow the caller may see. Another tenant's id is "not found",
 /// exactly like an unknown one, so ids cannot be probed.
@@ -32,7 +33,8 @@ pub async fn visible_workflow(
 
 /// The per-tenant daily limit of workflows of `kind` (counted from the event
 /// log, so it survives restarts): `rate_limited` (429) once `max` workflows
-/// were submitted since UTC midnight, naming when the limit resets.
+/// were submitted since UTC midnight, naming when the limit resets (also
+/// in `Retry-After`, in seconds).
 pub fn check_daily_limit(
     engine: &ferry_engine::Engine,
     caller: &crate::auth::Caller,
@@ -41,12 +43,9 @@ pub fn check_daily_limit(
     max: u64,
 ) -> Result<(), ApiError> {
     use chrono::{Duration, TimeZone, Utc};
-    let midnight = Utc.from_utc_datetime(
-        &Utc::now()
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("valid time"),
-    );
+    let now = Utc::now();
+    let midnight =
+        Utc.from_utc_datetime(&now.date_naive().and_hms_opt(0, 0, 0).expect("valid time"));
     let today = engine.count_submitted_since(&caller.tenant, kind, midnight)?;
     if today >= max {
         let reset = midnight + Duration::days(1);
@@ -57,7 +56,37 @@ pub fn check_daily_limit(
                 "daily {what} limit of {max} reached; it resets at {}",
                 reset.to_rfc3339()
             ),
-        ));
+        )
+        .retry_after((reset - now).num_seconds().max(1) as u64));
     }
     Ok(())
+}
+
+/// The tables of `tenant`'s database: `tenant_not_found` (404) when it has
+/// none, `tenant_unavailable` (503) when it cannot be read now (locked,
+/// corrupt), without paths or driver text.
+pub async fn tenant_tables(
+    state: &crate::app::AppState,
+    tenant: &TenantId,
+) -> Result<Vec<String>, ApiError> {
+    let tenants = state.tenants.clone();
+    let t = tenant.clone();
+    actix_web::web::block(move || tenants.list_tables(&t))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e.code.as_str() {
+            "tenant_not_found" => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "tenant_not_found",
+                format!("tenant {tenant} has no data"),
+            ),
+            code => {
+                tracing::warn!(%tenant, code, error = %e.message, "tenant database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    format!("the tenant's database cannot be read now ({code})"),
+                )
+            }
+        })
 }

@@ -177,10 +177,12 @@ async fn create(
         let bytes = read_small_body(body).await?;
         let (export_id, options) =
             parse_json_request(&bytes).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        check_merge_key_tables(&state, &caller, &options).await?;
         (export_source(&state, &caller, &export_id).await?, options)
     } else {
         let options =
             parse_query_options(&query).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        check_merge_key_tables(&state, &caller, &options).await?;
         let (id, bytes, blake3) = store_upload(&state, body).await?;
         (Source::Upload { id, bytes, blake3 }, options)
     };
@@ -225,14 +227,37 @@ async fn create(
     })))
 }
 
+/// Every table `mergeKeys` names must be one the rehydration loads: a
+/// table of the tenant, and one of `tables` when only some are chosen.
+/// (A key for any other table would be ignored without a word.)
+async fn check_merge_key_tables(
+    state: &AppState,
+    caller: &Caller,
+    options: &Options,
+) -> Result<(), ApiError> {
+    if options.merge_keys.is_empty() {
+        return Ok(());
+    }
+    let tables = super::tenant_tables(state, &caller.tenant).await?;
+    for table in options.merge_keys.keys() {
+        let chosen = options.tables.as_ref().is_none_or(|t| t.contains(table));
+        if !tables.contains(table) || !chosen {
+            return Err(ApiError::bad_request(
+                "invalid_merge_keys",
+                format!("mergeKeys names table {table:?}, which this rehydration does not load"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn read_small_body(mut body: web::Payload) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("invalid_body", "unreadable body"))?;
         if out.len() + chunk.len() > rehydrate::input::BODY_BYTES_MAX {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "the request body is too large",
+            return Err(ApiError::payload_too_large(
+                rehydrate::input::BODY_BYTES_MAX,
             ));
         }
         out.extend_from_slice(&chunk);

@@ -20,7 +20,8 @@ pub struct ListParams {
     /// A workflow kind, e.g. `export`.
     kind: Option<String>,
     /// 1..=1000 (default 50).
-    limit: Option<usize>,
+    #[param(value_type = Option<usize>)]
+    limit: Option<String>,
     /// The previous page's `nextCursor`.
     after: Option<String>,
 }
@@ -109,13 +110,12 @@ async fn list(
             })?),
             None => None,
         };
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > ferry_engine::log::LIST_LIMIT_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1..={}", ferry_engine::log::LIST_LIMIT_MAX),
-        ));
+    if let Some(kind) = &q.kind {
+        state.engine.definition(kind).map_err(|_| {
+            ApiError::bad_request("invalid_kind", format!("unknown workflow kind {kind:?}"))
+        })?;
     }
+    let limit = parse_limit(q.limit.as_deref())?;
     let page = state.engine.list(&ListQuery {
         tenant: Some(caller.tenant.clone()),
         status,
@@ -132,6 +132,22 @@ async fn list(
         "workflows": page.iter().map(summary_view).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
+}
+
+/// `limit`: 1..=`LIST_LIMIT_MAX`, default [`PAGE_DEFAULT`]; anything else
+/// (`0`, `-1`, `ten`) is `invalid_limit`.
+fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let max = ferry_engine::log::LIST_LIMIT_MAX;
+    match raw {
+        None => Ok(PAGE_DEFAULT),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_limit", format!("limit must be 1..={max}"))
+            }),
+    }
 }
 
 /// One workflow.
@@ -262,3 +278,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Keep the audit entry type in one import for handlers.
 pub type Entry = AuditEntry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflows_limit_minus_one_is_invalid_limit_without_parser_text() {
+        assert_eq!(parse_limit(None).unwrap(), PAGE_DEFAULT);
+        assert_eq!(parse_limit(Some("7")).unwrap(), 7);
+        for bad in ["-1", "0", "ten", "", "1001"] {
+            let e = parse_limit(Some(bad)).unwrap_err();
+            assert_eq!(e.code, "invalid_limit", "{bad:?}");
+            assert!(!e.message.contains("digit"), "{}", e.message);
+        }
+    }
+}

@@ -67,7 +67,7 @@ pub const USERS: &str = concat!(
     "\n",
     r#"{"id":2,"email":"b@x.example","active":false,"balance":null,"avatar":null,"score":{"$float":"NaN"}}"#,
     "\n",
-    r#"{"id":3,"email":"ü@x.example","active":null,"balance":"-0.01","avatar":null,"score":1e300}"#,
+    r#"{"id":3,"email":"ü@x.example","active":null,"balance":"-0.01","avatar":null,"score":1e+300}"#,
     "\n",
 );
 

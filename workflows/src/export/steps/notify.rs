@@ -141,7 +141,8 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     {
         Some(cp) => cp.link_expires_at,
         None => {
-            let at = ctx.now() + secs(wf.config.link_ttl);
+            // Never promise the link past the bundle's own life.
+            let at = ctx.now() + secs(wf.config.link_ttl.min(wf.config.bundle_ttl));
             let cp = serde_json::to_value(NotifyCheckpoint {
                 link_expires_at: at,
             })

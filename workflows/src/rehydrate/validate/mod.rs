@@ -94,13 +94,15 @@
 //! | `schema_key_mismatch` | a table's primary key differs |
 //! | `partial_table_unknown` | a requested table is not in the bundle |
 //! | `partial_fk_closure` | replacing the chosen tables would orphan rows of a table not chosen |
-//! | `row_invalid` | a row is not a JSON object of exactly the table's columns with fitting values |
+//! | `row_invalid` | a row is not a JSON object of exactly the table's columns with fitting values (on SQLite: matching the column's type affinity) |
+//! | `row_not_canonical` | a valid row not written as ferry's encoders write it (`canonical.rs`), which the load's verification would refuse |
 //! | `row_count_mismatch` | a table file's row count differs from the manifest's |
 //! | `duplicate_key` | two rows of a table share a primary key |
 //! | `dangling_foreign_key` | a row references a parent row that is not in the bundle |
 //! | `validate_io` | ferry's own I/O failed (disk full, ...); the only retryable code |
 
 mod archive;
+mod canonical;
 mod extract;
 mod key_check;
 mod keys;

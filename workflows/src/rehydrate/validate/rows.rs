@@ -4,13 +4,16 @@
 //! A row is one line: a JSON object with exactly the table's columns, each
 //! once, each value of a kind its column's type accepts (`value_kind.rs`),
 //! no `null` in a NOT NULL column (as either the bundle or the tenant
-//! declares it). A line longer than [`Limits::line_bytes_max`] is refused
+//! declares it), and the line written exactly as ferry's encoders write
+//! it (`canonical.rs`: what the load's verification will hash), else
+//! `row_not_canonical`. A line longer than [`Limits::line_bytes_max`] is refused
 //! without being held. The row count must equal the manifest's. Each valid
 //! row adds the print of its primary key, of each key its table is
 //! referenced by, and of each foreign key it holds (unless a column of it
 //! is null) to a sorter (`keys.rs`); `key_check.rs` then compares them.
 //! The file is read once, streamed, whatever its size.
 
+use super::canonical;
 use super::key_check;
 use super::keys::{KeyRecord, KeySorter, KeyStats, SortedKeys};
 use super::report::{Line, Report};
@@ -18,6 +21,7 @@ use super::value_kind::{check, family_of, Family};
 use super::{Limits, LiteTable, Rejection};
 use crate::ports::tenant::SchemaInfo;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader};
@@ -27,6 +31,8 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 pub(super) struct ColumnPlan {
     pub name: String,
+    /// The name as a JSON string, as the encoders write it.
+    pub json_name: String,
     pub family: Family,
     pub not_null: bool,
 }
@@ -89,6 +95,7 @@ impl Plan {
                     let now = t.columns.iter().find(|n| n.name == c.name).unwrap_or(c);
                     ColumnPlan {
                         name: c.name.clone(),
+                        json_name: canonical::json_string(&c.name),
                         family: family_of(&target.engine, &now.data_type),
                         not_null: !c.nullable || !now.nullable,
                     }
@@ -173,32 +180,36 @@ pub(super) enum RowsFailed {
     Rejected(Rejection),
 }
 
-/// A row as written: its members in order, duplicates kept.
-struct RawRow(Vec<(String, Value)>);
+/// A row as written: its members in order, duplicates kept, each value
+/// with its exact text.
+struct RawRow<'a>(Vec<(String, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for RawRow {
+impl<'de: 'a, 'a> Deserialize<'de> for RawRow<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct RowVisitor;
-        impl<'de> Visitor<'de> for RowVisitor {
-            type Value = RawRow;
+        struct RowVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for RowVisitor<'a> {
+            type Value = RawRow<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawRow, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawRow<'a>, A::Error> {
                 let mut members = Vec::new();
-                while let Some(member) = m.next_entry::<String, Value>()? {
+                while let Some(member) = m.next_entry::<String, &'de RawValue>()? {
                     members.push(member);
                 }
                 Ok(RawRow(members))
             }
         }
-        d.deserialize_map(RowVisitor)
+        d.deserialize_map(RowVisitor(std::marker::PhantomData))
     }
 }
 
 /// A row that does not fit: the column at fault (if one), why, and the
 /// values read (when it was an object), to quote its key.
 pub(super) struct Invalid {
+    /// `row_invalid`, or `row_not_canonical` for a valid row that is not
+    /// written as ferry writes it.
+    pub code: &'static str,
     pub column: Option<String>,
     pub message: String,
     pub values: Option<Vec<Option<Value>>>,
@@ -209,6 +220,7 @@ pub(super) fn parse_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, In
     let raw: RawRow = serde_json::from_slice(line).map_err(|e| {
         let message = format!("not a JSON object: {e}");
         Invalid {
+            code: "row_invalid",
             column: None,
             message,
             values: None,
@@ -216,15 +228,25 @@ pub(super) fn parse_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, In
     })?;
     let mut values: Vec<Option<Value>> = vec![None; table.columns.len()];
     let mut fault = None;
-    for (name, value) in raw.0 {
-        match table.index.get(&name) {
+    let mut in_order = true;
+    for (at, (name, raw_value)) in raw.0.iter().enumerate() {
+        match table.index.get(name) {
             None => {
-                fault.get_or_insert((name, "is not a column of the table".to_owned()));
+                fault.get_or_insert((name.clone(), "is not a column of the table".to_owned()));
             }
             Some(&i) if values[i].is_some() => {
-                fault.get_or_insert((name, "appears twice".to_owned()));
+                fault.get_or_insert((name.clone(), "appears twice".to_owned()));
             }
-            Some(&i) => values[i] = Some(value),
+            Some(&i) => {
+                in_order &= i == at;
+                let value = serde_json::from_str(raw_value.get()).map_err(|e| Invalid {
+                    code: "row_invalid",
+                    column: Some(name.clone()),
+                    message: format!("not a JSON value: {e}"),
+                    values: None,
+                })?;
+                values[i] = Some(value);
+            }
         }
     }
     for (c, v) in table.columns.iter().zip(&values) {
@@ -241,17 +263,74 @@ pub(super) fn parse_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, In
             fault = Some((c.name.clone(), why));
         }
     }
-    match fault {
-        Some((column, message)) => Err(Invalid {
+    if let Some((column, message)) = fault {
+        return Err(Invalid {
+            code: "row_invalid",
             column: Some(column),
             message,
             values: Some(values),
-        }),
-        None => Ok(values
-            .into_iter()
-            .map(|v| v.unwrap_or(Value::Null))
-            .collect()),
+        });
     }
+    if let Err((column, message)) = canonical_form(table, line, &raw, in_order) {
+        return Err(Invalid {
+            code: "row_not_canonical",
+            column,
+            message,
+            values: Some(values),
+        });
+    }
+    Ok(values
+        .into_iter()
+        .map(|v| v.unwrap_or(Value::Null))
+        .collect())
+}
+
+/// Whether a row with exactly the table's columns is written byte for byte
+/// as the encoders write it: its values first, then the line as a whole
+/// (column order, no whitespace).
+fn canonical_form(
+    table: &TablePlan,
+    line: &[u8],
+    raw: &RawRow<'_>,
+    in_order: bool,
+) -> Result<(), (Option<String>, String)> {
+    for (name, value) in &raw.0 {
+        let family = table.columns[table.index[name]].family;
+        if let Err(why) = canonical::check_value(family, value) {
+            return Err((
+                Some(name.clone()),
+                format!(
+                    "value {} {why}, so the load could not verify it",
+                    value.get()
+                ),
+            ));
+        }
+    }
+    if !in_order {
+        return Err((
+            None,
+            "the columns are not in the table's order, as ferry writes them".to_owned(),
+        ));
+    }
+    let mut expected = Vec::with_capacity(line.len());
+    expected.push(b'{');
+    for (i, (name, value)) in raw.0.iter().enumerate() {
+        if i > 0 {
+            expected.push(b',');
+        }
+        expected.extend_from_slice(table.columns[table.index[name]].json_name.as_bytes());
+        expected.push(b':');
+        expected.extend_from_slice(value.get().as_bytes());
+    }
+    expected.push(b'}');
+    if expected != line {
+        return Err((
+            None,
+            "the row is not written as ferry writes rows (whitespace, escapes or a trailing \\r)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// The given columns of a row as a JSON object, if all are present.
@@ -422,6 +501,7 @@ fn scan_table(
                 let key =
                     (invalid.values.as_ref()).and_then(|v| key_json(table, &table.primary_key, v));
                 report.record(Line {
+                    code: invalid.code,
                     column: invalid.column.as_deref(),
                     ..row_line(None, key, invalid.message)
                 })?;

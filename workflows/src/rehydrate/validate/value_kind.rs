@@ -10,10 +10,12 @@
 //! integers, floats numbers or `$float`, `numeric` a numeric string (or a
 //! number), `boolean` a boolean, `bytea` `$base64`, `json`/`jsonb` a string
 //! holding a JSON document, arrays an array (or the literal's string), and
-//! text-like types strings. SQLite is dynamically typed, so only what its
-//! affinity rules make impossible is refused: booleans and arrays never
-//! occur, and a TEXT-affinity column never holds a number. Types not known
-//! here accept any valid value.
+//! text-like types strings. On SQLite a value must match its column's
+//! declared type affinity (https://sqlite.org/datatype3.html, 3.1):
+//! INTEGER and REAL columns hold numbers (or `$float` infinities), a TEXT
+//! column never a number, NUMERIC and BLOB columns anything but booleans
+//! and arrays (which never occur). Types not known here accept any valid
+//! value. How exactly each value must be written is `canonical.rs`.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -23,7 +25,10 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Family {
     Integer,
+    /// `double precision`.
     Float,
+    /// `real`: written as the shortest `f32` text.
+    Float4,
     Numeric,
     Bool,
     Bytes,
@@ -32,8 +37,14 @@ pub(super) enum Family {
     Text,
     /// SQLite, TEXT affinity.
     SqliteText,
-    /// SQLite, any other affinity.
-    SqliteOther,
+    /// SQLite, INTEGER affinity.
+    SqliteInteger,
+    /// SQLite, REAL affinity.
+    SqliteReal,
+    /// SQLite, NUMERIC affinity.
+    SqliteNumeric,
+    /// SQLite, BLOB affinity (no declared type).
+    SqliteBlob,
     Any,
 }
 
@@ -47,11 +58,15 @@ pub(super) fn family_of(engine: &str, data_type: &str) -> Family {
         "sqlite" => {
             // SQLite's affinity rules (https://sqlite.org/datatype3.html, 3.1).
             if t.contains("int") {
-                Family::SqliteOther
+                Family::SqliteInteger
             } else if t.contains("char") || t.contains("clob") || t.contains("text") {
                 Family::SqliteText
+            } else if t.contains("blob") || t.is_empty() {
+                Family::SqliteBlob
+            } else if t.contains("real") || t.contains("floa") || t.contains("doub") {
+                Family::SqliteReal
             } else {
-                Family::SqliteOther
+                Family::SqliteNumeric
             }
         }
         _ => Family::Any,
@@ -65,7 +80,8 @@ fn postgres_family(t: &str) -> Family {
     let base = t.split('(').next().unwrap_or("").trim();
     match base {
         "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "oid" => Family::Integer,
-        "real" | "double precision" | "float4" | "float8" => Family::Float,
+        "double precision" | "float8" => Family::Float,
+        "real" | "float4" => Family::Float4,
         "numeric" | "decimal" => Family::Numeric,
         "boolean" | "bool" => Family::Bool,
         "bytea" => Family::Bytes,
@@ -132,7 +148,7 @@ pub(super) fn check(family: Family, v: &Value) -> Result<(), &'static str> {
     let fits = match family {
         Family::Any => true,
         Family::Integer => v.is_i64() || v.is_u64(),
-        Family::Float => v.is_number() || is_float_tag(v),
+        Family::Float | Family::Float4 => v.is_number() || is_float_tag(v),
         Family::Numeric => v.is_number() || v.as_str().is_some_and(numeric_text),
         Family::Bool => v.is_boolean(),
         Family::Bytes => is_base64_tag(v, "$base64"),
@@ -142,21 +158,26 @@ pub(super) fn check(family: Family, v: &Value) -> Result<(), &'static str> {
         Family::Array => v.is_array() || v.is_string(),
         Family::Text => v.is_string() || text_tag,
         Family::SqliteText => v.is_string() || text_tag || is_base64_tag(v, "$base64"),
-        Family::SqliteOther => !v.is_boolean() && !v.is_array(),
+        Family::SqliteInteger | Family::SqliteReal => v.is_number() || is_float_tag(v),
+        Family::SqliteNumeric | Family::SqliteBlob => !v.is_boolean() && !v.is_array(),
     };
     if fits {
         Ok(())
     } else {
         Err(match family {
             Family::Integer => "is not an integer",
-            Family::Float => "is not a number",
+            Family::Float | Family::Float4 => "is not a number",
             Family::Numeric => "is not a numeric string",
             Family::Bool => "is not a boolean",
             Family::Bytes => "is not {\"$base64\": …}",
             Family::Json => "is not a string holding a JSON document",
             Family::Array => "is not an array",
             Family::Text | Family::SqliteText => "is not a string",
-            Family::SqliteOther | Family::Any => "cannot occur in a SQLite column",
+            Family::SqliteInteger => "is not a number (the column has INTEGER affinity)",
+            Family::SqliteReal => "is not a number (the column has REAL affinity)",
+            Family::SqliteNumeric | Family::SqliteBlob | Family::Any => {
+                "cannot occur in a SQLite column"
+            }
         })
     }
 }
@@ -190,7 +211,12 @@ mod tests {
         assert!(check(Family::Any, &json!({"other": 1})).is_err());
         assert!(check(Family::Bool, &json!(true)).is_ok());
         let lite = |t| family_of("sqlite", t);
-        assert!(check(lite("INTEGER"), &json!("text in an integer column")).is_ok());
+        assert!(check(lite("INTEGER"), &json!("text in an integer column")).is_err());
+        assert!(check(lite("INTEGER"), &json!({"$base64": "AP8="})).is_err());
+        assert!(check(lite("BIGINT"), &json!(7)).is_ok());
+        assert!(check(lite("DOUBLE"), &json!("1.5")).is_err());
+        assert!(check(lite("DATETIME"), &json!("2026-01-01")).is_ok());
+        assert!(check(lite(""), &json!("any")).is_ok());
         assert!(check(lite("TEXT"), &json!(5)).is_err());
         assert!(check(lite("REAL"), &json!(true)).is_err());
     }

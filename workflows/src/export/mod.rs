@@ -22,6 +22,7 @@ pub mod status;
 pub mod steps;
 
 use crate::bundle::BundleSigner;
+use crate::common::{policy, remove_dir_all_idempotent, WorkflowStep};
 use crate::links::LinkSigner;
 use crate::ports::audit::{AuditEntry, AuditLog};
 use crate::ports::export_records::{ExportRecords, NoExportRecords};
@@ -34,7 +35,7 @@ use ferry_engine::{
 };
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +52,7 @@ pub const EXPIRE_TIMER: &str = "expire";
 /// Entity name used in audit entries.
 pub const AUDIT_ENTITY: &str = "export";
 /// Actor of audit entries the engine writes itself.
-pub const AUDIT_ACTOR: &str = crate::step_audit::ACTOR;
-
-/// The step names, in order.
-pub const STEP_NAMES: [&str; 7] = [
-    "plan", "snapshot", "assets", "bundle", "upload", "notify", "expire",
-];
+pub const AUDIT_ACTOR: &str = crate::common::AUDIT_ACTOR;
 
 /// The adapters the steps use.
 #[derive(Clone)]
@@ -116,44 +112,102 @@ pub struct ExportWorkflow {
     steps: Vec<StepSpec>,
 }
 
-fn policy(attempts_max: u32, initial: Duration, max: Duration) -> RetryPolicy {
-    RetryPolicy {
-        attempts_max,
-        backoff_initial: initial,
-        backoff_max: max,
-        multiplier: 2.0,
-        jitter: 0.5,
+/// The export's steps, in order. The names are stored in events and stay
+/// as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExportStep {
+    Plan,
+    Snapshot,
+    Assets,
+    Bundle,
+    Upload,
+    Notify,
+    Expire,
+}
+
+impl WorkflowStep for ExportStep {
+    const ALL: &'static [ExportStep] = &[
+        ExportStep::Plan,
+        ExportStep::Snapshot,
+        ExportStep::Assets,
+        ExportStep::Bundle,
+        ExportStep::Upload,
+        ExportStep::Notify,
+        ExportStep::Expire,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ExportStep::Plan => "plan",
+            ExportStep::Snapshot => "snapshot",
+            ExportStep::Assets => "assets",
+            ExportStep::Bundle => "bundle",
+            ExportStep::Upload => "upload",
+            ExportStep::Notify => "notify",
+            ExportStep::Expire => "expire",
+        }
+    }
+
+    fn spec(self) -> StepSpec {
+        let secs = Duration::from_secs;
+        let spec = StepSpec::new(self.name());
+        match self {
+            // Unknown tenants and tables are permanent errors; only I/O retries.
+            ExportStep::Plan => spec.retry(policy(5, secs(1), secs(60))).timeout(secs(300)),
+            ExportStep::Snapshot => spec
+                .retry(policy(5, secs(2), secs(300)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Assets => spec
+                .retry(policy(6, secs(2), secs(300)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Bundle => spec
+                .retry(policy(3, secs(2), secs(120)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Upload => spec
+                .retry(policy(8, secs(2), secs(600)))
+                .timeout(secs(4 * 3600)),
+            // Mail servers go away for a while: many attempts, long backoff,
+            // and a failed send never repeats the steps before it.
+            ExportStep::Notify => spec
+                .retry(policy(20, secs(10), secs(1800)))
+                .timeout(secs(120)),
+            ExportStep::Expire => spec.retry(policy(10, secs(1), secs(300))).timeout(secs(60)),
+        }
+    }
+
+    /// Percent of the whole export (the weights sum to 100).
+    fn weight(self) -> f64 {
+        match self {
+            ExportStep::Plan => 2.0,
+            ExportStep::Snapshot => 50.0,
+            ExportStep::Assets => 15.0,
+            ExportStep::Bundle => 25.0,
+            ExportStep::Upload => 5.0,
+            ExportStep::Notify => 2.0,
+            ExportStep::Expire => 1.0,
+        }
     }
 }
 
-fn step_specs() -> Vec<StepSpec> {
-    let secs = Duration::from_secs;
-    vec![
-        // Unknown tenants and tables are permanent errors; only I/O retries.
-        StepSpec::new("plan")
-            .retry(policy(5, secs(1), secs(60)))
-            .timeout(secs(300)),
-        StepSpec::new("snapshot")
-            .retry(policy(5, secs(2), secs(300)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("assets")
-            .retry(policy(6, secs(2), secs(300)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("bundle")
-            .retry(policy(3, secs(2), secs(120)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("upload")
-            .retry(policy(8, secs(2), secs(600)))
-            .timeout(secs(4 * 3600)),
-        // Mail servers go away for a while: many attempts, long backoff,
-        // and a failed send never repeats the steps before it.
-        StepSpec::new("notify")
-            .retry(policy(20, secs(10), secs(1800)))
-            .timeout(secs(120)),
-        StepSpec::new("expire")
-            .retry(policy(10, secs(1), secs(300)))
-            .timeout(secs(60)),
-    ]
+impl ExportStep {
+    /// Run this step with the export's input, parsed once by
+    /// [`ExportWorkflow::run`].
+    async fn run(
+        self,
+        wf: &ExportWorkflow,
+        ctx: &mut StepContext,
+        input: &ExportInput,
+    ) -> Result<Value, StepError> {
+        match self {
+            ExportStep::Plan => steps::plan::run(wf, ctx, input).await,
+            ExportStep::Snapshot => steps::snapshot::run(wf, ctx, input).await,
+            ExportStep::Assets => steps::assets::run(wf, ctx, input).await,
+            ExportStep::Bundle => steps::bundle::run(wf, ctx, input).await,
+            ExportStep::Upload => steps::upload::run(wf, ctx).await,
+            ExportStep::Notify => steps::notify::run(wf, ctx, input).await,
+            ExportStep::Expire => steps::expire::run(wf, ctx, input).await,
+        }
+    }
 }
 
 impl ExportWorkflow {
@@ -163,7 +217,7 @@ impl ExportWorkflow {
             config,
             metrics: None,
             records: Arc::new(NoExportRecords),
-            steps: step_specs(),
+            steps: ExportStep::specs(),
         }
     }
 
@@ -268,18 +322,14 @@ impl Workflow for ExportWorkflow {
     }
 
     async fn run(&self, mut ctx: StepContext) -> Result<Value, StepError> {
-        let result = match ctx.step.as_str() {
-            "plan" => steps::plan::run(self, &mut ctx).await,
-            "snapshot" => steps::snapshot::run(self, &mut ctx).await,
-            "assets" => steps::assets::run(self, &mut ctx).await,
-            "bundle" => steps::bundle::run(self, &mut ctx).await,
-            "upload" => steps::upload::run(self, &mut ctx).await,
-            "notify" => steps::notify::run(self, &mut ctx).await,
-            "expire" => steps::expire::run(self, &mut ctx).await,
-            other => Err(StepError::permanent(
+        let input = ExportInput::from_value(&ctx.input);
+        let result = match (ExportStep::named(&ctx.step), &input) {
+            (None, _) => Err(StepError::permanent(
                 "unknown_step",
-                format!("export has no step {other:?}"),
+                format!("export has no step {:?}", ctx.step),
             )),
+            (Some(_), Err(e)) => Err(StepError::permanent(e.code, e.message.clone())),
+            (Some(step), Ok(input)) => step.run(self, &mut ctx, input).await,
         };
         let result = match result {
             Ok(output) => self.record_step(&ctx, &output).await.map(|_| output),
@@ -317,14 +367,6 @@ impl Workflow for ExportWorkflow {
             return Ok(());
         }
         steps::expire::on_expire(self, &ctx).await
-    }
-}
-
-/// Remove a directory tree; a missing one is fine.
-pub(crate) async fn remove_dir_all_idempotent(path: &Path) -> std::io::Result<()> {
-    match tokio::fs::remove_dir_all(path).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 

@@ -218,7 +218,7 @@ impl ChainVerifier {
 }
 
 /// Result of checking the whole chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainReport {
     pub entries: u64,

@@ -417,3 +417,70 @@ pub fn download_audit_entry(
 
 /// Which area bundles live in.
 pub const BUNDLE_AREA: Area = Area::Exports;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::{StepOutput, WorkflowStep};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_steps_keep_the_names_stored_in_events_in_their_order() {
+        let names: Vec<_> = ExportStep::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            ["plan", "snapshot", "assets", "bundle", "upload", "notify", "expire"]
+        );
+        for step in ExportStep::ALL {
+            assert_eq!(ExportStep::named(step.name()), Some(*step));
+            assert_eq!(step.spec().name, step.name());
+        }
+        assert_eq!(ExportStep::named("confirm"), None);
+        let weights: f64 = ExportStep::ALL.iter().map(|s| s.weight()).sum();
+        assert_eq!(weights, 100.0);
+    }
+
+    #[test]
+    fn each_output_names_its_own_step() {
+        use steps::*;
+        assert_eq!(plan::PlanOutput::STEP, ExportStep::Plan);
+        assert_eq!(snapshot::SnapshotOutput::STEP, ExportStep::Snapshot);
+        assert_eq!(assets::AssetsOutput::STEP, ExportStep::Assets);
+        assert_eq!(bundle::BundleOutput::STEP, ExportStep::Bundle);
+        assert_eq!(upload::UploadOutput::STEP, ExportStep::Upload);
+        assert_eq!(notify::NotifyOutput::STEP, ExportStep::Notify);
+        assert_eq!(expire::ExpireOutput::STEP, ExportStep::Expire);
+    }
+
+    #[test]
+    fn progress_counts_finished_steps_and_the_current_one() {
+        let mut outputs = BTreeMap::new();
+        assert_eq!(ExportStep::progress_percent(&outputs, None, None), 0);
+        outputs.insert("plan".to_owned(), json!({}));
+        outputs.insert("snapshot".to_owned(), json!({}));
+        // 2 + 50 done, half of the assets' 15.
+        assert_eq!(
+            ExportStep::progress_percent(&outputs, Some("assets"), Some(0.5)),
+            59
+        );
+        // A fraction out of range counts as its bound.
+        assert_eq!(
+            ExportStep::progress_percent(&outputs, Some("assets"), Some(7.0)),
+            67
+        );
+        for step in ExportStep::ALL {
+            outputs.insert(step.name().to_owned(), json!({}));
+        }
+        // 100 only once the workflow completed, which the caller knows.
+        assert_eq!(ExportStep::progress_percent(&outputs, None, None), 99);
+    }
+
+    #[test]
+    fn the_specs_are_the_enum_s() {
+        let specs = ExportStep::specs();
+        assert_eq!(specs.len(), ExportStep::ALL.len());
+        assert_eq!(specs[5].name, "notify");
+        assert_eq!(specs[5].retry.attempts_max, 20);
+        assert_eq!(specs[0].timeout, Duration::from_secs(300));
+    }
+}

@@ -420,3 +420,84 @@ impl RehydrateWorkflow {
             .map_err(|e| StepError::retryable("audit_failed", e.message))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::StepOutput;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_steps_keep_the_names_stored_in_events_in_their_order() {
+        let names: Vec<_> = RehydrateStep::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "receive",
+                "validate",
+                "preview",
+                "confirm",
+                "quiesce",
+                "backup",
+                "load",
+                "assets",
+                "reactivate"
+            ]
+        );
+        for step in RehydrateStep::ALL {
+            assert_eq!(RehydrateStep::named(step.name()), Some(*step));
+            assert_eq!(step.spec().name, step.name());
+        }
+    }
+
+    #[test]
+    fn the_specs_keep_their_flags() {
+        let spec = |s: RehydrateStep| s.spec();
+        assert_eq!(
+            spec(RehydrateStep::Confirm).awaits_signal,
+            Some(CONFIRM_SIGNAL)
+        );
+        assert!(spec(RehydrateStep::Quiesce).compensable);
+        let compensable = RehydrateStep::ALL
+            .iter()
+            .filter(|s| s.spec().compensable)
+            .count();
+        assert_eq!(compensable, 1);
+        // A dry run skips everything after the preview but reactivate.
+        let dry = json!({ DRY_RUN_FIELD: true });
+        let skipped: Vec<_> = RehydrateStep::ALL
+            .iter()
+            .filter(|s| s.spec().skipped_for(&dry))
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(skipped, ["confirm", "quiesce", "backup", "load", "assets"]);
+    }
+
+    #[test]
+    fn each_output_names_its_own_step() {
+        use steps::*;
+        assert_eq!(receive::ReceiveOutput::STEP, RehydrateStep::Receive);
+        assert_eq!(validate::ValidateOutput::STEP, RehydrateStep::Validate);
+        assert_eq!(preview::PreviewOutput::STEP, RehydrateStep::Preview);
+        assert_eq!(backup::BackupOutput::STEP, RehydrateStep::Backup);
+        assert_eq!(load::LoadOutput::STEP, RehydrateStep::Load);
+        assert_eq!(
+            crate::rehydrate::assets::AssetsChanged::STEP,
+            RehydrateStep::Assets
+        );
+    }
+
+    #[test]
+    fn progress_is_the_share_of_steps_done() {
+        let mut outputs = BTreeMap::new();
+        outputs.insert("receive".to_owned(), json!({}));
+        outputs.insert("validate".to_owned(), json!({}));
+        outputs.insert("preview".to_owned(), json!({}));
+        // 3 of 9 steps, and half of the fourth: 100 * 3.5 / 9.
+        assert_eq!(
+            RehydrateStep::progress_percent(&outputs, Some("confirm"), Some(0.5)),
+            38
+        );
+        assert_eq!(RehydrateStep::progress_percent(&outputs, None, None), 33);
+    }
+}

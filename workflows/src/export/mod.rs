@@ -236,14 +236,19 @@ impl ExportWorkflow {
     /// Write the export's record after step `step` succeeded with
     /// `output`: created by `plan`, with the bundle's size, checksum and key
     /// after `upload`, completed with its expiry after `expire`.
-    async fn record_step(&self, ctx: &StepContext, output: &Value) -> Result<(), StepError> {
-        let status = match ctx.step.as_str() {
-            "plan" | "upload" => Status::Running,
-            "expire" => Status::Completed,
+    async fn record_step(
+        &self,
+        step: ExportStep,
+        ctx: &StepContext,
+        output: &Value,
+    ) -> Result<(), StepError> {
+        let status = match step {
+            ExportStep::Plan | ExportStep::Upload => Status::Running,
+            ExportStep::Expire => Status::Completed,
             _ => return Ok(()),
         };
         let mut outputs = (*ctx.outputs).clone();
-        outputs.insert(ctx.step.clone(), output.clone());
+        outputs.insert(step.name().to_owned(), output.clone());
         let record = records::RecordSource::of_step(ctx, &outputs).record(status)?;
         self.write_record(record).await
     }
@@ -322,8 +327,9 @@ impl Workflow for ExportWorkflow {
     }
 
     async fn run(&self, mut ctx: StepContext) -> Result<Value, StepError> {
+        let step = ExportStep::named(&ctx.step);
         let input = ExportInput::from_value(&ctx.input);
-        let result = match (ExportStep::named(&ctx.step), &input) {
+        let result = match (step, &input) {
             (None, _) => Err(StepError::permanent(
                 "unknown_step",
                 format!("export has no step {:?}", ctx.step),
@@ -331,9 +337,9 @@ impl Workflow for ExportWorkflow {
             (Some(_), Err(e)) => Err(StepError::permanent(e.code, e.message.clone())),
             (Some(step), Ok(input)) => step.run(self, &mut ctx, input).await,
         };
-        let result = match result {
-            Ok(output) => self.record_step(&ctx, &output).await.map(|_| output),
-            failed => failed,
+        let result = match (result, step) {
+            (Ok(output), Some(step)) => self.record_step(step, &ctx, &output).await.map(|_| output),
+            (result, _) => result,
         };
         if let Err(e) = &result {
             // A failure the engine will not retry shows in the record too

@@ -335,6 +335,7 @@ fn server_file_system_paths_appear_in_no_workflow_or_event_body() {
         format!("/api/v1/tenant/export/{export}/status"),
         status.clone(),
         format!("/api/v1/tenant/rehydrate/{rehydrate}/preview"),
+        "/api/v1/audit?limit=1000".to_owned(),
     ];
     for id in [&export, &rehydrate] {
         paths.push(format!("/api/v1/workflows/{id}"));

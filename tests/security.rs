@@ -570,3 +570,99 @@ fn validation_refuses_a_re_signed_bundle_with_non_canonical_rows() {
         "the tenant is unchanged"
     );
 }
+
+/// Every response body about workflows (the workflow, its status, its
+/// events, resume and cancel) and the keys that held server paths in step
+/// outputs.
+fn assert_no_server_path(f: &Ferry, what: &str, body: &Value) {
+    let text = body.to_string();
+    let data_dir = f.data_dir().to_string_lossy().into_owned();
+    assert!(
+        !text.contains(&data_dir),
+        "{what} shows the server's data directory {data_dir}: {text}"
+    );
+    fn keys(v: &Value, found: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if ["bundlePath", "schemaFile", "file"].contains(&k.as_str()) {
+                        found.push(k.clone());
+                    }
+                    keys(v, found);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| keys(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    keys(body, &mut found);
+    assert!(
+        found.is_empty(),
+        "{what} has server path keys {found:?}: {text}"
+    );
+}
+
+#[test]
+fn server_file_system_paths_appear_in_no_workflow_or_event_body() {
+    let mut f = Ferry::new();
+    f.sample("acme", 1);
+    f.start();
+    let token = f.token("acme", "tenant_admin");
+    let export = f.export(&token, json!({"profile": "lite"}));
+    f.wait_export(&token, &export, "completed", Duration::from_secs(60));
+    // A rehydration of that export, confirmed and completed: its outputs
+    // named the extracted files.
+    let r = f.post(
+        "/api/v1/tenant/rehydrate",
+        Some(&token),
+        &json!({"exportId": export}),
+    );
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().unwrap();
+    let rehydrate = v["job"]["id"].as_str().unwrap().to_owned();
+    let status = format!("/api/v1/tenant/rehydrate/{rehydrate}/status");
+    f.wait_status(
+        &token,
+        &status,
+        "awaiting_confirmation",
+        Duration::from_secs(60),
+    );
+    let r = f.post(
+        &format!("/api/v1/tenant/rehydrate/{rehydrate}/confirm"),
+        Some(&token),
+        &json!({"confirm": "DELETE"}),
+    );
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    f.wait_status(&token, &status, "completed", Duration::from_secs(60));
+
+    let mut paths = vec![
+        "/api/v1/workflows".to_owned(),
+        format!("/api/v1/tenant/export/{export}/status"),
+        status.clone(),
+        format!("/api/v1/tenant/rehydrate/{rehydrate}/preview"),
+        "/api/v1/audit?limit=1000".to_owned(),
+    ];
+    for id in [&export, &rehydrate] {
+        paths.push(format!("/api/v1/workflows/{id}"));
+        paths.push(format!("/api/v1/workflows/{id}/events"));
+    }
+    for path in &paths {
+        let body = f.get_json(path, &token);
+        assert_no_server_path(&f, path, &body);
+    }
+    // The events did hold the outputs (the check above is not vacuous).
+    let events = f.get_json(&format!("/api/v1/workflows/{rehydrate}/events"), &token);
+    assert!(
+        events.to_string().contains("rowsChecked"),
+        "no validate output in {events}"
+    );
+    // Resume and cancel answer with the workflow too.
+    let r = f.post(
+        &format!("/api/v1/workflows/{export}/cancel"),
+        Some(&token),
+        &json!({}),
+    );
+    let body: Value = r.json().unwrap_or(Value::Null);
+    assert_no_server_path(&f, "cancel", &body);
+}

@@ -153,6 +153,63 @@ mod tests {
         );
     }
 
+    /// `schema`, with a `$ref` to a component resolved.
+    fn resolved<'a>(
+        doc: &'a serde_json::Value,
+        schema: &'a serde_json::Value,
+    ) -> &'a serde_json::Value {
+        match schema["$ref"].as_str() {
+            Some(r) => {
+                let name = r.trim_start_matches("#/components/schemas/");
+                &doc["components"]["schemas"][name]
+            }
+            None => schema,
+        }
+    }
+
+    /// A schema that says nothing (`{}`, or a missing component).
+    fn is_empty(schema: &serde_json::Value) -> bool {
+        schema.as_object().is_none_or(|o| o.is_empty())
+    }
+
+    #[test]
+    fn every_success_body_has_a_schema() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut empty = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if !status.starts_with('2') {
+                        continue;
+                    }
+                    let Some(content) = response["content"].as_object() else {
+                        continue;
+                    };
+                    for (media, body) in content {
+                        let schema = resolved(&doc, &body["schema"]);
+                        let at = format!("{method} {path} {status} {media}");
+                        if is_empty(schema) {
+                            empty.push(at);
+                            continue;
+                        }
+                        // Nor may any of its fields be left undescribed.
+                        if let Some(props) = schema["properties"].as_object() {
+                            for (name, prop) in props {
+                                if is_empty(resolved(&doc, prop)) {
+                                    empty.push(format!("{at}: field {name}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            empty.is_empty(),
+            "success bodies documented without a schema (derive utoipa::ToSchema on the view): {empty:#?}"
+        );
+    }
+
     #[test]
     fn every_operation_documents_its_errors_and_tenant_routes_need_a_token() {
         let doc = serde_json::to_value(super::document()).unwrap();

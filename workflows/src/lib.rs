@@ -1,9 +1,10 @@
-//! The workflow definitions of ferry (export; rehydrate later) and the ports
-//! (traits) through which their steps reach tenant databases, object stores,
-//! mail and the audit log. Implementations live in `ferry-storage`; the
+//! The workflow definitions of ferry (export, rehydrate; what they share is
+//! in `common`) and the ports (traits) through which their steps reach
+//! tenant databases, object stores, mail and the audit log. Implementations live in `ferry-storage`; the
 //! binary wires them in.
 
 pub mod bundle;
+pub mod common;
 pub mod data_metrics;
 pub mod export;
 pub mod failpoints;

@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::{get, web, HttpResponse};
-use ferry_workflows::ports::audit::{AuditQuery, Order, AUDIT_LIST_LIMIT_MAX};
+use ferry_workflows::ports::audit::{AuditQuery, ChainReport, Order, AUDIT_LIST_LIMIT_MAX};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -26,8 +26,20 @@ pub struct AuditParams {
     order: Option<String>,
 }
 
+/// One page of the audit log.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AuditPageDoc {
+    /// Entries with their `seq`, `prevHash` and `hash`.
+    #[schema(value_type = Vec<Object>)]
+    entries: Vec<serde_json::Value>,
+    /// Pass as `after` for the next page; null on the last one.
+    next_cursor: Option<u64>,
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, verify))]
+#[openapi(paths(list, verify), components(schemas(AuditPageDoc, ChainReport)))]
 pub struct Api;
 
 /// The caller's tenant's audit entries, in its own chain (`seq` 1, 2, 3, ...;
@@ -36,7 +48,7 @@ pub struct Api;
     tag = "audit",
     params(AuditParams),
     responses(
-        (status = 200, description = "one page", body = serde_json::Value),
+        (status = 200, description = "one page", body = AuditPageDoc),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))
@@ -91,7 +103,7 @@ async fn list(
 #[utoipa::path(
     tag = "audit",
     responses(
-        (status = 200, description = "the verification report", body = serde_json::Value),
+        (status = 200, description = "the verification report", body = ChainReport),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))

@@ -45,13 +45,33 @@ pub struct DateRangeDoc {
 #[allow(dead_code)]
 pub struct ExportCreatedDoc {
     message: String,
-    job: serde_json::Value,
+    job: ExportJobDoc,
+}
+
+/// The job a create answers with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ExportJobDoc {
+    #[schema(format = Uuid)]
+    id: String,
+    tenant_id: String,
+    profile: String,
+    status: String,
+    #[schema(format = DateTime)]
+    requested_at: String,
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(create, status, download),
-    components(schemas(ExportRequestDoc, DateRangeDoc, ExportCreatedDoc))
+    components(schemas(
+        ExportRequestDoc,
+        DateRangeDoc,
+        ExportCreatedDoc,
+        ExportJobDoc,
+        ExportStatusView
+    ))
 )]
 pub struct Api;
 
@@ -190,7 +210,7 @@ async fn create(
     tag = "export",
     params(("id" = String, Path, description = "export id")),
     responses(
-        (status = 200, description = "status", body = serde_json::Value),
+        (status = 200, description = "status", body = ExportStatusView),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))

@@ -6,12 +6,35 @@ use actix_web::{get, web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
+/// `/healthz`'s body.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct HealthDoc {
+    /// `ok`, or `unavailable` (with 503).
+    status: String,
+    /// Only when ok.
+    version: Option<String>,
+    /// The answering process, only when ok.
+    pid: Option<u32>,
+}
+
+/// An OpenAPI 3.1 document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OpenApiDoc {
+    openapi: String,
+    #[schema(value_type = Object)]
+    info: (),
+    #[schema(value_type = Object)]
+    paths: (),
+}
+
 /// Health: the event log answers.
 #[utoipa::path(
     tag = "ops",
     responses(
-        (status = 200, description = "ferry is up", body = serde_json::Value),
-        (status = 503, description = "the event log is unreadable", body = serde_json::Value),
+        (status = 200, description = "ferry is up", body = HealthDoc),
+        (status = 503, description = "the event log is unreadable", body = HealthDoc),
     )
 )]
 #[get("/healthz")]
@@ -51,7 +74,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// This document.
 #[utoipa::path(
     tag = "ops",
-    responses((status = 200, description = "the OpenAPI document", body = serde_json::Value))
+    responses((status = 200, description = "the OpenAPI document", body = OpenApiDoc))
 )]
 #[get("/openapi.json")]
 async fn openapi_json() -> HttpResponse {
@@ -66,7 +89,10 @@ async fn openapi_json() -> HttpResponse {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(healthz, metrics, openapi_json))]
+#[openapi(
+    paths(healthz, metrics, openapi_json),
+    components(schemas(HealthDoc, OpenApiDoc))
+)]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -14,6 +14,7 @@ use ferry_engine::SubmitRequest;
 use ferry_workflows::export::{self, artifact};
 use ferry_workflows::rehydrate::input::{parse_json_request, parse_query_options, Requester};
 use ferry_workflows::rehydrate::status::{can_confirm, can_roll_back, preview, ActionError};
+use ferry_workflows::rehydrate::steps::preview::PreviewOutput;
 use ferry_workflows::rehydrate::{
     self, Options, RehydrateInput, RehydrateStatusView, Source, CONFIRM_SIGNAL, CONFIRM_TEXT,
 };
@@ -38,6 +39,30 @@ pub struct RehydrateRequestDoc {
     merge_keys: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
+/// `202` of a create: the job, pending.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RehydrateCreatedDoc {
+    message: String,
+    job: RehydrateJobDoc,
+}
+
+/// The job a create answers with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RehydrateJobDoc {
+    #[schema(format = Uuid)]
+    id: String,
+    tenant_id: String,
+    /// `replace`, `merge` or `partial`.
+    mode: String,
+    dry_run: bool,
+    status: String,
+    #[schema(format = DateTime)]
+    requested_at: String,
+}
+
 /// `{"confirm": "DELETE"}`.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -48,7 +73,14 @@ pub struct ConfirmDoc {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(create, status, get_preview, confirm, rollback, report),
-    components(schemas(RehydrateRequestDoc, ConfirmDoc))
+    components(schemas(
+        RehydrateRequestDoc,
+        ConfirmDoc,
+        RehydrateCreatedDoc,
+        RehydrateJobDoc,
+        RehydrateStatusView,
+        PreviewOutput
+    ))
 )]
 pub struct Api;
 
@@ -144,7 +176,7 @@ async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<So
         (Vec<u8> = "application/zip"),
     )),
     responses(
-        (status = 202, description = "rehydration job created", body = serde_json::Value),
+        (status = 202, description = "rehydration job created", body = RehydrateCreatedDoc),
         (status = 409, description = "the export is not ready", body = crate::openapi::ErrorBody),
         (status = 410, description = "the export expired", body = crate::openapi::ErrorBody),
         (status = 413, description = "upload too large", body = crate::openapi::ErrorBody),
@@ -270,7 +302,7 @@ async fn read_small_body(mut body: web::Payload) -> Result<Vec<u8>, ApiError> {
     tag = "rehydrate",
     params(("id" = String, Path, description = "rehydration id")),
     responses(
-        (status = 200, description = "status", body = serde_json::Value),
+        (status = 200, description = "status", body = RehydrateStatusView),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))
@@ -293,7 +325,7 @@ async fn status(
     tag = "rehydrate",
     params(("id" = String, Path, description = "rehydration id")),
     responses(
-        (status = 200, description = "the preview", body = serde_json::Value),
+        (status = 200, description = "the preview", body = PreviewOutput),
         (status = 409, description = "not validated yet", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -322,7 +354,7 @@ async fn get_preview(
     params(("id" = String, Path, description = "rehydration id")),
     request_body = ConfirmDoc,
     responses(
-        (status = 202, description = "confirmed", body = serde_json::Value),
+        (status = 202, description = "confirmed", body = RehydrateStatusView),
         (status = 409, description = "not awaiting confirmation", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -366,7 +398,7 @@ async fn confirm(
     tag = "rehydrate",
     params(("id" = String, Path, description = "rehydration id")),
     responses(
-        (status = 202, description = "rollback started", body = serde_json::Value),
+        (status = 202, description = "rollback started", body = RehydrateStatusView),
         (status = 409, description = "cannot be rolled back", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),

@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use ferry_engine::{ListQuery, Status, WorkflowId, WorkflowState, WorkflowSummary};
+use ferry_workflows::common::public::without_server_paths;
 use ferry_workflows::ports::audit::AuditEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -27,20 +28,101 @@ pub struct ListParams {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, get_one, events, resume, cancel))]
+#[openapi(
+    paths(list, get_one, events, resume, cancel),
+    components(schemas(SummaryPage, SummaryView, WorkflowView, ErrorView, EventsPage))
+)]
 pub struct Api;
 
 pub const PAGE_DEFAULT: usize = 50;
 
-#[derive(Serialize)]
+/// One workflow in a listing.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SummaryView<'a> {
+pub struct SummaryView<'a> {
+    #[schema(value_type = String, format = Uuid)]
     id: WorkflowId,
     tenant_id: &'a str,
+    /// `export` or `rehydrate`.
     kind: &'a str,
+    #[schema(value_type = String)]
     status: Status,
+    #[schema(value_type = String, format = DateTime)]
     created_at: ferry_engine::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     updated_at: ferry_engine::Timestamp,
+}
+
+/// One page of `GET /api/v1/workflows`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryPage<'a> {
+    workflows: Vec<SummaryView<'a>>,
+    /// Pass as `after` for the next page; null on the last one.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    next_cursor: Option<WorkflowId>,
+}
+
+/// A failure as the workflow view shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorView {
+    code: String,
+    message: String,
+}
+
+/// The generic view of one workflow. Step outputs are shown without the
+/// server's file-system paths (`ferry_workflows::common::public`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowView {
+    #[schema(value_type = String, format = Uuid)]
+    id: WorkflowId,
+    #[schema(value_type = String)]
+    tenant_id: ferry_engine::TenantId,
+    kind: String,
+    #[schema(value_type = String)]
+    status: Status,
+    /// `forward`, or `compensation` while rolling back.
+    #[schema(value_type = String)]
+    phase: ferry_engine::Phase,
+    current_step: Option<String>,
+    attempt: Option<u32>,
+    /// The current step's `fraction` (0–1), `rows` and `bytes`.
+    #[schema(value_type = Option<Object>)]
+    progress: Option<ferry_engine::Progress>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    retry_at: Option<ferry_engine::Timestamp>,
+    cancel_requested: bool,
+    awaiting_signal: Option<String>,
+    completed_steps: Vec<String>,
+    /// Each finished step's output, by step name.
+    #[schema(value_type = Object)]
+    outputs: Value,
+    /// Durable timers by name: `due_at` and `fired`.
+    #[schema(value_type = Object)]
+    timers: Value,
+    error: Option<ErrorView>,
+    requested_by: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: ferry_engine::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    started_at: Option<ferry_engine::Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished_at: Option<ferry_engine::Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: ferry_engine::Timestamp,
+    version: u64,
+}
+
+/// `GET /api/v1/workflows/{id}/events`: the events in order, numbered from
+/// 1 (`seq`), each with its `type` tag; outputs without server paths.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsPage {
+    #[schema(value_type = String, format = Uuid)]
+    workflow_id: WorkflowId,
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Value>,
 }
 
 fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
@@ -55,30 +137,33 @@ fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
 }
 
 /// The generic view of one workflow.
-pub fn workflow_view(s: &WorkflowState) -> Value {
-    json!({
-        "id": s.id,
-        "tenantId": s.tenant,
-        "kind": s.kind,
-        "status": s.status,
-        "phase": s.phase,
-        "currentStep": s.current_step,
-        "attempt": s.current_attempt,
-        "progress": s.progress,
-        "retryAt": s.retry_at,
-        "cancelRequested": s.cancel_requested,
-        "awaitingSignal": s.awaiting_signal,
-        "completedSteps": s.outputs.keys().collect::<Vec<_>>(),
-        "outputs": s.outputs,
-        "timers": s.timers,
-        "error": s.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
-        "requestedBy": s.requested_by,
-        "createdAt": s.created_at,
-        "startedAt": s.started_at,
-        "finishedAt": s.finished_at,
-        "updatedAt": s.updated_at,
-        "version": s.version,
-    })
+pub fn workflow_view(s: &WorkflowState) -> WorkflowView {
+    WorkflowView {
+        id: s.id,
+        tenant_id: s.tenant.clone(),
+        kind: s.kind.clone(),
+        status: s.status,
+        phase: s.phase,
+        current_step: s.current_step.clone(),
+        attempt: s.current_attempt,
+        progress: s.progress.clone(),
+        retry_at: s.retry_at,
+        cancel_requested: s.cancel_requested,
+        awaiting_signal: s.awaiting_signal.clone(),
+        completed_steps: s.outputs.keys().cloned().collect(),
+        outputs: without_server_paths(json!(s.outputs)),
+        timers: json!(s.timers),
+        error: s.last_error.as_ref().map(|e| ErrorView {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }),
+        requested_by: s.requested_by.clone(),
+        created_at: s.created_at,
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+        updated_at: s.updated_at,
+        version: s.version,
+    }
 }
 
 /// The caller's tenant's workflows, newest last, paginated by `nextCursor`.
@@ -86,7 +171,7 @@ pub fn workflow_view(s: &WorkflowState) -> Value {
     tag = "workflows",
     params(ListParams),
     responses(
-        (status = 200, description = "one page", body = serde_json::Value),
+        (status = 200, description = "one page", body = SummaryPage),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))
@@ -128,10 +213,10 @@ async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "workflows": page.iter().map(summary_view).collect::<Vec<_>>(),
-        "nextCursor": next,
-    })))
+    Ok(HttpResponse::Ok().json(SummaryPage {
+        workflows: page.iter().map(summary_view).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// `limit`: 1..=`LIST_LIMIT_MAX`, default [`PAGE_DEFAULT`]; anything else
@@ -155,7 +240,7 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 200, description = "the workflow", body = serde_json::Value),
+        (status = 200, description = "the workflow", body = WorkflowView),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))
@@ -175,7 +260,7 @@ async fn get_one(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 200, description = "its events", body = serde_json::Value),
+        (status = 200, description = "its events", body = EventsPage),
         crate::openapi::TenantErrors,
     ),
     security(("bearer" = []))
@@ -192,7 +277,7 @@ async fn events(
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            let mut v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
             if let Some(obj) = v.as_object_mut() {
                 let tag = obj.remove("t").unwrap_or(Value::Null);
                 obj.insert("seq".into(), json!(i + 1));
@@ -201,7 +286,10 @@ async fn events(
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"workflowId": wf.id, "events": items})))
+    Ok(HttpResponse::Ok().json(EventsPage {
+        workflow_id: wf.id,
+        events: items,
+    }))
 }
 
 /// Resume a failed workflow from the failed step.
@@ -209,7 +297,7 @@ async fn events(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "resumed", body = serde_json::Value),
+        (status = 202, description = "resumed", body = WorkflowView),
         (status = 409, description = "not resumable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -241,7 +329,7 @@ async fn resume(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "cancelled or cancel requested", body = serde_json::Value),
+        (status = 202, description = "cancelled or cancel requested", body = WorkflowView),
         (status = 409, description = "not cancellable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),

@@ -22,6 +22,7 @@ pub mod status;
 pub mod steps;
 
 use crate::bundle::BundleSigner;
+use crate::common::{policy, remove_dir_all_idempotent, WorkflowStep};
 use crate::links::LinkSigner;
 use crate::ports::audit::{AuditEntry, AuditLog};
 use crate::ports::export_records::{ExportRecords, NoExportRecords};
@@ -34,7 +35,7 @@ use ferry_engine::{
 };
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +52,7 @@ pub const EXPIRE_TIMER: &str = "expire";
 /// Entity name used in audit entries.
 pub const AUDIT_ENTITY: &str = "export";
 /// Actor of audit entries the engine writes itself.
-pub const AUDIT_ACTOR: &str = crate::step_audit::ACTOR;
-
-/// The step names, in order.
-pub const STEP_NAMES: [&str; 7] = [
-    "plan", "snapshot", "assets", "bundle", "upload", "notify", "expire",
-];
+pub const AUDIT_ACTOR: &str = crate::common::AUDIT_ACTOR;
 
 /// The adapters the steps use.
 #[derive(Clone)]
@@ -116,44 +112,102 @@ pub struct ExportWorkflow {
     steps: Vec<StepSpec>,
 }
 
-fn policy(attempts_max: u32, initial: Duration, max: Duration) -> RetryPolicy {
-    RetryPolicy {
-        attempts_max,
-        backoff_initial: initial,
-        backoff_max: max,
-        multiplier: 2.0,
-        jitter: 0.5,
+/// The export's steps, in order. The names are stored in events and stay
+/// as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExportStep {
+    Plan,
+    Snapshot,
+    Assets,
+    Bundle,
+    Upload,
+    Notify,
+    Expire,
+}
+
+impl WorkflowStep for ExportStep {
+    const ALL: &'static [ExportStep] = &[
+        ExportStep::Plan,
+        ExportStep::Snapshot,
+        ExportStep::Assets,
+        ExportStep::Bundle,
+        ExportStep::Upload,
+        ExportStep::Notify,
+        ExportStep::Expire,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ExportStep::Plan => "plan",
+            ExportStep::Snapshot => "snapshot",
+            ExportStep::Assets => "assets",
+            ExportStep::Bundle => "bundle",
+            ExportStep::Upload => "upload",
+            ExportStep::Notify => "notify",
+            ExportStep::Expire => "expire",
+        }
+    }
+
+    fn spec(self) -> StepSpec {
+        let secs = Duration::from_secs;
+        let spec = StepSpec::new(self.name());
+        match self {
+            // Unknown tenants and tables are permanent errors; only I/O retries.
+            ExportStep::Plan => spec.retry(policy(5, secs(1), secs(60))).timeout(secs(300)),
+            ExportStep::Snapshot => spec
+                .retry(policy(5, secs(2), secs(300)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Assets => spec
+                .retry(policy(6, secs(2), secs(300)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Bundle => spec
+                .retry(policy(3, secs(2), secs(120)))
+                .timeout(secs(6 * 3600)),
+            ExportStep::Upload => spec
+                .retry(policy(8, secs(2), secs(600)))
+                .timeout(secs(4 * 3600)),
+            // Mail servers go away for a while: many attempts, long backoff,
+            // and a failed send never repeats the steps before it.
+            ExportStep::Notify => spec
+                .retry(policy(20, secs(10), secs(1800)))
+                .timeout(secs(120)),
+            ExportStep::Expire => spec.retry(policy(10, secs(1), secs(300))).timeout(secs(60)),
+        }
+    }
+
+    /// Percent of the whole export (the weights sum to 100).
+    fn weight(self) -> f64 {
+        match self {
+            ExportStep::Plan => 2.0,
+            ExportStep::Snapshot => 50.0,
+            ExportStep::Assets => 15.0,
+            ExportStep::Bundle => 25.0,
+            ExportStep::Upload => 5.0,
+            ExportStep::Notify => 2.0,
+            ExportStep::Expire => 1.0,
+        }
     }
 }
 
-fn step_specs() -> Vec<StepSpec> {
-    let secs = Duration::from_secs;
-    vec![
-        // Unknown tenants and tables are permanent errors; only I/O retries.
-        StepSpec::new("plan")
-            .retry(policy(5, secs(1), secs(60)))
-            .timeout(secs(300)),
-        StepSpec::new("snapshot")
-            .retry(policy(5, secs(2), secs(300)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("assets")
-            .retry(policy(6, secs(2), secs(300)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("bundle")
-            .retry(policy(3, secs(2), secs(120)))
-            .timeout(secs(6 * 3600)),
-        StepSpec::new("upload")
-            .retry(policy(8, secs(2), secs(600)))
-            .timeout(secs(4 * 3600)),
-        // Mail servers go away for a while: many attempts, long backoff,
-        // and a failed send never repeats the steps before it.
-        StepSpec::new("notify")
-            .retry(policy(20, secs(10), secs(1800)))
-            .timeout(secs(120)),
-        StepSpec::new("expire")
-            .retry(policy(10, secs(1), secs(300)))
-            .timeout(secs(60)),
-    ]
+impl ExportStep {
+    /// Run this step with the export's input, parsed once by
+    /// [`ExportWorkflow::run`].
+    async fn run(
+        self,
+        wf: &ExportWorkflow,
+        ctx: &mut StepContext,
+        input: &ExportInput,
+    ) -> Result<Value, StepError> {
+        match self {
+            ExportStep::Plan => steps::plan::run(wf, ctx, input).await,
+            ExportStep::Snapshot => steps::snapshot::run(wf, ctx, input).await,
+            ExportStep::Assets => steps::assets::run(wf, ctx, input).await,
+            ExportStep::Bundle => steps::bundle::run(wf, ctx, input).await,
+            ExportStep::Upload => steps::upload::run(wf, ctx).await,
+            ExportStep::Notify => steps::notify::run(wf, ctx, input).await,
+            ExportStep::Expire => steps::expire::run(wf, ctx, input).await,
+        }
+    }
 }
 
 impl ExportWorkflow {
@@ -163,7 +217,7 @@ impl ExportWorkflow {
             config,
             metrics: None,
             records: Arc::new(NoExportRecords),
-            steps: step_specs(),
+            steps: ExportStep::specs(),
         }
     }
 
@@ -182,14 +236,19 @@ impl ExportWorkflow {
     /// Write the export's record after step `step` succeeded with
     /// `output`: created by `plan`, with the bundle's size, checksum and key
     /// after `upload`, completed with its expiry after `expire`.
-    async fn record_step(&self, ctx: &StepContext, output: &Value) -> Result<(), StepError> {
-        let status = match ctx.step.as_str() {
-            "plan" | "upload" => Status::Running,
-            "expire" => Status::Completed,
+    async fn record_step(
+        &self,
+        step: ExportStep,
+        ctx: &StepContext,
+        output: &Value,
+    ) -> Result<(), StepError> {
+        let status = match step {
+            ExportStep::Plan | ExportStep::Upload => Status::Running,
+            ExportStep::Expire => Status::Completed,
             _ => return Ok(()),
         };
         let mut outputs = (*ctx.outputs).clone();
-        outputs.insert(ctx.step.clone(), output.clone());
+        outputs.insert(step.name().to_owned(), output.clone());
         let record = records::RecordSource::of_step(ctx, &outputs).record(status)?;
         self.write_record(record).await
     }
@@ -268,22 +327,19 @@ impl Workflow for ExportWorkflow {
     }
 
     async fn run(&self, mut ctx: StepContext) -> Result<Value, StepError> {
-        let result = match ctx.step.as_str() {
-            "plan" => steps::plan::run(self, &mut ctx).await,
-            "snapshot" => steps::snapshot::run(self, &mut ctx).await,
-            "assets" => steps::assets::run(self, &mut ctx).await,
-            "bundle" => steps::bundle::run(self, &mut ctx).await,
-            "upload" => steps::upload::run(self, &mut ctx).await,
-            "notify" => steps::notify::run(self, &mut ctx).await,
-            "expire" => steps::expire::run(self, &mut ctx).await,
-            other => Err(StepError::permanent(
+        let step = ExportStep::named(&ctx.step);
+        let input = ExportInput::from_value(&ctx.input);
+        let result = match (step, &input) {
+            (None, _) => Err(StepError::permanent(
                 "unknown_step",
-                format!("export has no step {other:?}"),
+                format!("export has no step {:?}", ctx.step),
             )),
+            (Some(_), Err(e)) => Err(StepError::permanent(e.code, e.message.clone())),
+            (Some(step), Ok(input)) => step.run(self, &mut ctx, input).await,
         };
-        let result = match result {
-            Ok(output) => self.record_step(&ctx, &output).await.map(|_| output),
-            failed => failed,
+        let result = match (result, step) {
+            (Ok(output), Some(step)) => self.record_step(step, &ctx, &output).await.map(|_| output),
+            (result, _) => result,
         };
         if let Err(e) = &result {
             // A failure the engine will not retry shows in the record too
@@ -317,14 +373,6 @@ impl Workflow for ExportWorkflow {
             return Ok(());
         }
         steps::expire::on_expire(self, &ctx).await
-    }
-}
-
-/// Remove a directory tree; a missing one is fine.
-pub(crate) async fn remove_dir_all_idempotent(path: &Path) -> std::io::Result<()> {
-    match tokio::fs::remove_dir_all(path).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 
@@ -375,3 +423,70 @@ pub fn download_audit_entry(
 
 /// Which area bundles live in.
 pub const BUNDLE_AREA: Area = Area::Exports;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::{StepOutput, WorkflowStep};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_steps_keep_the_names_stored_in_events_in_their_order() {
+        let names: Vec<_> = ExportStep::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            ["plan", "snapshot", "assets", "bundle", "upload", "notify", "expire"]
+        );
+        for step in ExportStep::ALL {
+            assert_eq!(ExportStep::named(step.name()), Some(*step));
+            assert_eq!(step.spec().name, step.name());
+        }
+        assert_eq!(ExportStep::named("confirm"), None);
+        let weights: f64 = ExportStep::ALL.iter().map(|s| s.weight()).sum();
+        assert_eq!(weights, 100.0);
+    }
+
+    #[test]
+    fn each_output_names_its_own_step() {
+        use steps::*;
+        assert_eq!(plan::PlanOutput::STEP, ExportStep::Plan);
+        assert_eq!(snapshot::SnapshotOutput::STEP, ExportStep::Snapshot);
+        assert_eq!(assets::AssetsOutput::STEP, ExportStep::Assets);
+        assert_eq!(bundle::BundleOutput::STEP, ExportStep::Bundle);
+        assert_eq!(upload::UploadOutput::STEP, ExportStep::Upload);
+        assert_eq!(notify::NotifyOutput::STEP, ExportStep::Notify);
+        assert_eq!(expire::ExpireOutput::STEP, ExportStep::Expire);
+    }
+
+    #[test]
+    fn progress_counts_finished_steps_and_the_current_one() {
+        let mut outputs = BTreeMap::new();
+        assert_eq!(ExportStep::progress_percent(&outputs, None, None), 0);
+        outputs.insert("plan".to_owned(), json!({}));
+        outputs.insert("snapshot".to_owned(), json!({}));
+        // 2 + 50 done, half of the assets' 15.
+        assert_eq!(
+            ExportStep::progress_percent(&outputs, Some("assets"), Some(0.5)),
+            59
+        );
+        // A fraction out of range counts as its bound.
+        assert_eq!(
+            ExportStep::progress_percent(&outputs, Some("assets"), Some(7.0)),
+            67
+        );
+        for step in ExportStep::ALL {
+            outputs.insert(step.name().to_owned(), json!({}));
+        }
+        // 100 only once the workflow completed, which the caller knows.
+        assert_eq!(ExportStep::progress_percent(&outputs, None, None), 99);
+    }
+
+    #[test]
+    fn the_specs_are_the_enum_s() {
+        let specs = ExportStep::specs();
+        assert_eq!(specs.len(), ExportStep::ALL.len());
+        assert_eq!(specs[5].name, "notify");
+        assert_eq!(specs[5].retry.attempts_max, 20);
+        assert_eq!(specs[0].timeout, Duration::from_secs(300));
+    }
+}

@@ -7,6 +7,7 @@
 use super::steps::expire::ExpireOutput;
 use super::steps::upload::UploadOutput;
 use super::{ExportInput, ExportWorkflow};
+use crate::common::recorded;
 use crate::ports::export_records::ExportRecord;
 use ferry_engine::{Status, StepContext, StepError, TenantId, Timestamp, WorkflowId};
 use serde_json::Value;
@@ -19,15 +20,6 @@ pub(crate) struct RecordSource<'a> {
     pub input: &'a Value,
     pub outputs: &'a BTreeMap<String, Value>,
     pub requested_at: Timestamp,
-}
-
-fn output<T: serde::de::DeserializeOwned>(
-    outputs: &BTreeMap<String, Value>,
-    step: &str,
-) -> Option<T> {
-    outputs
-        .get(step)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 impl<'a> RecordSource<'a> {
@@ -47,8 +39,8 @@ impl<'a> RecordSource<'a> {
     pub fn record(&self, status: Status) -> Result<ExportRecord, StepError> {
         let input = ExportInput::from_value(self.input)
             .map_err(|e| StepError::permanent(e.code, e.message))?;
-        let upload: Option<UploadOutput> = output(self.outputs, "upload");
-        let expire: Option<ExpireOutput> = output(self.outputs, "expire");
+        let upload: Option<UploadOutput> = recorded(self.outputs);
+        let expire: Option<ExpireOutput> = recorded(self.outputs);
         Ok(ExportRecord {
             export_id: self.workflow,
             tenant: self.tenant.clone(),

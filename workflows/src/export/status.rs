@@ -10,37 +10,26 @@ use super::steps::bundle::BundleOutput;
 use super::steps::expire::ExpireOutput;
 use super::steps::snapshot::SnapshotOutput;
 use super::steps::upload::UploadOutput;
-use super::{EXPIRE_TIMER, KIND};
+use super::{ExportStep, EXPIRE_TIMER, KIND};
+use crate::common::{recorded, WorkflowStep};
 use crate::ports::objects::ObjectKey;
 use ferry_engine::{Status, Timestamp, WorkflowId, WorkflowState};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Share of the whole export each step stands for, in percent (sums to 100).
-const STEP_WEIGHTS: [(&str, f64); 7] = [
-    ("plan", 2.0),
-    ("snapshot", 50.0),
-    ("assets", 15.0),
-    ("bundle", 25.0),
-    ("upload", 5.0),
-    ("notify", 2.0),
-    ("expire", 1.0),
-];
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusError {
-    pub code: String,
-    pub message: String,
-}
+pub use crate::common::StatusError;
 
 /// What `GET /api/v1/tenant/export/{id}/status` returns.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportStatusView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: WorkflowId,
     pub tenant_id: String,
+    /// `lite`, `native` or `analytics`.
     pub profile: Option<String>,
     pub include_assets: bool,
+    /// e.g. `pending`, `running`, `completed`, `failed`.
+    #[schema(value_type = String)]
     pub status: Status,
     /// 0–100.
     pub progress: u8,
@@ -50,22 +39,19 @@ pub struct ExportStatusView {
     pub size_bytes: Option<u64>,
     pub checksum: Option<String>,
     pub file_name: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// The bundle's expiry passed (or its timer deleted it).
     pub expired: bool,
     pub error: Option<StatusError>,
+    #[schema(value_type = String, format = DateTime)]
     pub requested_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at: Option<Timestamp>,
     /// Set by the API, only while the bundle can be downloaded.
     pub download_url: Option<String>,
-}
-
-fn output<T: DeserializeOwned>(state: &WorkflowState, step: &str) -> Option<T> {
-    state
-        .outputs
-        .get(step)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 fn is_expired(state: &WorkflowState, expires_at: Option<Timestamp>, now: Timestamp) -> bool {
@@ -77,29 +63,24 @@ impl ExportStatusView {
     /// The view of `state` at time `now` (for expiry), without a download URL.
     pub fn from_state(state: &WorkflowState, now: Timestamp) -> ExportStatusView {
         let input = ExportInput::from_value(&state.input).ok();
-        let snapshot: Option<SnapshotOutput> = output(state, "snapshot");
-        let bundle: Option<BundleOutput> = output(state, "bundle");
-        let upload: Option<UploadOutput> = output(state, "upload");
-        let expire: Option<ExpireOutput> = output(state, "expire");
+        let snapshot: Option<SnapshotOutput> = recorded(&state.outputs);
+        let bundle: Option<BundleOutput> = recorded(&state.outputs);
+        let upload: Option<UploadOutput> = recorded(&state.outputs);
+        let expire: Option<ExpireOutput> = recorded(&state.outputs);
 
-        let mut percent: f64 = STEP_WEIGHTS
-            .iter()
-            .filter(|(name, _)| state.outputs.contains_key(*name))
-            .map(|(_, w)| w)
-            .sum();
-        if let (Some(step), Some(p)) = (&state.current_step, &state.progress) {
-            if let Some((_, w)) = STEP_WEIGHTS.iter().find(|(name, _)| name == step) {
-                percent += w * p.fraction.clamp(0.0, 1.0);
-            }
-        }
         let progress = if state.status == Status::Completed {
             100
         } else {
-            percent.clamp(0.0, 99.0) as u8
+            ExportStep::progress_percent(
+                &state.outputs,
+                state.current_step.as_deref(),
+                state.progress.as_ref().map(|p| p.fraction),
+            )
         };
 
         let live = state.progress.as_ref();
-        let in_snapshot = state.current_step.as_deref() == Some("snapshot");
+        let in_snapshot =
+            state.current_step.as_deref().and_then(ExportStep::named) == Some(ExportStep::Snapshot);
         let rows_done = match (&snapshot, in_snapshot, live) {
             (Some(s), _, _) => s.row_count.unwrap_or(0),
             (None, true, Some(p)) => p.rows,
@@ -203,8 +184,8 @@ pub fn artifact(state: &WorkflowState, now: Timestamp) -> Result<ExportArtifact,
     if state.status != Status::Completed {
         return Err(ArtifactError::NotReady);
     }
-    let upload: UploadOutput = output(state, "upload").ok_or(ArtifactError::NotReady)?;
-    let expire: ExpireOutput = output(state, "expire").ok_or(ArtifactError::NotReady)?;
+    let upload: UploadOutput = recorded(&state.outputs).ok_or(ArtifactError::NotReady)?;
+    let expire: ExpireOutput = recorded(&state.outputs).ok_or(ArtifactError::NotReady)?;
     if is_expired(state, Some(expire.expires_at), now) {
         return Err(ArtifactError::Expired);
     }

@@ -339,7 +339,7 @@ impl TenantChainVerifier {
 }
 
 /// Result of checking a chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainReport {
     pub entries: u64,

@@ -165,7 +165,7 @@ pub trait LoadObserver {
 
 /// Something about the tenant's schema that makes a load slow or risky,
 /// shown in the preview (it does not stop the rehydration).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadWarning {
     /// Stable code, e.g. `unindexed_foreign_key`.

@@ -59,12 +59,13 @@
 
 use super::input::{Mode, RehydrateInput};
 use super::steps::validate::ValidateOutput;
-use super::steps::{io_error, WorkDirs};
+use super::steps::WorkDirs;
 use super::validate::Validated;
 use super::RehydrateWorkflow;
 use crate::bundle::manifest::{Manifest, ASSETS_PREFIX};
 use crate::bundle::writer::hash_reader;
-use crate::export::steps::assets::tenant_files_page;
+use crate::common::io_error;
+use crate::common::tenant_files::tenant_files_page;
 use crate::ports::objects::{Area, ObjectKey, ObjectStore, LIST_LIMIT_MAX};
 use crate::ports::PortError;
 use ferry_engine::{StepContext, StepError, TenantId, WorkflowId};
@@ -76,7 +77,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// What a rehydration does to the tenant's files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetPolicy {
     /// The files stay as they are: a `partial` rehydration, or a bundle
@@ -126,7 +127,7 @@ pub struct AssetFile {
 
 /// What a rehydration will do to the tenant's files: the preview's
 /// numbers, and the plan `backup` staged for the switch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetCounts {
     pub policy: AssetPolicy,
@@ -141,7 +142,7 @@ pub struct AssetCounts {
 }
 
 /// What a switch or a rollback did to the tenant's files.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetsChanged {
     pub policy: AssetPolicy,

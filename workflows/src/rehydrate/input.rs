@@ -11,8 +11,8 @@
 //! stable code, before any workflow exists. The tenant never comes from the
 //! request: the engine takes it from the token.
 
-use crate::export::input::parse_tables;
-pub use crate::export::input::{InputError, Requester};
+use crate::common::input::parse_tables;
+pub use crate::common::input::{InputError, Requester};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -41,6 +41,7 @@ pub mod steps;
 pub mod validate;
 
 use crate::bundle::BundleSigner;
+use crate::common::{policy, remove_dir_all_idempotent, WorkflowStep, AUDIT_ACTOR};
 use crate::ports::audit::{AuditEntry, AuditLog};
 use crate::ports::objects::{Area, ObjectStore};
 use crate::ports::tenant::TenantStore;
@@ -68,19 +69,6 @@ pub const CONFIRM_TEXT: &str = "DELETE";
 pub const BACKUP_TIMER: &str = "backup_expire";
 /// The input field that makes a dry run.
 pub const DRY_RUN_FIELD: &str = "dryRun";
-
-/// The step names, in order.
-pub const STEP_NAMES: [&str; 9] = [
-    "receive",
-    "validate",
-    "preview",
-    "confirm",
-    "quiesce",
-    "backup",
-    "load",
-    "assets",
-    "reactivate",
-];
 
 /// The adapters the steps use.
 #[derive(Clone)]
@@ -132,58 +120,113 @@ pub struct RehydrateWorkflow {
     steps: Vec<StepSpec>,
 }
 
-fn policy(attempts_max: u32, initial: Duration, max: Duration) -> RetryPolicy {
-    RetryPolicy {
-        attempts_max,
-        backoff_initial: initial,
-        backoff_max: max,
-        multiplier: 2.0,
-        jitter: 0.5,
+/// The rehydration's steps, in order. The names are stored in events and
+/// stay as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RehydrateStep {
+    Receive,
+    Validate,
+    Preview,
+    /// Waits for the typed confirmation; it runs nothing.
+    Confirm,
+    Quiesce,
+    Backup,
+    Load,
+    Assets,
+    Reactivate,
+}
+
+impl WorkflowStep for RehydrateStep {
+    const ALL: &'static [RehydrateStep] = &[
+        RehydrateStep::Receive,
+        RehydrateStep::Validate,
+        RehydrateStep::Preview,
+        RehydrateStep::Confirm,
+        RehydrateStep::Quiesce,
+        RehydrateStep::Backup,
+        RehydrateStep::Load,
+        RehydrateStep::Assets,
+        RehydrateStep::Reactivate,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RehydrateStep::Receive => "receive",
+            RehydrateStep::Validate => "validate",
+            RehydrateStep::Preview => "preview",
+            RehydrateStep::Confirm => "confirm",
+            RehydrateStep::Quiesce => "quiesce",
+            RehydrateStep::Backup => "backup",
+            RehydrateStep::Load => "load",
+            RehydrateStep::Assets => "assets",
+            RehydrateStep::Reactivate => "reactivate",
+        }
+    }
+
+    fn spec(self) -> StepSpec {
+        let secs = Duration::from_secs;
+        let long = secs(6 * 3600);
+        let spec = StepSpec::new(self.name());
+        // A dry run skips every step after the preview but `reactivate`.
+        let after_preview = |s: StepSpec| s.skip_if_input(DRY_RUN_FIELD);
+        match self {
+            RehydrateStep::Receive => spec.retry(policy(6, secs(2), secs(300))).timeout(long),
+            // Rejections are permanent; only I/O retries.
+            RehydrateStep::Validate => spec.retry(policy(3, secs(2), secs(60))).timeout(long),
+            RehydrateStep::Preview => spec.retry(policy(5, secs(2), secs(120))).timeout(long),
+            RehydrateStep::Confirm => after_preview(spec.awaits_signal(CONFIRM_SIGNAL)),
+            RehydrateStep::Quiesce => after_preview(
+                spec.compensable()
+                    .retry(policy(10, secs(1), secs(120)))
+                    .timeout(secs(300)),
+            ),
+            RehydrateStep::Backup => {
+                after_preview(spec.retry(policy(5, secs(2), secs(300))).timeout(long))
+            }
+            RehydrateStep::Load => {
+                after_preview(spec.retry(policy(5, secs(2), secs(300))).timeout(long))
+            }
+            RehydrateStep::Assets => {
+                after_preview(spec.retry(policy(5, secs(2), secs(300))).timeout(long))
+            }
+            // Runs in a dry run too, to drop the work files (see the step).
+            RehydrateStep::Reactivate => spec
+                .retry(policy(10, secs(1), secs(120)))
+                .timeout(secs(300)),
+        }
+    }
+
+    /// Every step counts the same.
+    fn weight(self) -> f64 {
+        1.0
     }
 }
 
-fn step_specs() -> Vec<StepSpec> {
-    let secs = Duration::from_secs;
-    let long = secs(6 * 3600);
-    let after_preview = |s: StepSpec| s.skip_if_input(DRY_RUN_FIELD);
-    vec![
-        StepSpec::new("receive")
-            .retry(policy(6, secs(2), secs(300)))
-            .timeout(long),
-        // Rejections are permanent; only I/O retries.
-        StepSpec::new("validate")
-            .retry(policy(3, secs(2), secs(60)))
-            .timeout(long),
-        StepSpec::new("preview")
-            .retry(policy(5, secs(2), secs(120)))
-            .timeout(long),
-        after_preview(StepSpec::new("confirm").awaits_signal(CONFIRM_SIGNAL)),
-        after_preview(
-            StepSpec::new("quiesce")
-                .compensable()
-                .retry(policy(10, secs(1), secs(120)))
-                .timeout(secs(300)),
-        ),
-        after_preview(
-            StepSpec::new("backup")
-                .retry(policy(5, secs(2), secs(300)))
-                .timeout(long),
-        ),
-        after_preview(
-            StepSpec::new("load")
-                .retry(policy(5, secs(2), secs(300)))
-                .timeout(long),
-        ),
-        after_preview(
-            StepSpec::new("assets")
-                .retry(policy(5, secs(2), secs(300)))
-                .timeout(long),
-        ),
-        // Runs in a dry run too, to drop the work files (see the step).
-        StepSpec::new("reactivate")
-            .retry(policy(10, secs(1), secs(120)))
-            .timeout(secs(300)),
-    ]
+impl RehydrateStep {
+    /// Run this step with the rehydration's input, parsed once by
+    /// [`RehydrateWorkflow::run`].
+    async fn run(
+        self,
+        wf: &RehydrateWorkflow,
+        ctx: &mut StepContext,
+        input: &RehydrateInput,
+    ) -> Result<Value, StepError> {
+        match self {
+            RehydrateStep::Receive => steps::receive::run(wf, ctx, input).await,
+            RehydrateStep::Validate => steps::validate::run(wf, ctx, input).await,
+            RehydrateStep::Preview => steps::preview::run(wf, ctx, input).await,
+            RehydrateStep::Quiesce => steps::quiesce::run(wf, ctx).await,
+            RehydrateStep::Backup => steps::backup::run(wf, ctx, input).await,
+            RehydrateStep::Load => steps::load::run(wf, ctx, input).await,
+            RehydrateStep::Assets => steps::assets::run(wf, ctx).await,
+            RehydrateStep::Reactivate => steps::reactivate::run(wf, ctx, input).await,
+            RehydrateStep::Confirm => Err(unknown_step(self.name())),
+        }
+    }
+}
+
+fn unknown_step(name: &str) -> StepError {
+    StepError::permanent("unknown_step", format!("rehydrate has no step {name:?}"))
 }
 
 impl RehydrateWorkflow {
@@ -192,7 +235,7 @@ impl RehydrateWorkflow {
             deps,
             config,
             metrics: None,
-            steps: step_specs(),
+            steps: RehydrateStep::specs(),
         }
     }
 
@@ -243,7 +286,7 @@ impl RehydrateWorkflow {
                     continue;
                 };
                 if !keep.contains(&id) {
-                    crate::export::remove_dir_all_idempotent(&entry.path()).await?;
+                    remove_dir_all_idempotent(&entry.path()).await?;
                     removed += 1;
                 }
             }
@@ -320,11 +363,11 @@ impl Workflow for RehydrateWorkflow {
 
     async fn compensate(&self, mut ctx: StepContext) -> Result<Value, StepError> {
         crate::failpoints::hit("rehydrate.rollback.before").await?;
-        match ctx.step.as_str() {
-            "quiesce" => steps::restore::compensate(self, &mut ctx).await,
-            other => Err(StepError::permanent(
+        match RehydrateStep::named(&ctx.step) {
+            Some(RehydrateStep::Quiesce) => steps::restore::compensate(self, &mut ctx).await,
+            _ => Err(StepError::permanent(
                 "no_compensation",
-                format!("step {other} has no compensation"),
+                format!("step {} has no compensation", ctx.step),
             )),
         }
     }
@@ -340,21 +383,12 @@ impl Workflow for RehydrateWorkflow {
 impl RehydrateWorkflow {
     async fn run_step(&self, ctx: &mut StepContext) -> Result<Value, StepError> {
         crate::failpoints::hit(&format!("rehydrate.{}.before", ctx.step)).await?;
-        let ctx = &mut *ctx;
-        match ctx.step.as_str() {
-            "receive" => steps::receive::run(self, ctx).await,
-            "validate" => steps::validate::run(self, ctx).await,
-            "preview" => steps::preview::run(self, ctx).await,
-            "quiesce" => steps::quiesce::run(self, ctx).await,
-            "backup" => steps::backup::run(self, ctx).await,
-            "load" => steps::load::run(self, ctx).await,
-            "assets" => steps::assets::run(self, ctx).await,
-            "reactivate" => steps::reactivate::run(self, ctx).await,
-            other => Err(StepError::permanent(
-                "unknown_step",
-                format!("rehydrate has no step {other:?}"),
-            )),
-        }
+        let Some(step) = RehydrateStep::named(&ctx.step) else {
+            return Err(unknown_step(&ctx.step));
+        };
+        let input = RehydrateInput::from_value(&ctx.input)
+            .map_err(|e| StepError::permanent(e.code, e.message))?;
+        step.run(self, ctx, &input).await
     }
 
     /// The backup's retention timer fired: delete it (and any work files,
@@ -366,12 +400,12 @@ impl RehydrateWorkflow {
         if let Some(m) = &self.metrics {
             m.bundles_expired.with_label_values(&[KIND]).inc();
         }
-        crate::export::remove_dir_all_idempotent(&self.work_dir_of(ctx.workflow))
+        remove_dir_all_idempotent(&self.work_dir_of(ctx.workflow))
             .await
             .map_err(|e| StepError::retryable("work_dir_failed", e.to_string()))?;
         let entry = AuditEntry::new(
             chrono::Utc::now(),
-            crate::export::AUDIT_ACTOR,
+            AUDIT_ACTOR,
             Some(ctx.tenant.clone()),
             "REHYDRATE_BACKUP_EXPIRED",
             AUDIT_ENTITY,
@@ -384,5 +418,86 @@ impl RehydrateWorkflow {
             .await
             .map(|_| ())
             .map_err(|e| StepError::retryable("audit_failed", e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::StepOutput;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_steps_keep_the_names_stored_in_events_in_their_order() {
+        let names: Vec<_> = RehydrateStep::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "receive",
+                "validate",
+                "preview",
+                "confirm",
+                "quiesce",
+                "backup",
+                "load",
+                "assets",
+                "reactivate"
+            ]
+        );
+        for step in RehydrateStep::ALL {
+            assert_eq!(RehydrateStep::named(step.name()), Some(*step));
+            assert_eq!(step.spec().name, step.name());
+        }
+    }
+
+    #[test]
+    fn the_specs_keep_their_flags() {
+        let spec = |s: RehydrateStep| s.spec();
+        assert_eq!(
+            spec(RehydrateStep::Confirm).awaits_signal,
+            Some(CONFIRM_SIGNAL)
+        );
+        assert!(spec(RehydrateStep::Quiesce).compensable);
+        let compensable = RehydrateStep::ALL
+            .iter()
+            .filter(|s| s.spec().compensable)
+            .count();
+        assert_eq!(compensable, 1);
+        // A dry run skips everything after the preview but reactivate.
+        let dry = json!({ DRY_RUN_FIELD: true });
+        let skipped: Vec<_> = RehydrateStep::ALL
+            .iter()
+            .filter(|s| s.spec().skipped_for(&dry))
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(skipped, ["confirm", "quiesce", "backup", "load", "assets"]);
+    }
+
+    #[test]
+    fn each_output_names_its_own_step() {
+        use steps::*;
+        assert_eq!(receive::ReceiveOutput::STEP, RehydrateStep::Receive);
+        assert_eq!(validate::ValidateOutput::STEP, RehydrateStep::Validate);
+        assert_eq!(preview::PreviewOutput::STEP, RehydrateStep::Preview);
+        assert_eq!(backup::BackupOutput::STEP, RehydrateStep::Backup);
+        assert_eq!(load::LoadOutput::STEP, RehydrateStep::Load);
+        assert_eq!(
+            crate::rehydrate::assets::AssetsChanged::STEP,
+            RehydrateStep::Assets
+        );
+    }
+
+    #[test]
+    fn progress_is_the_share_of_steps_done() {
+        let mut outputs = BTreeMap::new();
+        outputs.insert("receive".to_owned(), json!({}));
+        outputs.insert("validate".to_owned(), json!({}));
+        outputs.insert("preview".to_owned(), json!({}));
+        // 3 of 9 steps, and half of the fourth: 100 * 3.5 / 9.
+        assert_eq!(
+            RehydrateStep::progress_percent(&outputs, Some("confirm"), Some(0.5)),
+            38
+        );
+        assert_eq!(RehydrateStep::progress_percent(&outputs, None, None), 33);
     }
 }

@@ -9,20 +9,24 @@ use super::input::RehydrateInput;
 use super::steps::backup::BackupOutput;
 use super::steps::load::LoadOutput;
 use super::steps::preview::PreviewOutput;
+use super::steps::restore::RestoreOutput;
 use super::steps::validate::ValidateOutput;
-use super::{BACKUP_TIMER, STEP_NAMES};
-use crate::export::status::StatusError;
+use super::{RehydrateStep, BACKUP_TIMER};
+use crate::common::{recorded, StatusError, StepOutput, WorkflowStep};
 use ferry_engine::{Phase, Status, Timestamp, WorkflowId, WorkflowState};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// What `GET /api/v1/tenant/rehydrate/{id}/status` returns.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RehydrateStatusView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: WorkflowId,
     pub tenant_id: String,
+    /// e.g. `awaiting_confirmation`, `running`, `completed`, `rolled_back`.
+    #[schema(value_type = String)]
     pub status: Status,
+    /// `replace`, `merge` or `partial`.
     pub mode: Option<String>,
     pub dry_run: bool,
     pub tables: Option<Vec<String>>,
@@ -30,6 +34,7 @@ pub struct RehydrateStatusView {
     pub progress: u8,
     pub current_step: Option<String>,
     /// `forward`, or `compensation` while rolling back.
+    #[schema(value_type = String)]
     pub phase: Phase,
     pub source: Option<String>,
     pub export_id: Option<String>,
@@ -47,31 +52,28 @@ pub struct RehydrateStatusView {
     /// A row-level validation report can be downloaded.
     pub report_available: bool,
     pub error: Option<StatusError>,
+    #[schema(value_type = String, format = DateTime)]
     pub requested_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupView {
     pub size_bytes: u64,
     pub checksum: String,
+    #[schema(value_type = String, format = DateTime)]
     pub taken_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub retained_until: Option<Timestamp>,
     /// Its retention timer fired: the backup is gone.
     pub expired: bool,
 }
 
-fn output<T: DeserializeOwned>(state: &WorkflowState, step: &str) -> Option<T> {
-    state
-        .outputs
-        .get(step)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
 /// The preview, once the `preview` step recorded it.
 pub fn preview(state: &WorkflowState) -> Option<PreviewOutput> {
-    output(state, "preview")
+    recorded(&state.outputs)
 }
 
 /// Why a rehydration cannot be confirmed or rolled back now.
@@ -129,22 +131,18 @@ pub fn can_roll_back(state: &WorkflowState) -> Result<(), ActionError> {
 impl RehydrateStatusView {
     pub fn from_state(state: &WorkflowState, report_available: bool) -> RehydrateStatusView {
         let input = RehydrateInput::from_value(&state.input).ok();
-        let validate: Option<ValidateOutput> = output(state, "validate");
-        let import: Option<LoadOutput> = output(state, "load");
-        let backup: Option<BackupOutput> = output(state, "backup");
-        let steps = STEP_NAMES.len() as f64;
-        let done = STEP_NAMES
-            .iter()
-            .filter(|s| state.outputs.contains_key(**s))
-            .count() as f64;
-        let live = state
-            .progress
-            .as_ref()
-            .map_or(0.0, |p| p.fraction.clamp(0.0, 1.0));
+        let validate: Option<ValidateOutput> = recorded(&state.outputs);
+        let import: Option<LoadOutput> = recorded(&state.outputs);
+        let backup: Option<BackupOutput> = recorded(&state.outputs);
+        let rollback = RestoreOutput::recorded(&state.compensated);
         let progress = if state.status == Status::Completed {
             100
         } else {
-            (100.0 * (done + live) / steps).clamp(0.0, 99.0) as u8
+            RehydrateStep::progress_percent(
+                &state.outputs,
+                state.current_step.as_deref(),
+                state.progress.as_ref().map(|p| p.fraction),
+            )
         };
         let timer = state.timers.get(BACKUP_TIMER);
         let error = match state.status {
@@ -171,7 +169,7 @@ impl RehydrateStatusView {
             export_id: validate.as_ref().map(|v| v.export_id.clone()),
             rows_checked: validate.as_ref().map(|v| v.rows_checked),
             rows_imported: import.as_ref().map(|i| i.rows),
-            preview_ready: state.outputs.contains_key("preview"),
+            preview_ready: state.outputs.contains_key(PreviewOutput::STEP.name()),
             awaiting_confirmation: state.status == Status::AwaitingConfirmation,
             backup: backup.map(|b| BackupView {
                 size_bytes: b.size_bytes,
@@ -180,16 +178,9 @@ impl RehydrateStatusView {
                 retained_until: timer.map(|t| t.due_at),
                 expired: timer.is_some_and(|t| t.fired),
             }),
-            restored: state
-                .compensated
-                .get("quiesce")
-                .and_then(|v| v.get("restored"))
-                .and_then(|v| v.as_bool()),
-            assets: output(state, "assets"),
-            assets_restored: state
-                .compensated
-                .get("quiesce")
-                .and_then(|v| serde_json::from_value(v.get("assets")?.clone()).ok()),
+            restored: rollback.as_ref().map(|r| r.restored),
+            assets: recorded::<AssetsChanged>(&state.outputs),
+            assets_restored: rollback.and_then(|r| r.assets),
             report_available,
             error,
             requested_at: state.created_at,

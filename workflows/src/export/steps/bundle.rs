@@ -11,12 +11,13 @@
 
 use super::assets::{AssetIndexLine, AssetsOutput};
 use super::snapshot::SnapshotOutput;
-use super::{io_error, output_of, WorkDirs};
+use super::WorkDirs;
 use crate::bundle::{
     AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Packed, Producer,
-    WriteError, ASSETS_PREFIX, FORMAT_VERSION,
+    ASSETS_PREFIX, FORMAT_VERSION,
 };
-use crate::export::ExportWorkflow;
+use crate::common::{io_error, output_of, write_err, StepOutput};
+use crate::export::{ExportInput, ExportStep, ExportWorkflow};
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -39,21 +40,17 @@ pub struct BundleOutput {
     pub exported_at: Timestamp,
 }
 
+impl StepOutput for BundleOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Bundle;
+}
+
 /// `export_{tenant}_{yyyymmddThhmmssZ}.zip`, from the workflow's creation time.
 pub fn bundle_file_name(tenant: &str, created_at: &Timestamp) -> String {
     format!(
         "export_{tenant}_{}.zip",
         created_at.format("%Y%m%dT%H%M%SZ")
     )
-}
-
-/// A bundle writer's error as a step error (its code and retryability).
-pub(crate) fn write_err(e: WriteError) -> StepError {
-    StepError {
-        code: e.code().to_owned(),
-        message: e.to_string(),
-        retryable: e.retryable(),
-    }
 }
 
 fn work_file_corrupt(path: &str) -> StepError {
@@ -185,10 +182,13 @@ async fn write_bundle(
     Ok(section)
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let snap: SnapshotOutput = output_of(ctx, "snapshot")?;
-    let assets: AssetsOutput = output_of(ctx, "assets")?;
-    let input = super::input_of(ctx)?;
+pub async fn run(
+    wf: &ExportWorkflow,
+    ctx: &mut StepContext,
+    input: &ExportInput,
+) -> Result<Value, StepError> {
+    let snap: SnapshotOutput = output_of(ctx)?;
+    let assets: AssetsOutput = output_of(ctx)?;
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
     let file_name = bundle_file_name(ctx.tenant.as_str(), &ctx.created_at);

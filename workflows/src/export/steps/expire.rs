@@ -10,9 +10,11 @@
 
 use super::bundle::BundleOutput;
 use super::upload::UploadOutput;
-use super::{output_of, secs};
+use crate::common::{output_of, recorded, secs, StepOutput, WorkflowStep};
 use crate::export::records::RecordSource;
-use crate::export::{ExportWorkflow, AUDIT_ACTOR, AUDIT_ENTITY, BUNDLE_AREA, EXPIRE_TIMER};
+use crate::export::{
+    ExportInput, ExportStep, ExportWorkflow, AUDIT_ACTOR, AUDIT_ENTITY, BUNDLE_AREA, EXPIRE_TIMER,
+};
 use crate::ports::audit::AuditEntry;
 use crate::ports::objects::ObjectKey;
 use ferry_engine::{Status, StepContext, StepError, TimerContext, Timestamp};
@@ -31,9 +33,18 @@ pub struct ExpireOutput {
     pub requested_at: Option<Timestamp>,
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let upload: UploadOutput = output_of(ctx, "upload")?;
-    let bundle: BundleOutput = output_of(ctx, "bundle")?;
+impl StepOutput for ExpireOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Expire;
+}
+
+pub async fn run(
+    wf: &ExportWorkflow,
+    ctx: &mut StepContext,
+    input: &ExportInput,
+) -> Result<Value, StepError> {
+    let upload: UploadOutput = output_of(ctx)?;
+    let bundle: BundleOutput = output_of(ctx)?;
     let fixed = match ctx
         .checkpoint_value()
         .and_then(|v| serde_json::from_value::<ExpireOutput>(v.clone()).ok())
@@ -67,10 +78,8 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     )
     .await?;
     if let Some(m) = &wf.metrics {
-        let snapshot: super::snapshot::SnapshotOutput = output_of(ctx, "snapshot")?;
-        let profile = crate::export::ExportInput::from_value(&ctx.input)
-            .map(|i| i.request.profile.as_str())
-            .unwrap_or("unknown");
+        let snapshot: super::snapshot::SnapshotOutput = output_of(ctx)?;
+        let profile = input.request.profile.as_str();
         m.rows
             .with_label_values(&[profile])
             .inc_by(snapshot.row_count.unwrap_or(0));
@@ -86,12 +95,13 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
 
 /// The `expire` timer: delete the bundle, then audit.
 pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), StepError> {
-    let Some(upload) = ctx.outputs.get("upload") else {
+    let step = UploadOutput::STEP.name();
+    let Some(upload) = ctx.outputs.get(step) else {
         // Nothing was ever uploaded: nothing to delete.
         return Ok(());
     };
     let upload: UploadOutput = serde_json::from_value(upload.clone())
-        .map_err(|e| StepError::permanent("invalid_output", format!("output of upload: {e}")))?;
+        .map_err(|e| StepError::permanent("invalid_output", format!("output of {step}: {e}")))?;
     let key = ObjectKey::parse(&upload.key)
         .map_err(|e| StepError::permanent("invalid_object_key", e.to_string()))?;
     if !key.is_under(&ctx.tenant) {
@@ -126,10 +136,7 @@ pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), St
         m.expired.inc();
     }
     // Exports that completed before records were kept have no request time.
-    let expire: Option<ExpireOutput> = ctx
-        .outputs
-        .get("expire")
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let expire: Option<ExpireOutput> = recorded(&ctx.outputs);
     if let Some(requested_at) = expire.and_then(|e| e.requested_at) {
         let source = RecordSource {
             workflow: ctx.workflow,

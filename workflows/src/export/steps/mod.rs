@@ -1,5 +1,5 @@
 //! The export's steps, one per file, and what they share: the layout of a
-//! workflow's work directory, reading earlier steps' outputs, and the live
+//! workflow's work directory and the live
 //! counters and cancel flag of the blocking tasks that dump tables (which
 //! write through [`pack::PackingWriter`]).
 //!
@@ -24,12 +24,10 @@ pub mod plan;
 pub mod snapshot;
 pub mod upload;
 
-use super::input::ExportInput;
 use super::ExportWorkflow;
-use ferry_engine::{StepContext, StepError, WorkflowId};
-use serde::de::DeserializeOwned;
-use std::io;
-use std::path::{Path, PathBuf};
+use crate::common::io_error;
+use ferry_engine::{StepError, WorkflowId};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -70,31 +68,6 @@ impl WorkDirs {
     }
 }
 
-/// A retryable error from local I/O.
-pub(crate) fn io_error(code: &str, e: io::Error) -> StepError {
-    StepError::retryable(code, e.to_string())
-}
-
-/// The workflow's validated input.
-pub(crate) fn input_of(ctx: &StepContext) -> Result<ExportInput, StepError> {
-    ExportInput::from_value(&ctx.input).map_err(|e| StepError::permanent(e.code, e.message))
-}
-
-/// The recorded output of an earlier step.
-pub(crate) fn output_of<T: DeserializeOwned>(
-    ctx: &StepContext,
-    step: &str,
-) -> Result<T, StepError> {
-    let v = ctx.output(step).ok_or_else(|| {
-        StepError::permanent(
-            "missing_output",
-            format!("step {step} has no recorded output"),
-        )
-    })?;
-    serde_json::from_value(v.clone())
-        .map_err(|e| StepError::permanent("invalid_output", format!("output of {step}: {e}")))
-}
-
 /// State shared between a step and the blocking task doing its I/O: live
 /// counters for progress, and a flag that stops the task at its next write.
 #[derive(Debug, Default)]
@@ -114,44 +87,4 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// fsync a directory (after a rename into it).
-pub(crate) fn sync_dir_blocking(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// The file stem used for a table: the name itself when it is a plain
-/// identifier, otherwise a stable hash of it (table names come from the
-/// database and may hold characters that are unsafe in file names).
-pub fn table_file_stem(table: &str) -> String {
-    let plain = !table.is_empty()
-        && table.len() <= 100
-        && !table.starts_with('.')
-        && table
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if plain {
-        table.to_owned()
-    } else {
-        format!("t_{}", &blake3::hash(table.as_bytes()).to_hex()[..16])
-    }
-}
-
-/// Whole seconds, for timestamps recorded in outputs and links.
-pub(crate) fn secs(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::seconds(d.as_secs().min(i64::MAX as u64) as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_stems_are_safe() {
-        assert_eq!(table_file_stem("orders"), "orders");
-        assert_eq!(table_file_stem("order_items-2"), "order_items-2");
-        for odd in ["../x", "a/b", "", ".hidden", "naïve", "a b"] {
-            let s = table_file_stem(odd);
-            assert!(s.starts_with("t_") && s.len() == 18, "{odd:?} -> {s}");
-        }
-    }
-}
+pub use crate::common::table_file_stem;

@@ -10,8 +10,8 @@
 //! not an error: the step records that nothing was sent.
 
 use super::upload::UploadOutput;
-use super::{input_of, output_of, secs};
-use crate::export::ExportWorkflow;
+use crate::common::{output_of, secs, StepOutput};
+use crate::export::{ExportInput, ExportStep, ExportWorkflow};
 use crate::ports::mail::{Email, SendOutcome};
 use ferry_engine::{StepContext, StepError, Timestamp, WorkflowId};
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,11 @@ pub struct NotifyOutput {
     pub link_expires_at: Option<Timestamp>,
     /// `sent`, `already_sent` or `no_recipient`.
     pub outcome: String,
+}
+
+impl StepOutput for NotifyOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Notify;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,9 +115,12 @@ pub fn compose(
     (subject, text, html)
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
-    let upload: UploadOutput = output_of(ctx, "upload")?;
+pub async fn run(
+    wf: &ExportWorkflow,
+    ctx: &mut StepContext,
+    input: &ExportInput,
+) -> Result<Value, StepError> {
+    let upload: UploadOutput = output_of(ctx)?;
     let Some(to) = input
         .requested_by
         .email

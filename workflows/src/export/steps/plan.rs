@@ -7,10 +7,11 @@
 //! it once. The output is informational and an early check; `snapshot`
 //! resolves the tables again against the snapshot it actually reads.
 
-use super::{input_of, WorkDirs};
+use super::WorkDirs;
 use crate::bundle::ManifestDateRange;
-use crate::export::input::{ExportRequest, Profile};
-use crate::export::ExportWorkflow;
+use crate::common::StepOutput;
+use crate::export::input::{ExportInput, ExportRequest, Profile};
+use crate::export::{ExportStep, ExportWorkflow};
 use crate::ports::tenant::{DateFilter, SchemaInfo, TableFormat, TableInfo};
 use crate::ports::PortError;
 use ferry_engine::{StepContext, StepError};
@@ -29,6 +30,11 @@ pub struct PlanOutput {
     pub date_range: Option<ManifestDateRange>,
     /// The schema of the selected tables (what `database/schema.json` holds).
     pub schema: SchemaInfo,
+}
+
+impl StepOutput for PlanOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Plan;
 }
 
 /// The part of `schema` the request selects, in the schema's (foreign-key)
@@ -110,8 +116,11 @@ fn not_found(tenant: &str) -> StepError {
     )
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
+pub async fn run(
+    wf: &ExportWorkflow,
+    ctx: &mut StepContext,
+    input: &ExportInput,
+) -> Result<Value, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
     let tenants = wf.deps.tenants.clone();

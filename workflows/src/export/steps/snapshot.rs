@@ -15,10 +15,11 @@
 
 use super::pack::{PackedFile, PackingWriter};
 use super::plan::{manifest_date_range, select_schema, table_format};
-use super::{input_of, io_error, sync_dir_blocking, table_file_stem, CancelOnDrop, Live, WorkDirs};
+use super::{CancelOnDrop, Live, WorkDirs};
 use crate::bundle::{ManifestDateRange, ManifestEntry, Packed};
-use crate::export::input::Profile;
-use crate::export::ExportWorkflow;
+use crate::common::{io_error, sync_dir_blocking, table_file_stem, StepOutput};
+use crate::export::input::{ExportInput, Profile};
+use crate::export::{ExportStep, ExportWorkflow};
 use crate::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use crate::ports::PortError;
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
@@ -52,6 +53,11 @@ pub struct SnapshotOutput {
     /// How each entry's work file is encoded, by entry path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packed: BTreeMap<String, Packed>,
+}
+
+impl StepOutput for SnapshotOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Snapshot;
 }
 
 /// What a resumed attempt continues from.
@@ -192,8 +198,11 @@ fn entry_of(
     }
 }
 
-pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
+pub async fn run(
+    wf: &ExportWorkflow,
+    ctx: &mut StepContext,
+    input: &ExportInput,
+) -> Result<Value, StepError> {
     let request = input.request.clone();
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;

@@ -7,8 +7,8 @@
 //! there with the recorded size, which is then accepted as the upload.
 
 use super::bundle::BundleOutput;
-use super::output_of;
-use crate::export::{bundle_key, remove_dir_all_idempotent, ExportWorkflow, BUNDLE_AREA};
+use crate::common::{output_of, remove_dir_all_idempotent, StepOutput};
+use crate::export::{bundle_key, ExportStep, ExportWorkflow, BUNDLE_AREA};
 use ferry_engine::{StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -24,8 +24,13 @@ pub struct UploadOutput {
     pub checksum: String,
 }
 
+impl StepOutput for UploadOutput {
+    type Step = ExportStep;
+    const STEP: ExportStep = ExportStep::Upload;
+}
+
 pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let bundle: BundleOutput = output_of(ctx, "bundle")?;
+    let bundle: BundleOutput = output_of(ctx)?;
     let key = bundle_key(&ctx.tenant, ctx.workflow, &bundle.file_name)?;
     let local = Path::new(&bundle.bundle_path);
     ctx.check_cancelled()?;

@@ -19,19 +19,18 @@
 //! verifies, and otherwise takes it again.
 
 use super::validate::ValidateOutput;
-use super::{input_of, io_error, output_of, to_output, WorkDirs};
+use super::WorkDirs;
 use crate::bundle::{
     verify_file, AssetsSection, BundleWriter, DatabaseSection, Manifest, Producer, ASSETS_PREFIX,
     FORMAT_VERSION,
 };
-use crate::export::steps::assets::{collect, AssetIndexLine};
-use crate::export::steps::bundle::write_err;
-use crate::export::steps::table_file_stem;
+use crate::common::tenant_files::{collect, AssetIndexLine};
+use crate::common::{io_error, output_of, table_file_stem, to_output, write_err, StepOutput};
 use crate::ports::objects::{Area, ObjectKey};
 use crate::ports::tenant::{SchemaInfo, TableFormat};
 use crate::ports::PortError;
 use crate::rehydrate::assets::{self, AssetCounts, AssetFile};
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateInput, RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -62,6 +61,11 @@ pub struct BackupOutput {
     /// before files were staged (their rehydration leaves files alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<AssetCounts>,
+}
+
+impl StepOutput for BackupOutput {
+    type Step = RehydrateStep;
+    const STEP: RehydrateStep = RehydrateStep::Backup;
 }
 
 /// The backups-area key of a rehydration's backup.
@@ -267,7 +271,11 @@ async fn verify_backup(wf: &RehydrateWorkflow, path: &Path) -> Result<Checked, S
     })
 }
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     tokio::fs::create_dir_all(dirs.backup_dir())
         .await
@@ -300,9 +308,8 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
         .map_err(|e| io_error("backup_io", e))?
     };
-    let input = input_of(ctx)?;
-    let v: ValidateOutput = output_of(ctx, "validate")?;
-    let staged = assets::stage(wf, ctx, &input, &v, &checked.files).await?;
+    let v: ValidateOutput = output_of(ctx)?;
+    let staged = assets::stage(wf, ctx, input, &v, &checked.files).await?;
     let out = BackupOutput {
         key: key.to_string(),
         size_bytes: meta.size,

@@ -20,14 +20,15 @@
 //! same [`atomic_load`].
 
 use super::validate::{TableFile, ValidateOutput};
-use super::{input_of, output_of, to_output, WorkDirs};
+use super::WorkDirs;
+use crate::common::{output_of, to_output, StepOutput};
 use crate::ports::tenant_writer::{
     LoadObserver, LoadOutcome, LoadPlan, LoadSource, TableDigest, TableSource, TableWrite,
     TenantWriter, Verify, WriteMode,
 };
 use crate::ports::PortError;
 use crate::rehydrate::input::{Mode, RehydrateInput};
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{Progress, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -46,6 +47,11 @@ pub struct LoadOutput {
     pub tables: Vec<TableWrite>,
     /// Rows inserted and updated.
     pub rows: u64,
+}
+
+impl StepOutput for LoadOutput {
+    type Step = RehydrateStep;
+    const STEP: RehydrateStep = RehydrateStep::Load;
 }
 
 /// The files a load reads, in the work directory.
@@ -316,10 +322,13 @@ pub(crate) async fn trial(
     }
 }
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
-    let v: ValidateOutput = output_of(ctx, "validate")?;
-    let (files, verify) = forward_load(&input, &v);
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
+    let v: ValidateOutput = output_of(ctx)?;
+    let (files, verify) = forward_load(input, &v);
     WorkDirs::new(wf, ctx.workflow).create().await?;
     let request = LoadRequest {
         files,
@@ -341,7 +350,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
     )
     .await?;
     if let Some(m) = &wf.metrics {
-        let received: super::receive::ReceiveOutput = output_of(ctx, "receive")?;
+        let received: super::receive::ReceiveOutput = output_of(ctx)?;
         let mode = input.mode.as_str();
         m.rows_imported.with_label_values(&[mode]).inc_by(out.rows);
         m.bytes_imported

@@ -1,6 +1,6 @@
 //! The rehydration's steps, one per file, and what they share: the layout of
-//! a rehydration's work directory, its input, earlier outputs, and running
-//! blocking tenant-database work so that a cancel stops it.
+//! a rehydration's work directory and running blocking tenant-database
+//! work so that a cancel stops it.
 //!
 //! Layout of `<rehydrate work>/<workflow-id>/`:
 //! - `bundle.zip` — the bundle as received;
@@ -23,14 +23,12 @@ pub mod receive;
 pub mod restore;
 pub mod validate;
 
-use super::input::RehydrateInput;
 use super::RehydrateWorkflow;
+use crate::common::io_error;
 use crate::ports::tenant_writer::TenantWriter;
 use crate::ports::PortError;
 use ferry_engine::{StepContext, StepError, WorkflowId};
 use std::path::PathBuf;
-
-pub(crate) use crate::export::steps::output_of;
 
 /// The directories and files of one rehydration.
 #[derive(Clone, Debug)]
@@ -78,16 +76,6 @@ impl WorkDirs {
     }
 }
 
-/// A retryable error from local I/O.
-pub(crate) fn io_error(code: &str, e: std::io::Error) -> StepError {
-    StepError::retryable(code, e.to_string())
-}
-
-/// The workflow's validated input.
-pub(crate) fn input_of(ctx: &StepContext) -> Result<RehydrateInput, StepError> {
-    RehydrateInput::from_value(&ctx.input).map_err(|e| StepError::permanent(e.code, e.message))
-}
-
 /// Run blocking work against the tenant's database on the blocking pool.
 /// The closure gets a fresh [`TenantWriter`]; each of its calls is one
 /// transaction. A step dropped while the work runs (cancel, timeout) does
@@ -122,9 +110,4 @@ pub(crate) fn spawn_writer<T: Send + 'static>(
             .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
             .map_err(StepError::from)
     }
-}
-
-/// Serialize a step output.
-pub(crate) fn to_output<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, StepError> {
-    serde_json::to_value(v).map_err(|e| StepError::permanent("invalid_output", e.to_string()))
 }

@@ -16,17 +16,18 @@
 //! briefly); a larger bundle skips it (`trial` says so).
 
 use super::validate::ValidateOutput;
-use super::{input_of, output_of, to_output, with_writer};
+use super::with_writer;
+use crate::common::{output_of, to_output, StepOutput};
 use crate::ports::tenant_writer::LoadWarning;
 use crate::rehydrate::assets::{self, AssetCounts};
 use crate::rehydrate::input::Mode;
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateInput, RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::BufReader;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TablePreview {
     pub table: String,
@@ -38,7 +39,8 @@ pub struct TablePreview {
     pub conflicts: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The preview `GET /api/v1/tenant/rehydrate/{id}/preview` returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewOutput {
     pub mode: String,
@@ -60,15 +62,23 @@ pub struct PreviewOutput {
     pub assets: AssetCounts,
 }
 
+impl StepOutput for PreviewOutput {
+    type Step = RehydrateStep;
+    const STEP: RehydrateStep = RehydrateStep::Preview;
+}
+
 impl PreviewOutput {
     pub fn table(&self, name: &str) -> Option<&TablePreview> {
         self.tables.iter().find(|t| t.table == name)
     }
 }
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
-    let v: ValidateOutput = output_of(ctx, "validate")?;
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
+    let v: ValidateOutput = output_of(ctx)?;
     let mode = input.mode;
     let merge_keys = input.merge_keys.clone();
     let v2 = v.clone();
@@ -131,11 +141,11 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
         tables,
         trial: None,
         warnings: Vec::new(),
-        assets: assets::preview(wf, ctx, &input, &v).await?,
+        assets: assets::preview(wf, ctx, input, &v).await?,
     };
     let scope = super::load::scope_tables(&v);
     out.warnings = with_writer(wf, ctx, move |w| w.load_warnings(&scope)).await?;
-    out.trial = Some(super::load::trial(wf, ctx, &input, &v, out.conflicts > 0).await?);
+    out.trial = Some(super::load::trial(wf, ctx, input, &v, out.conflicts > 0).await?);
     wf.audit(
         ctx,
         "REHYDRATE_PREVIEWED",

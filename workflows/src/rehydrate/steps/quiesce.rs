@@ -10,7 +10,8 @@
 //! engine compensates `quiesce`, which restores the backup where the data
 //! differs from it, verifies, and reactivates the tenant.
 
-use super::{to_output, with_writer};
+use super::with_writer;
+use crate::common::to_output;
 use crate::rehydrate::RehydrateWorkflow;
 use ferry_engine::{StepContext, StepError};
 use serde_json::{json, Value};

@@ -7,14 +7,18 @@
 //! In a dry run nothing was quiesced or backed up: the step only drops the
 //! work files (the extracted bundle of a preview is tenant data too).
 
-use super::{input_of, to_output, with_writer, WorkDirs};
-use crate::export::steps::secs;
-use crate::rehydrate::{RehydrateWorkflow, BACKUP_TIMER};
+use super::{with_writer, WorkDirs};
+use crate::common::{remove_dir_all_idempotent, secs, to_output};
+use crate::rehydrate::{RehydrateInput, RehydrateWorkflow, BACKUP_TIMER};
 use ferry_engine::{StepContext, StepError};
 use serde_json::{json, Value};
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    if input_of(ctx)?.dry_run {
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
+    if input.dry_run {
         drop_work_files(wf, ctx).await;
         return to_output(&json!({"dryRun": true}));
     }
@@ -35,7 +39,7 @@ pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value,
 /// removes what is left of finished rehydrations).
 async fn drop_work_files(wf: &RehydrateWorkflow, ctx: &StepContext) {
     let root = WorkDirs::new(wf, ctx.workflow).root;
-    if let Err(e) = crate::export::remove_dir_all_idempotent(&root).await {
+    if let Err(e) = remove_dir_all_idempotent(&root).await {
         tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove the rehydration work directory");
     }
 }

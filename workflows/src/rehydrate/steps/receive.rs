@@ -7,10 +7,11 @@
 //! size-limited, under a temporary name, then fsynced and renamed. Either
 //! way a repeated attempt finds `bundle.zip` complete and keeps it.
 
-use super::{input_of, io_error, to_output, WorkDirs};
+use super::WorkDirs;
+use crate::common::{io_error, to_output, StepOutput};
 use crate::ports::objects::{Area, ObjectKey};
 use crate::rehydrate::input::{valid_upload_id, Source};
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateInput, RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -23,6 +24,11 @@ pub struct ReceiveOutput {
     pub blake3: String,
     /// `upload` or `export`.
     pub source: String,
+}
+
+impl StepOutput for ReceiveOutput {
+    type Step = RehydrateStep;
+    const STEP: RehydrateStep = RehydrateStep::Receive;
 }
 
 async fn sync_dir(dir: &std::path::Path) -> Result<(), StepError> {
@@ -94,8 +100,11 @@ async fn fetch_export(
     Ok((total, hasher.finalize().to_hex().to_string()))
 }
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     dirs.create().await?;
     let out = match &input.source {

@@ -22,14 +22,19 @@
 use super::backup::{backup_key, BackupOutput};
 use super::load::{atomic_load, LoadFiles, LoadRequest};
 use super::validate::TableFile;
-use super::{io_error, to_output, with_writer, WorkDirs};
+use super::{with_writer, WorkDirs};
+use crate::common::{
+    io_error, recorded, remove_dir_all_idempotent, secs, to_output, StepOutput, WorkflowStep,
+};
 use crate::ports::objects::Area;
 use crate::ports::tenant_writer::{TableDigest, Verify, WriteMode, VERIFY_MISMATCH};
 use crate::rehydrate::assets::{self, AssetsChanged};
 use crate::rehydrate::validate::{self, BundleData, Request};
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use tokio::io::AsyncWriteExt;
 
 /// Put the backup at `dirs.backup()` unless a copy with its checksum is there.
@@ -179,10 +184,27 @@ async fn restore(
     restored
 }
 
+/// What the rollback (the compensation of `quiesce`) records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreOutput {
+    /// Whether the backup's rows were loaded (the data differed from it).
+    pub restored: bool,
+    /// What was done to the tenant's files, when the forward run changes them.
+    #[serde(default)]
+    pub assets: Option<AssetsChanged>,
+}
+
+impl RestoreOutput {
+    /// The rollback's record among a workflow's compensation outputs.
+    pub fn recorded(compensated: &BTreeMap<String, Value>) -> Option<RestoreOutput> {
+        compensated
+            .get(RehydrateStep::Quiesce.name())
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
 pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let backup: Option<BackupOutput> = ctx
-        .output("backup")
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let backup: Option<BackupOutput> = recorded(&ctx.outputs);
     let mut restored = Restored {
         rows: false,
         assets: None,
@@ -199,16 +221,19 @@ pub async fn compensate(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result
     }
     with_writer(wf, ctx, |w| w.set_maintenance(false)).await?;
     assets::drop_staging(&*wf.deps.objects, &ctx.tenant, ctx.workflow).await?;
-    if ctx.output("backup").is_some() {
+    if ctx.outputs.contains_key(BackupOutput::STEP.name()) {
         // Keep the backup for its retention after a rollback too, then let
         // the timer delete it.
-        let until = ctx.now() + crate::export::steps::secs(wf.config.backup_retention);
+        let until = ctx.now() + secs(wf.config.backup_retention);
         ctx.schedule_timer(crate::rehydrate::BACKUP_TIMER, until)
             .await?;
     }
     let root = WorkDirs::new(wf, ctx.workflow).root;
-    let _ = crate::export::remove_dir_all_idempotent(&root.join("bundle")).await;
-    let out = json!({"restored": restored.rows, "assets": restored.assets});
+    let _ = remove_dir_all_idempotent(&root.join("bundle")).await;
+    let out = to_output(&RestoreOutput {
+        restored: restored.rows,
+        assets: restored.assets,
+    })?;
     wf.audit(ctx, "REHYDRATE_ROLLED_BACK", out.clone()).await?;
-    to_output(&out)
+    Ok(out)
 }

@@ -12,11 +12,12 @@
 //! without restoring it; `verify` compares against them. The bundle's
 //! asset files are listed for the later steps (`rehydrate::assets`).
 
-use super::{input_of, to_output, with_writer, WorkDirs};
+use super::{with_writer, WorkDirs};
+use crate::common::{remove_dir_all_idempotent, to_output, StepOutput};
 use crate::rehydrate::assets::{self, BundleAssets};
 use crate::rehydrate::input::Mode;
 use crate::rehydrate::validate::{self, BundleData, Request};
-use crate::rehydrate::RehydrateWorkflow;
+use crate::rehydrate::{RehydrateInput, RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -63,14 +64,22 @@ pub struct ValidateOutput {
     pub assets: BundleAssets,
 }
 
+impl StepOutput for ValidateOutput {
+    type Step = RehydrateStep;
+    const STEP: RehydrateStep = RehydrateStep::Validate;
+}
+
 impl ValidateOutput {
     pub fn table(&self, name: &str) -> Option<&TableFile> {
         self.tables.iter().find(|t| t.table == name)
     }
 }
 
-pub async fn run(wf: &RehydrateWorkflow, ctx: &mut StepContext) -> Result<Value, StepError> {
-    let input = input_of(ctx)?;
+pub async fn run(
+    wf: &RehydrateWorkflow,
+    ctx: &mut StepContext,
+    input: &RehydrateInput,
+) -> Result<Value, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
     let target = with_writer(wf, ctx, |w| w.schema()).await?;
     let key = wf.deps.signer.verifying_key();
@@ -200,7 +209,7 @@ async fn refused_before(dirs: &WorkDirs) -> Option<StepError> {
 /// its absence marks the refusal as recorded in the report.
 async fn drop_refused(dirs: &WorkDirs, ctx: &StepContext) {
     for dir in [dirs.extracted(), dirs.writer_dir()] {
-        if let Err(e) = crate::export::remove_dir_all_idempotent(&dir).await {
+        if let Err(e) = remove_dir_all_idempotent(&dir).await {
             tracing::warn!(workflow = %ctx.workflow, error = %e, "could not remove {}", dir.display());
         }
     }

@@ -2,6 +2,8 @@
 //! workflow ids, stable error codes for malformed requests, and download
 //! links that refuse any change to path, signature or expiry.
 
+#[path = "security/audit.rs"]
+mod audit;
 mod support;
 
 use serde_json::{json, Value};

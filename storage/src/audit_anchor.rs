@@ -4,16 +4,20 @@
 //! [`AnchoredAudit`] wraps either audit backend. After every append it
 //! signs the new head with the server's ed25519 key (the one that signs
 //! bundle manifests) and replaces `<data>/audit-anchor.json` atomically
-//! (write a temporary file, fsync, rename, fsync the folder); an anchor
-//! only moves forward along the chain it anchored ([`AnchoredAudit::checkpoint`]). The period of the checkpoints is therefore one
-//! entry: an audit append is rare next to the work it records, and any
+//! (write a temporary file, fsync, rename, fsync the folder). An anchor
+//! only moves forward along the chain it anchored
+//! ([`AnchoredAudit::checkpoint`]): appends after a cut or a rewrite, even
+//! by a restarted server, never anchor the forged chain. The period of the
+//! checkpoints is one entry: an audit append is rare next to the work it
+//! records (one fsynced file write more is cheap beside it), and any
 //! longer period would leave the entries after the last checkpoint free to
 //! be removed unnoticed. A crash between an append and its checkpoint
 //! leaves the anchor one entry behind, which still verifies. Verification
 //! ([`AuditLog::verify_chain`]) reads the latest anchor from the file,
 //! checks its signature, and requires the chain to hold the anchored entry
-//! with the anchored hash ([`ChainVerifier::anchored`]). Each bundle's
-//! manifest carries a signed anchor of its tenant's own chain
+//! with the anchored hash
+//! ([`ferry_workflows::ports::audit::ChainVerifier::anchored`]). Each
+//! bundle's manifest carries a signed anchor of its tenant's own chain
 //! ([`AuditLog::anchor`]), a copy kept outside the server altogether.
 //!
 //! What this defends against: whoever can lift the append-only guards of

@@ -5,6 +5,8 @@
 //! bundle, and bundles re-signed with non-canonical rows refused before
 //! anything is deleted.
 
+#[path = "security/audit.rs"]
+mod audit;
 mod support;
 #[path = "../workflows/tests/validate_support/mod.rs"]
 mod validate_support;

@@ -4,16 +4,20 @@
 //! [`AnchoredAudit`] wraps either audit backend. After every append it
 //! signs the new head with the server's ed25519 key (the one that signs
 //! bundle manifests) and replaces `<data>/audit-anchor.json` atomically
-//! (write a temporary file, fsync, rename, fsync the folder); an anchor
-//! never moves backwards. The period of the checkpoints is therefore one
-//! entry: an audit append is rare next to the work it records, and any
+//! (write a temporary file, fsync, rename, fsync the folder). An anchor
+//! only moves forward along the chain it anchored
+//! ([`AnchoredAudit::checkpoint`]): appends after a cut or a rewrite, even
+//! by a restarted server, never anchor the forged chain. The period of the
+//! checkpoints is one entry: an audit append is rare next to the work it
+//! records (one fsynced file write more is cheap beside it), and any
 //! longer period would leave the entries after the last checkpoint free to
 //! be removed unnoticed. A crash between an append and its checkpoint
 //! leaves the anchor one entry behind, which still verifies. Verification
 //! ([`AuditLog::verify_chain`]) reads the latest anchor from the file,
 //! checks its signature, and requires the chain to hold the anchored entry
-//! with the anchored hash ([`ChainVerifier::anchored`]). Each bundle's
-//! manifest carries a signed anchor of its tenant's own chain
+//! with the anchored hash
+//! ([`ferry_workflows::ports::audit::ChainVerifier::anchored`]). Each
+//! bundle's manifest carries a signed anchor of its tenant's own chain
 //! ([`AuditLog::anchor`]), a copy kept outside the server altogether.
 //!
 //! What this defends against: whoever can lift the append-only guards of
@@ -62,9 +66,10 @@ pub struct AnchoredAudit {
     path: PathBuf,
     signer: BundleSigner,
     clock: Arc<dyn Clock>,
-    /// The head last written to the file; held while writing, so anchors
-    /// are written one at a time and never move backwards.
-    written: tokio::sync::Mutex<Option<u64>>,
+    /// The latest anchored head (`None` inside: none yet), read from the
+    /// file at the first checkpoint; held while writing, so anchors are
+    /// written one at a time.
+    anchored: tokio::sync::Mutex<Option<Option<ChainHead>>>,
 }
 
 impl std::fmt::Debug for AnchoredAudit {
@@ -91,7 +96,7 @@ impl AnchoredAudit {
             path: path.into(),
             signer,
             clock,
-            written: tokio::sync::Mutex::new(None),
+            anchored: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -140,19 +145,55 @@ impl AnchoredAudit {
         .map_err(|e| PortError::retryable("audit_anchor_io", e.to_string()))?
     }
 
-    /// Sign `head` and make it the latest anchor, unless a later head is
-    /// anchored already.
+    /// Sign `head` and make it the latest anchor. An anchor only moves
+    /// forward along the chain it anchored: a head at or before it is left
+    /// alone, and a later one is refused (`audit_anchor_diverged`) unless
+    /// the chain still holds the anchored entry with the anchored hash, so
+    /// appends after a cut or a rewrite never anchor the forged chain (nor
+    /// replace a forged anchor file, `audit_anchor_invalid`).
     pub async fn checkpoint(&self, head: ChainHead) -> Result<(), PortError> {
-        let mut written = self.written.lock().await;
-        if written.is_some_and(|seq| seq > head.seq) {
-            return Ok(());
+        let mut anchored = self.anchored.lock().await;
+        let latest = match &*anchored {
+            Some(latest) => latest.clone(),
+            None => match self.read_latest().await? {
+                Latest::Anchor(a) => Some(a.head()),
+                Latest::Missing => None,
+                Latest::Invalid(why) => {
+                    return Err(PortError::permanent("audit_anchor_invalid", why))
+                }
+            },
+        };
+        *anchored = Some(latest.clone());
+        if let Some(latest) = latest.filter(|l| l.seq > 0) {
+            if latest.seq >= head.seq {
+                return Ok(());
+            }
+            let there = self
+                .inner
+                .list(&AuditQuery {
+                    after: Some(latest.seq - 1),
+                    limit: 1,
+                    ..AuditQuery::default()
+                })
+                .await?;
+            if there.first().map(|r| (r.seq, r.hash.as_str()))
+                != Some((latest.seq, latest.hash.as_str()))
+            {
+                return Err(PortError::permanent(
+                    "audit_anchor_diverged",
+                    format!(
+                        "the audit chain no longer holds anchored entry {}: not anchoring past it",
+                        latest.seq
+                    ),
+                ));
+            }
         }
         let anchor = AuditAnchor::sign(&self.signer, None, &head, self.clock.now());
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &anchor))
             .await
             .map_err(|e| PortError::retryable("audit_anchor_io", e.to_string()))??;
-        *written = Some(head.seq);
+        *anchored = Some(Some(head));
         Ok(())
     }
 }

@@ -10,8 +10,8 @@
 //! - *privileges*: `UPDATE`, `DELETE` and `TRUNCATE` on `ferry_audit_log` are
 //!   revoked from everyone, the owning role included, so any non-superuser
 //!   is refused; an application role needs only `SELECT, INSERT` on the
-//!   log, `SELECT` on `ferry_audit_head` and `EXECUTE` on
-//!   `ferry_audit_head_for_append()`, and connects with
+//!   log and on the tenants' chains, `SELECT` on `ferry_audit_head` and
+//!   `EXECUTE` on `ferry_audit_head_for_append()`, and connects with
 //!   [`PgAudit::connect_without_migrating`];
 //! - *triggers*: statement triggers (`ENABLE ALWAYS`) raise on `UPDATE`,
 //!   `DELETE` and `TRUNCATE`, refusing superusers too; only DDL by the owner
@@ -391,9 +391,9 @@ impl PgAudit {
     }
 
     /// Connect without migrating, as an application role that holds only
-    /// `SELECT, INSERT` on `ferry_audit_log`, `SELECT` on `ferry_audit_head`
-    /// and `EXECUTE` on `ferry_audit_head_for_append()`; the owner applied
-    /// the migrations.
+    /// `SELECT, INSERT` on `ferry_audit_log` and `ferry_audit_tenant_chain`,
+    /// `SELECT` on `ferry_audit_head` and `EXECUTE` on
+    /// `ferry_audit_head_for_append()`; the owner applied the migrations.
     /// Fails with `audit_schema_missing` if they were not.
     pub fn connect_without_migrating(url: &str) -> Result<PgAudit, PortError> {
         PgAudit {

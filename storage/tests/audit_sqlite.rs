@@ -368,6 +368,17 @@ async fn audit_truncation_after_dropping_triggers_fails_verify() {
         (tenant.ok, tenant.first_broken_seq, tenant.entries),
         (false, Some(3), 2)
     );
+
+    // Appends after the cut, even by a restarted server and past the
+    // anchored position, do not anchor the cut chain.
+    drop(audit);
+    let audit = anchored(&dir);
+    assert!(!audit.anchor_if_missing().await.unwrap());
+    for i in 7..=10 {
+        audit.append(entry(i, "acme", "X")).await.unwrap();
+    }
+    let report = audit.verify_chain().await.unwrap();
+    assert_eq!((report.ok, report.first_broken_seq), (false, Some(6)));
 }
 
 /// Rewrite every entry (another actor) and rehash the whole chain, the

@@ -42,7 +42,8 @@ pub fn check_daily_limit(
 ) -> Result<(), ApiError> {
     use chrono::{Duration, TimeZone, Utc};
     let midnight = Utc.from_utc_datetime(
-        &Utc::now()
+        &engine
+            .now()
             .date_naive()
             .and_hms_opt(0, 0, 0)
             .expect("valid time"),

@@ -370,7 +370,7 @@ impl RehydrateWorkflow {
             .await
             .map_err(|e| StepError::retryable("work_dir_failed", e.to_string()))?;
         let entry = AuditEntry::new(
-            chrono::Utc::now(),
+            ctx.now(),
             crate::export::AUDIT_ACTOR,
             Some(ctx.tenant.clone()),
             "REHYDRATE_BACKUP_EXPIRED",

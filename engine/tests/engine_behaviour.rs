@@ -782,6 +782,62 @@ async fn recovery_quarantines_an_unreadable_stream_and_recovers_the_others() {
     assert_eq!(log.summary(bad).unwrap().unwrap().status, Status::Pending);
 }
 
+/// A stream whose events break the status table (its fold panics) is
+/// quarantined at start too, and the engine goes on.
+#[actix::test]
+async fn recovery_quarantines_a_stream_that_does_not_fold() {
+    let log = MemoryLog::shared();
+    let id = WorkflowId(uuid::Uuid::now_v7());
+    let submitted = Event::Submitted {
+        id,
+        tenant: tenant("acme"),
+        kind: "test".into(),
+        input: json!({}),
+        idempotency_key: None,
+        requested_by: None,
+        at: SystemClock.now(),
+    };
+    // Its index entry says pending (open); its events jump to completed.
+    let summary = ferry_engine::WorkflowState::from_submitted(&submitted).summary();
+    log.append(AppendRequest {
+        id,
+        expected_version: 0,
+        events: vec![submitted.clone()],
+        summary: summary.clone(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    log.append(AppendRequest {
+        id,
+        expected_version: 1,
+        events: vec![Event::Completed {
+            at: SystemClock.now(),
+        }],
+        summary: WorkflowSummary {
+            version: 2,
+            ..summary
+        },
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let flow = TestFlow::new("test", three_steps());
+    let engine = Engine::new(
+        log.clone(),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig::default(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    engine.register(flow.clone());
+    let report = engine.start().await.expect("recovery goes past it");
+    assert_eq!(report.quarantined, [id]);
+    let other = submit(&engine, "acme", None).await;
+    wait_for(&engine, other, Status::Completed).await;
+}
+
 #[actix::test]
 async fn a_second_engine_over_the_same_log_finishes_open_workflows() {
     let log = MemoryLog::shared();

@@ -21,7 +21,7 @@ use crate::plan::{self, Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
 use crate::step::StepError;
-use crate::workflow::Workflow;
+use crate::workflow::{StepHost, Workflow};
 use actix::Addr;
 use parking_lot::{Mutex, RwLock};
 use rand::{rngs::StdRng, SeedableRng};
@@ -808,5 +808,31 @@ impl Engine {
         })
         .await
         .map_err(|_| Error::NotStarted)
+    }
+}
+
+#[async_trait::async_trait]
+impl StepHost for Engine {
+    fn now(&self) -> Timestamp {
+        Engine::now(self)
+    }
+
+    async fn record_checkpoint(
+        &self,
+        id: WorkflowId,
+        step: &str,
+        checkpoint: Value,
+        progress: Option<Progress>,
+    ) -> Result<(), Error> {
+        Engine::record_checkpoint(self, id, step, checkpoint, progress).await
+    }
+
+    async fn schedule_timer(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        due_at: Timestamp,
+    ) -> Result<(), Error> {
+        Engine::schedule_timer(self, id, name, due_at).await
     }
 }

@@ -8,6 +8,7 @@ use crate::ids::WorkflowId;
 use crate::plan::{Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::workflow::{StepContext, StepError, Workflow};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -121,7 +122,7 @@ async fn run_step(
         &order.step,
         order.attempt,
         cancel.clone(),
-        engine.clone(),
+        Arc::new(engine.clone()),
     );
     let started = Instant::now();
     let fut = async {

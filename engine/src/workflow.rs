@@ -7,7 +7,7 @@
 //! and, when re-run, continue from `StepContext::checkpoint_value`.
 
 use crate::clock::Clock;
-use crate::engine::Engine;
+use crate::error::Error;
 use crate::event::{Progress, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
 use async_trait::async_trait;
@@ -17,6 +17,28 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::step::{StepError, StepSpec};
+
+/// What a running step may ask of the engine that runs it. The engine
+/// implements it; this module does not depend on the engine.
+#[async_trait]
+pub(crate) trait StepHost: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+
+    async fn record_checkpoint(
+        &self,
+        id: WorkflowId,
+        step: &str,
+        checkpoint: Value,
+        progress: Option<Progress>,
+    ) -> Result<(), Error>;
+
+    async fn schedule_timer(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        due_at: Timestamp,
+    ) -> Result<(), Error>;
+}
 
 /// Everything a running step may see and do.
 #[derive(Clone)]
@@ -35,7 +57,7 @@ pub struct StepContext {
     pub signals: Arc<BTreeMap<String, Value>>,
     checkpoint: Option<Value>,
     cancel: CancellationToken,
-    engine: Engine,
+    host: Arc<dyn StepHost>,
 }
 
 impl StepContext {
@@ -45,7 +67,7 @@ impl StepContext {
         step: &str,
         attempt: u32,
         cancel: CancellationToken,
-        engine: Engine,
+        host: Arc<dyn StepHost>,
     ) -> Self {
         StepContext {
             workflow: state.id,
@@ -63,7 +85,7 @@ impl StepContext {
                 None
             },
             cancel,
-            engine,
+            host,
         }
     }
 
@@ -83,7 +105,7 @@ impl StepContext {
         progress: Option<Progress>,
     ) -> Result<(), StepError> {
         self.check_cancelled()?;
-        self.engine
+        self.host
             .record_checkpoint(self.workflow, &self.step, checkpoint.clone(), progress)
             .await
             .map_err(|e| StepError::retryable("checkpoint_failed", e.to_string()))?;
@@ -94,7 +116,7 @@ impl StepContext {
     /// Schedule (or reschedule) a durable timer of this workflow; the engine
     /// calls `Workflow::on_timer` when it is due, after restarts too.
     pub async fn schedule_timer(&self, name: &str, due_at: Timestamp) -> Result<(), StepError> {
-        self.engine
+        self.host
             .schedule_timer(self.workflow, name, due_at)
             .await
             .map_err(|e| StepError::retryable("timer_failed", e.to_string()))
@@ -121,7 +143,7 @@ impl StepContext {
     }
 
     pub fn now(&self) -> Timestamp {
-        self.engine.now()
+        self.host.now()
     }
 }
 

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -27,13 +27,24 @@ fn one_tenant_never_overlaps_and_a_slow_tenant_does_not_delay_another() {
     let b1 = f.export(&big, json!({"profile": "lite"}));
     let b2 = f.export(&big, json!({"profile": "lite"}));
     let s1 = f.export(&small, json!({"profile": "lite"}));
-    f.wait_export(&small, &s1, "completed", WAIT);
-    // When small is done, big's second export has not even started.
-    assert_eq!(
-        f.export_status(&big, &b2)["status"],
-        "pending",
-        "b2 waits for b1"
-    );
+    // Watch until small is done: whenever b1 has not finished, b2 has not
+    // started (b2 is read first, so a b2 seen running is never blamed on a
+    // b1 that finished between the two reads).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let b2_status = f.export_status(&big, &b2)["status"].clone();
+        let b1_status = f.export_status(&big, &b1)["status"].clone();
+        if b1_status != "completed" {
+            assert_eq!(b2_status, "pending", "b2 waits for b1 (b1 is {b1_status})");
+        }
+        let s = f.export_status(&small, &s1);
+        if s["status"] == "completed" {
+            break;
+        }
+        assert_ne!(s["status"], "failed", "{s}");
+        assert!(Instant::now() < deadline, "small never completed: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     f.wait_export(&big, &b1, "completed", WAIT);
     f.wait_export(&big, &b2, "completed", WAIT);
     let (b1_start, b1_end) = times(&f, &big, &b1);

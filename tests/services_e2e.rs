@@ -270,6 +270,17 @@ fn step_events<'a>(events: &'a Value, kind: &str, step: &str) -> Vec<&'a Value> 
         .collect()
 }
 
+/// Whether s3s-fs holds a part of a multipart upload in `data` (it keeps
+/// part n as `.upload_id-<id>.part-<n>` in its data folder).
+fn has_upload_part(data: &Path) -> bool {
+    std::fs::read_dir(data).is_ok_and(|dir| {
+        dir.filter_map(Result::ok).any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".upload_id-") && name.contains(".part-")
+        })
+    })
+}
+
 /// A sample whose lite bundle is about 12.8 MB: three parts of 5 MiB.
 const SCALE_FOR_PARTS: u32 = 100;
 
@@ -296,8 +307,14 @@ fn an_s3_stop_between_two_parts_of_the_upload_is_retried_and_the_bundle_is_whole
         assert!(Instant::now() < deadline, "never reached the upload: {s}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The first 5 MiB part takes well under the pause on loopback.
-    std::thread::sleep(Duration::from_millis(700));
+    // Stop S3 once it holds the first part (s3s-fs writes a part's file
+    // before it answers; ferry then pauses before the next part).
+    let data = Path::new(s3.var("FERRY_S3_DATA_DIR"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !has_upload_part(data) {
+        assert!(Instant::now() < deadline, "S3 never received a part");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     s3.stop();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

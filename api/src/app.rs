@@ -7,7 +7,7 @@ use crate::keys::Keys;
 use actix_web::HttpRequest;
 use anyhow::Context;
 use ferry_engine::{
-    Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState,
+    Clock, Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState,
 };
 use ferry_storage::sled_log::SledLog;
 use ferry_workflows::bundle::BundleSigner;
@@ -122,8 +122,12 @@ pub fn request_entry(
             obj.insert("platformAdminActingOnTenant".into(), Value::Bool(true));
         }
     }
+    // The engine's clock, like every time ferry records.
+    let at = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .map_or_else(|| SystemClock.now(), |s| s.engine.now());
     let mut entry = AuditEntry::new(
-        chrono::Utc::now(),
+        at,
         actor,
         Some(wf.tenant.clone()),
         action,
@@ -248,8 +252,7 @@ pub async fn start(services: &Services) -> anyhow::Result<ferry_engine::engine::
     let engine = &services.state.engine;
     let report = engine.start().await?;
     let mut keep: HashSet<WorkflowId> = engine
-        .log()
-        .open()?
+        .open_workflows()?
         .into_iter()
         .filter(|s| s.kind == ferry_workflows::export::KIND)
         .map(|s| s.id)
@@ -291,7 +294,7 @@ async fn sweep_rehydrations(services: &Services) -> anyhow::Result<()> {
     let engine = &services.state.engine;
     let mut keep = HashSet::new();
     let mut uploads = HashSet::new();
-    for s in engine.log().open()? {
+    for s in engine.open_workflows()? {
         if s.kind != KIND {
             continue;
         }

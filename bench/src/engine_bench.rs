@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use ferry_engine::{
-    AppendRequest, Engine, EngineConfig, Event, EventLog, StepContext, StepError, StepSpec,
+    AppendRequest, Clock, Engine, EngineConfig, Event, EventLog, StepContext, StepError, StepSpec,
     SubmitRequest, SystemClock, TenantId, UuidV7, Workflow, WorkflowId, WorkflowState,
 };
 use ferry_storage::sled_log::SledLog;
@@ -170,7 +170,7 @@ fn submitted(i: usize) -> (WorkflowId, Event, WorkflowState) {
         input: json!({}),
         idempotency_key: None,
         requested_by: None,
-        at: chrono::Utc::now(),
+        at: SystemClock.now(),
     };
     let state = WorkflowState::from_submitted(&ev);
     (id, ev, state)
@@ -217,7 +217,7 @@ async fn recovery(
             handles.push(tokio::spawn(async move {
                 for i in (w..open).step_by(WRITERS) {
                     let (id, ev, mut state) = submitted(i);
-                    let now = chrono::Utc::now();
+                    let now = SystemClock.now();
                     let more = vec![
                         Event::Started { at: now },
                         Event::StepStarted {

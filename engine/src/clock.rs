@@ -1,12 +1,22 @@
 //! Injected time and ids, so tests can run workflows deterministically.
+//!
+//! Everything in ferry that asks what time it is, or waits for a time, asks
+//! a [`Clock`]: the runner's retry backoff and the durable timers sleep with
+//! [`Clock::sleep_until`], so under a [`ManualClock`] a 24 h timer fires as
+//! soon as the test advances the clock past it. This module is the only
+//! place that reads the wall clock.
 
 use crate::event::Timestamp;
 use crate::ids::WorkflowId;
-use parking_lot::Mutex;
+use futures::future::BoxFuture;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Resolves once `now() >= at` (at once if it already is).
+    fn sleep_until(&self, at: Timestamp) -> BoxFuture<'static, ()>;
 }
 
 /// The wall clock.
@@ -17,24 +27,47 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         chrono::Utc::now()
     }
+
+    fn sleep_until(&self, at: Timestamp) -> BoxFuture<'static, ()> {
+        let wait = (at - self.now()).to_std().unwrap_or_default();
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
-/// A clock that only moves when told to (tests of timers and rate limits).
+/// A clock that only moves when told to (tests of timers, backoff and
+/// expiry). Sleepers wake when `advance` or `set` moves it past their time.
 #[derive(Clone, Debug)]
-pub struct ManualClock(Arc<Mutex<Timestamp>>);
+pub struct ManualClock(Arc<watch::Sender<Timestamp>>);
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        ManualClock(Arc::new(Mutex::new(start)))
+        ManualClock(Arc::new(watch::Sender::new(start)))
     }
+
     pub fn advance(&self, by: chrono::Duration) {
-        *self.0.lock() += by;
+        self.0.send_modify(|now| *now += by);
+    }
+
+    /// Move the clock to `to` (backwards too; sleepers wait on).
+    pub fn set(&self, to: Timestamp) {
+        self.0.send_replace(to);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.0.lock()
+        *self.0.borrow()
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> BoxFuture<'static, ()> {
+        let mut rx = self.0.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as any clone of the clock; if all are
+            // gone, time never moves again.
+            if rx.wait_for(|now| *now >= at).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }
 
@@ -49,5 +82,33 @@ pub struct UuidV7;
 impl IdGen for UuidV7 {
     fn workflow_id(&self) -> WorkflowId {
         WorkflowId(uuid::Uuid::now_v7())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_manual_sleeper_wakes_only_when_the_clock_passes_its_time() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        let day = chrono::Duration::hours(24);
+        let mut sleeper = tokio::spawn(clock.sleep_until(t0 + day));
+        clock.advance(chrono::Duration::hours(23));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut sleeper)
+                .await
+                .is_err(),
+            "woke an hour early"
+        );
+        clock.advance(chrono::Duration::hours(1));
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .expect("woke when the clock reached its time")
+            .unwrap();
+        // A time already past resolves at once.
+        clock.sleep_until(t0).await;
     }
 }

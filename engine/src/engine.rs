@@ -1,23 +1,27 @@
 //! The engine: commands (submit, cancel, resume, signal, rollback), the one
 //! place where a workflow's events are decided and appended (`transact`),
-//! and start-up recovery.
+//! read-only queries of the log, and start-up recovery.
 //!
-//! Every change to a workflow goes through `transact`: under the workflow's
-//! lock, fold the current state, decide the events, append them durably, and
-//! only then update the cached state. A crash anywhere leaves the log as the
-//! whole truth; the cache is only a shortcut.
+//! Every change to a workflow, its creation by `submit` included, goes
+//! through `transact`: under the workflow's lock, fold the current state,
+//! decide the events, append them durably, and only then update the cached
+//! state. A crash anywhere leaves the log as the whole truth; the cache is
+//! only a shortcut. Nothing outside this module sees the log: callers ask
+//! the queries (`get`, `events`, `list`, `open_workflows`, `next_timer`,
+//! `find_idempotency`, `count_submitted_since`).
 
 use crate::actor::{self, Registry};
 use crate::clock::{Clock, IdGen};
 use crate::error::{Error, Rejection};
 use crate::event::{Event, Failure, Progress, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
-use crate::log::{AppendRejection, AppendRequest, EventLog, ListQuery, WorkflowSummary};
+use crate::log::{AppendRejection, AppendRequest, DueTimer, EventLog, ListQuery, WorkflowSummary};
 use crate::metrics::EngineMetrics;
 use crate::plan::{self, Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
-use crate::workflow::{StepError, Workflow};
+use crate::step::StepError;
+use crate::workflow::{StepHost, Workflow};
 use actix::Addr;
 use parking_lot::{Mutex, RwLock};
 use rand::{rngs::StdRng, SeedableRng};
@@ -25,7 +29,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -74,6 +78,9 @@ pub struct Submitted {
 pub struct RecoveryReport {
     pub open: usize,
     pub resumed: usize,
+    /// Open workflows whose stream could not be read or folded: left as
+    /// they are in the log, not driven, so the others recover.
+    pub quarantined: Vec<WorkflowId>,
     pub elapsed: Duration,
 }
 
@@ -83,7 +90,7 @@ type Slot = Arc<AsyncMutex<Option<WorkflowState>>>;
 const TRANSACT_RETRIES_MAX: usize = 8;
 
 pub(crate) struct Inner {
-    pub(crate) log: Arc<dyn EventLog>,
+    log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
     pub(crate) config: EngineConfig,
@@ -94,6 +101,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: EngineMetrics,
     pub(crate) queue: actor::QueueStats,
     rng: Mutex<StdRng>,
+    /// Wakes the timer loop when a timer is scheduled.
+    pub(crate) timer_scheduled: Notify,
 }
 
 /// A cheap handle to the engine.
@@ -114,6 +123,8 @@ impl Engine {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
+        let metrics = EngineMetrics::new(registry)?;
+        crate::metrics::LogGauges::register(&metrics, &log, clock.clone(), registry)?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 log,
@@ -124,12 +135,12 @@ impl Engine {
                 slots: Mutex::new(HashMap::new()),
                 registry: OnceLock::new(),
                 runtime: OnceLock::new(),
-                metrics: EngineMetrics::new(registry)?,
+                metrics,
                 queue: actor::QueueStats::default(),
                 rng: Mutex::new(rng),
+                timer_scheduled: Notify::new(),
             }),
         };
-        crate::metrics::LogGauges::register(Arc::downgrade(&engine.inner), registry)?;
         Ok(engine)
     }
 
@@ -157,12 +168,22 @@ impl Engine {
             .ok_or_else(|| Error::UnknownKind(kind.to_owned()))
     }
 
-    pub fn log(&self) -> &Arc<dyn EventLog> {
-        &self.inner.log
+    pub(crate) fn log(&self) -> &dyn EventLog {
+        &*self.inner.log
     }
 
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// The engine's clock (for code that needs time outside a step).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    /// Wait until the engine's clock reaches `at`.
+    pub(crate) async fn sleep_until(&self, at: Timestamp) {
+        self.inner.clock.sleep_until(at).await
     }
 
     pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
@@ -198,9 +219,26 @@ impl Engine {
         let t0 = Instant::now();
         let open = self.inner.log.open()?;
         let mut states = Vec::with_capacity(open.len());
+        let mut quarantined = Vec::new();
         for summary in &open {
-            let state = self.load(summary.id)?;
-            states.push(state);
+            match self.load_for_recovery(summary.id) {
+                Ok(state) => states.push(state),
+                Err(reason) => {
+                    tracing::error!(
+                        workflow = %summary.id,
+                        tenant = %summary.tenant,
+                        kind = %summary.kind,
+                        error = %reason,
+                        "quarantined a workflow whose events cannot be read; it is not resumed, the others are"
+                    );
+                    self.inner
+                        .metrics
+                        .quarantined
+                        .with_label_values(&[&summary.kind])
+                        .inc();
+                    quarantined.push(summary.id);
+                }
+            }
         }
         // Running ones first (they held their tenant's slot), then FIFO.
         states.sort_by_key(|s| (s.status == Status::Pending, s.id));
@@ -220,6 +258,7 @@ impl Engine {
         let report = RecoveryReport {
             open: open.len(),
             resumed,
+            quarantined,
             elapsed: t0.elapsed(),
         };
         self.inner
@@ -230,6 +269,7 @@ impl Engine {
         tracing::info!(
             open = report.open,
             resumed,
+            quarantined = report.quarantined.len(),
             elapsed_ms = report.elapsed.as_millis() as u64,
             "recovered open workflows"
         );
@@ -273,24 +313,17 @@ impl Engine {
             requested_by: req.requested_by,
             at: self.now(),
         };
-        let state = WorkflowState::from_submitted(&event);
-        let appended = self
-            .inner
-            .log
-            .append(AppendRequest {
-                id,
-                expected_version: 0,
-                events: vec![event],
-                summary: state.summary(),
+        let committed = self
+            .transact_stream(id, |s| match s {
+                None => Ok((vec![event.clone()], ())),
+                // A fresh id names no stream; a clash is not ours to resolve.
+                Some(_) => Err(Rejection::Conflict.into()),
             })
             .await?;
-        match appended {
-            Ok(_) => {}
-            Err(AppendRejection::DuplicateIdempotencyKey { existing }) => {
-                return self.existing(existing).await
-            }
-            Err(AppendRejection::VersionConflict { .. }) => return Err(Rejection::Conflict.into()),
-        }
+        let state = match committed {
+            Ok((state, ())) => state,
+            Err(existing) => return self.existing(existing).await,
+        };
         self.inner
             .metrics
             .submitted
@@ -300,10 +333,6 @@ impl Engine {
         m.tenant_submitted
             .with_label_values(&[m.tenant_label(req.tenant.as_str()), &req.kind])
             .inc();
-        self.inner
-            .slots
-            .lock()
-            .insert(id, Arc::new(AsyncMutex::new(Some(state.clone()))));
         self.enqueue(&state.tenant, id, state.created_at);
         Ok(Submitted {
             state,
@@ -339,6 +368,25 @@ impl Engine {
         Ok(self.inner.log.list(q)?)
     }
 
+    /// Every workflow not in a final status, ordered by id.
+    pub fn open_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
+        Ok(self.inner.log.open()?)
+    }
+
+    /// The earliest unfired durable timer, if any.
+    pub fn next_timer(&self) -> Result<Option<DueTimer>, Error> {
+        Ok(self.inner.log.next_timer()?)
+    }
+
+    /// The workflow a tenant's idempotency key already names, if any.
+    pub fn find_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<WorkflowId>, Error> {
+        Ok(self.inner.log.find_idempotency(tenant, key)?)
+    }
+
     pub fn count_submitted_since(
         &self,
         tenant: &TenantId,
@@ -348,9 +396,30 @@ impl Engine {
         Ok(self.inner.log.count_submitted_since(tenant, kind, since)?)
     }
 
-    fn load(&self, id: WorkflowId) -> Result<WorkflowState, Error> {
+    /// The folded state of a stream; `None` if it has no events.
+    fn load(&self, id: WorkflowId) -> Result<Option<WorkflowState>, Error> {
         let events = self.inner.log.read(id)?;
-        WorkflowState::fold(&events).ok_or(Error::NotFound(id))
+        Ok(WorkflowState::fold(&events))
+    }
+
+    /// Read and fold an open workflow at start, catching a stream that
+    /// cannot be read, is empty, or breaks the status table (whose fold
+    /// panics), so one bad stream does not stop the recovery of the others.
+    fn load_for_recovery(&self, id: WorkflowId) -> Result<WorkflowState, String> {
+        let events = self.inner.log.read(id).map_err(|e| e.to_string())?;
+        let folded = std::panic::catch_unwind(|| WorkflowState::fold(&events)).map_err(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("the fold panicked");
+            format!("events do not fold: {why}")
+        })?;
+        let state = folded.ok_or_else(|| "the stream has no events".to_owned())?;
+        if state.id != id {
+            return Err(format!("the stream holds workflow {}", state.id));
+        }
+        Ok(state)
     }
 
     fn slot(&self, id: WorkflowId) -> Slot {
@@ -370,45 +439,74 @@ impl Engine {
         id: WorkflowId,
         mut decide: impl FnMut(&WorkflowState) -> Result<(Vec<Event>, T), Rejection>,
     ) -> Result<(WorkflowState, T), Error> {
+        let committed = self
+            .transact_stream(id, |s| match s {
+                Some(s) => Ok(decide(s)?),
+                None => Err(Error::NotFound(id)),
+            })
+            .await?;
+        // An idempotency key is only ever in a workflow's first event.
+        committed.map_err(|_| Rejection::Conflict.into())
+    }
+
+    /// `transact` for a stream that may not exist yet (`decide` sees `None`):
+    /// the one place events are appended. `Ok(Err(existing))` when the
+    /// events carried an idempotency key another workflow already holds.
+    async fn transact_stream<T>(
+        &self,
+        id: WorkflowId,
+        mut decide: impl FnMut(Option<&WorkflowState>) -> Result<(Vec<Event>, T), Error>,
+    ) -> Result<Result<(WorkflowState, T), WorkflowId>, Error> {
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
         for _ in 0..TRANSACT_RETRIES_MAX {
             if guard.is_none() {
-                *guard = Some(self.load(id)?);
+                *guard = self.load(id)?;
             }
-            let state = guard.as_ref().expect("loaded above");
-            let (events, value) = decide(state)?;
+            let before = guard.as_ref();
+            let (events, value) = decide(before)?;
             if events.is_empty() {
-                return Ok((state.clone(), value));
+                return match before {
+                    Some(state) => Ok(Ok((state.clone(), value))),
+                    None => Err(Error::NotFound(id)),
+                };
             }
-            let mut next = state.clone();
-            for e in &events {
-                next.apply(e);
-            }
+            let next = match before {
+                Some(state) => {
+                    let mut next = state.clone();
+                    for e in &events {
+                        next.apply(e);
+                    }
+                    next
+                }
+                None => WorkflowState::fold(&events).expect("a new stream starts with Submitted"),
+            };
             let appended = self
                 .inner
                 .log
                 .append(AppendRequest {
                     id,
-                    expected_version: state.version,
+                    expected_version: before.map_or(0, |s| s.version),
                     events,
                     summary: next.summary(),
                 })
                 .await?;
             match appended {
                 Ok(_) => {
-                    self.observe_transition(state, &next);
+                    if let Some(before) = before {
+                        self.observe_transition(before, &next);
+                    }
                     let final_now = next.status.is_final() && next.timers.values().all(|t| t.fired);
                     *guard = Some(next.clone());
                     drop(guard);
                     if final_now {
                         self.inner.slots.lock().remove(&id);
                     }
-                    return Ok((next, value));
+                    return Ok(Ok((next, value)));
                 }
                 Err(AppendRejection::VersionConflict { .. }) => *guard = None,
-                Err(AppendRejection::DuplicateIdempotencyKey { .. }) => {
-                    return Err(Rejection::Conflict.into())
+                Err(AppendRejection::DuplicateIdempotencyKey { existing }) => {
+                    return Ok(Err(existing))
                 }
             }
         }
@@ -680,6 +778,7 @@ impl Engine {
             Ok((events, ()))
         })
         .await?;
+        self.inner.timer_scheduled.notify_one();
         Ok(())
     }
 
@@ -709,5 +808,31 @@ impl Engine {
         })
         .await
         .map_err(|_| Error::NotStarted)
+    }
+}
+
+#[async_trait::async_trait]
+impl StepHost for Engine {
+    fn now(&self) -> Timestamp {
+        Engine::now(self)
+    }
+
+    async fn record_checkpoint(
+        &self,
+        id: WorkflowId,
+        step: &str,
+        checkpoint: Value,
+        progress: Option<Progress>,
+    ) -> Result<(), Error> {
+        Engine::record_checkpoint(self, id, step, checkpoint, progress).await
+    }
+
+    async fn schedule_timer(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        due_at: Timestamp,
+    ) -> Result<(), Error> {
+        Engine::schedule_timer(self, id, name, due_at).await
     }
 }

@@ -20,6 +20,7 @@ pub mod retry;
 mod runner;
 pub mod state;
 pub mod status;
+pub mod step;
 pub mod testkit;
 pub mod timers;
 pub mod workflow;

@@ -12,7 +12,8 @@
 //! step buckets span 1 ms .. 1 h; whole workflows span 50 ms .. 4 h
 //! (rehydrations wait for a human confirmation).
 
-use crate::engine::{Engine, Inner};
+use crate::clock::Clock;
+use crate::log::EventLog;
 use crate::status::Status;
 use parking_lot::RwLock;
 use prometheus::core::{Collector, Desc};
@@ -62,6 +63,7 @@ pub struct EngineMetrics {
     pub active_tenants: IntGauge,
     pub recovery_seconds: Gauge,
     pub recovered: IntGauge,
+    pub quarantined: IntCounterVec,
     pub timers_fired: IntCounterVec,
     pub tenant_submitted: IntCounterVec,
     pub tenant_finished: IntCounterVec,
@@ -133,6 +135,13 @@ impl EngineMetrics {
                 "ferry_recovered_workflows",
                 "Open workflows found at the last start.",
             )?,
+            quarantined: IntCounterVec::new(
+                Opts::new(
+                    "ferry_workflows_quarantined_total",
+                    "Open workflows left unresumed at start because their events could not be read, by kind.",
+                ),
+                &["kind"],
+            )?,
             timers_fired: IntCounterVec::new(
                 Opts::new(
                     "ferry_timers_fired_total",
@@ -168,6 +177,7 @@ impl EngineMetrics {
         registry.register(Box::new(m.active_tenants.clone()))?;
         registry.register(Box::new(m.recovery_seconds.clone()))?;
         registry.register(Box::new(m.recovered.clone()))?;
+        registry.register(Box::new(m.quarantined.clone()))?;
         registry.register(Box::new(m.timers_fired.clone()))?;
         registry.register(Box::new(m.tenant_submitted.clone()))?;
         registry.register(Box::new(m.tenant_finished.clone()))?;
@@ -199,6 +209,7 @@ impl EngineMetrics {
             }
         }
         self.submitted.with_label_values(&[kind]);
+        self.quarantined.with_label_values(&[kind]);
         let tenants: Vec<String> = self
             .tenants
             .read()
@@ -232,17 +243,30 @@ impl EngineMetrics {
 /// - `ferry_timer_overdue_seconds`: how far past its due time the oldest
 ///   unfired durable timer is; 0 when none is due.
 /// - `ferry_workflows_open{kind,status}`: workflows not in a final status.
+///
+/// They see the engine only through what they read: the log (weakly, so a
+/// registry outliving the engine does not keep its log open), the clock and
+/// the kinds registered so far.
 pub(crate) struct LogGauges {
-    inner: Weak<Inner>,
+    log: Weak<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+    kinds: Arc<RwLock<Vec<String>>>,
     progress_age: GaugeVec,
     timer_overdue: Gauge,
     open: prometheus::IntGaugeVec,
 }
 
 impl LogGauges {
-    pub(crate) fn register(inner: Weak<Inner>, registry: &Registry) -> prometheus::Result<()> {
+    pub(crate) fn register(
+        metrics: &EngineMetrics,
+        log: &Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
+        registry: &Registry,
+    ) -> prometheus::Result<()> {
         let gauges = LogGauges {
-            inner,
+            log: Arc::downgrade(log),
+            clock,
+            kinds: metrics.kinds.clone(),
             progress_age: GaugeVec::new(
                 Opts::new(
                     "ferry_workflow_progress_age_seconds",
@@ -265,13 +289,13 @@ impl LogGauges {
         registry.register(Box::new(gauges))
     }
 
-    fn update(&self, engine: &Engine) {
-        let now = engine.now();
+    fn update(&self, log: &dyn EventLog) {
+        let now = self.clock.now();
         let age = |t: crate::Timestamp| (now - t).to_std().unwrap_or_default().as_secs_f64();
-        let kinds = engine.inner.metrics.kinds.read().clone();
+        let kinds = self.kinds.read().clone();
         let mut progress: HashMap<String, f64> = kinds.iter().map(|k| (k.clone(), 0.0)).collect();
         let mut open: HashMap<(String, Status), i64> = HashMap::new();
-        match engine.log().open() {
+        match log.open() {
             Ok(summaries) => {
                 for s in summaries {
                     if s.status == Status::Running {
@@ -298,7 +322,7 @@ impl LogGauges {
                 .with_label_values(&[&kind, status.as_str()])
                 .set(n);
         }
-        match engine.log().next_timer() {
+        match log.next_timer() {
             Ok(next) => self.timer_overdue.set(
                 next.filter(|t| t.due_at < now)
                     .map_or(0.0, |t| age(t.due_at)),
@@ -317,8 +341,8 @@ impl Collector for LogGauges {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        if let Some(inner) = self.inner.upgrade() {
-            self.update(&Engine { inner });
+        if let Some(log) = self.log.upgrade() {
+            self.update(&*log);
         }
         let mut families = self.progress_age.collect();
         families.extend(self.timer_overdue.collect());

@@ -8,7 +8,7 @@
 use crate::event::{Event, Failure, Timestamp};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
-use crate::workflow::{StepError, StepSpec};
+use crate::step::{StepError, StepSpec};
 use std::time::Duration;
 
 /// The next thing to do.

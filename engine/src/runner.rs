@@ -8,6 +8,7 @@ use crate::ids::WorkflowId;
 use crate::plan::{Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::workflow::{StepContext, StepError, Workflow};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -62,17 +63,17 @@ async fn drive_steps(
                 (state, next) = engine.advance(id, &*def).await?;
             }
             Next::WaitUntil(at) => {
-                let wait = (at - engine.now()).to_std().unwrap_or_default();
-                // A cancel cuts a forward backoff short; a compensation's
-                // backoff is not interrupted (the token stays cancelled, so
-                // waiting on it would spin).
+                // The backoff waits on the engine's clock. A cancel cuts a
+                // forward backoff short; a compensation's backoff is not
+                // interrupted (the token stays cancelled, so waiting on it
+                // would spin).
                 if state.phase == Phase::Forward {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = engine.sleep_until(at) => {}
                         _ = cancel.cancelled() => {}
                     }
                 } else {
-                    tokio::time::sleep(wait).await;
+                    engine.sleep_until(at).await;
                 }
                 (state, next) = engine.advance(id, &*def).await?;
             }
@@ -121,7 +122,7 @@ async fn run_step(
         &order.step,
         order.attempt,
         cancel.clone(),
-        engine.clone(),
+        Arc::new(engine.clone()),
     );
     let started = Instant::now();
     let fut = async {

@@ -3,21 +3,24 @@
 //! after the callback and before `TimerFired` is recorded fires it again.
 
 use crate::engine::Engine;
+use crate::event::Timestamp;
 use crate::ids::WorkflowId;
 use crate::workflow::TimerContext;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Timers fired per look at the index.
 const FIRE_BATCH_MAX: usize = 256;
-/// Back-off after a timer callback failed.
-const FAILED_TIMER_RETRY: Duration = Duration::from_secs(10);
+/// Back-off after a timer callback failed (on the engine's clock).
+const FAILED_TIMER_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 
+/// The loop sleeps on the engine's clock until the next timer is due (or a
+/// failed one may be tried again), wakes early when a timer is scheduled,
+/// and looks at the index at least every `timer_poll` of real time.
 pub(crate) fn spawn_loop(engine: Engine) {
     engine.runtime().spawn(async move {
-        let mut failed: HashMap<(WorkflowId, String), Instant> = HashMap::new();
+        let mut failed: HashMap<(WorkflowId, String), Timestamp> = HashMap::new();
         loop {
             update_queue_age(&engine);
             let poll = engine.inner.config.timer_poll;
@@ -27,9 +30,11 @@ pub(crate) fn spawn_loop(engine: Engine) {
             let mut fired_or_tried = 0;
             match engine.log().due_timers(now, FIRE_BATCH_MAX + failed.len()) {
                 Ok(due) => {
+                    let mut seen = HashSet::new();
                     for t in due {
                         let key = (t.workflow, t.name.clone());
-                        if failed.get(&key).is_some_and(|until| *until > Instant::now()) {
+                        seen.insert(key.clone());
+                        if failed.get(&key).is_some_and(|until| *until > now) {
                             continue;
                         }
                         fired_or_tried += 1;
@@ -52,22 +57,35 @@ pub(crate) fn spawn_loop(engine: Engine) {
                             }
                             Err(e) => {
                                 tracing::warn!(parent: &span, error = %e, "timer callback failed; will retry");
-                                failed.insert(key, Instant::now() + FAILED_TIMER_RETRY);
+                                failed.insert(key, engine.now() + FAILED_TIMER_RETRY);
                             }
                         }
                     }
+                    // A failed timer no longer due (fired or gone) is forgotten.
+                    failed.retain(|key, _| seen.contains(key));
                 }
                 Err(e) => tracing::error!(error = %e, "reading due timers failed"),
             }
-            // Sleep until the next timer, unless the only due ones are backing
-            // off (then a poll interval, not a busy loop).
-            let sleep = match engine.log().next_timer() {
-                Ok(Some(next)) if next.due_at > engine.now() || fired_or_tried > 0 => {
-                    (next.due_at - engine.now()).to_std().unwrap_or_default().min(poll)
-                }
-                _ => poll,
+            // Wake at the next timer, unless the only due ones are backing
+            // off (then when the first back-off ends, not a busy loop).
+            let next_due = match engine.log().next_timer() {
+                Ok(Some(next)) if next.due_at > now || fired_or_tried > 0 => Some(next.due_at),
+                _ => None,
             };
-            tokio::time::sleep(sleep.max(Duration::from_millis(20))).await;
+            let retry_due = failed.values().filter(|until| **until > now).min().copied();
+            let wake = next_due.into_iter().chain(retry_due).min();
+            let clock = engine.clock();
+            let until_due = async {
+                match wake {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = until_due => {}
+                _ = engine.inner.timer_scheduled.notified() => {}
+                _ = tokio::time::sleep(poll.max(Duration::from_millis(20))) => {}
+            }
         }
     });
 }
@@ -87,7 +105,7 @@ async fn fire(
     engine: &Engine,
     id: WorkflowId,
     name: &str,
-    due_at: crate::Timestamp,
+    due_at: Timestamp,
 ) -> Result<(), String> {
     let state = engine
         .get(id)
@@ -95,14 +113,7 @@ async fn fire(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("workflow {id} not found"))?;
     let def = engine.definition(&state.kind).map_err(|e| e.to_string())?;
-    let ctx = TimerContext {
-        workflow: id,
-        tenant: state.tenant.clone(),
-        name: name.to_owned(),
-        due_at,
-        input: Arc::new(state.input.clone()),
-        outputs: Arc::new(state.outputs.clone()),
-    };
+    let ctx = TimerContext::new(&state, name, due_at, engine.clock());
     let span = tracing::Span::current();
     span.record("tenant", state.tenant.as_str());
     span.record("kind", state.kind.as_str());

@@ -6,109 +6,38 @@
 //! finished step is never run again. Long steps call `StepContext::checkpoint`
 //! and, when re-run, continue from `StepContext::checkpoint_value`.
 
-use crate::engine::Engine;
-use crate::event::{Failure, Progress, Timestamp};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::event::{Progress, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
-use crate::retry::RetryPolicy;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How a step is run.
-#[derive(Clone, Debug)]
-pub struct StepSpec {
-    pub name: &'static str,
-    pub retry: RetryPolicy,
-    pub timeout: Duration,
-    /// Whether this step has a compensation (`Workflow::compensate`), run in
-    /// reverse order when a later step fails for good or the workflow is
-    /// cancelled after this step succeeded.
-    pub compensable: bool,
-    /// A step that waits for the named signal (e.g. a typed confirmation)
-    /// instead of running code; its output is the signal's payload.
-    pub awaits_signal: Option<&'static str>,
-    /// Skip this step (recording `{"skipped": true}` as its output) when the
-    /// workflow's input has this boolean field set to `true` — e.g. every
-    /// step after a dry run's preview. Decided from the input alone, so the
-    /// decision is the same on every replay.
-    pub skip_if_input: Option<&'static str>,
-}
+pub use crate::step::{StepError, StepSpec};
 
-impl StepSpec {
-    pub fn new(name: &'static str) -> Self {
-        StepSpec {
-            name,
-            retry: RetryPolicy::default(),
-            timeout: Duration::from_secs(3600),
-            compensable: false,
-            awaits_signal: None,
-            skip_if_input: None,
-        }
-    }
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-    pub fn compensable(mut self) -> Self {
-        self.compensable = true;
-        self
-    }
-    pub fn awaits_signal(mut self, signal: &'static str) -> Self {
-        self.awaits_signal = Some(signal);
-        self
-    }
-    pub fn skip_if_input(mut self, field: &'static str) -> Self {
-        self.skip_if_input = Some(field);
-        self
-    }
-    /// Whether the workflow with this input skips the step.
-    pub fn skipped_for(&self, input: &Value) -> bool {
-        self.skip_if_input
-            .is_some_and(|field| input.get(field) == Some(&Value::Bool(true)))
-    }
-}
+/// What a running step may ask of the engine that runs it. The engine
+/// implements it; this module does not depend on the engine.
+#[async_trait]
+pub(crate) trait StepHost: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
 
-/// A step's error. `retryable: false` fails the step at once.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct StepError {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-}
+    async fn record_checkpoint(
+        &self,
+        id: WorkflowId,
+        step: &str,
+        checkpoint: Value,
+        progress: Option<Progress>,
+    ) -> Result<(), Error>;
 
-impl StepError {
-    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        StepError {
-            code: code.into(),
-            message: message.into(),
-            retryable: true,
-        }
-    }
-    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        StepError {
-            code: code.into(),
-            message: message.into(),
-            retryable: false,
-        }
-    }
-    pub(crate) fn cancelled() -> Self {
-        StepError::permanent("cancelled", "the workflow was cancelled")
-    }
-    pub fn into_failure(self) -> Failure {
-        Failure {
-            code: self.code,
-            message: self.message,
-            retryable: self.retryable,
-        }
-    }
+    async fn schedule_timer(
+        &self,
+        id: WorkflowId,
+        name: &str,
+        due_at: Timestamp,
+    ) -> Result<(), Error>;
 }
 
 /// Everything a running step may see and do.
@@ -128,7 +57,7 @@ pub struct StepContext {
     pub signals: Arc<BTreeMap<String, Value>>,
     checkpoint: Option<Value>,
     cancel: CancellationToken,
-    engine: Engine,
+    host: Arc<dyn StepHost>,
 }
 
 impl StepContext {
@@ -138,7 +67,7 @@ impl StepContext {
         step: &str,
         attempt: u32,
         cancel: CancellationToken,
-        engine: Engine,
+        host: Arc<dyn StepHost>,
     ) -> Self {
         StepContext {
             workflow: state.id,
@@ -156,7 +85,7 @@ impl StepContext {
                 None
             },
             cancel,
-            engine,
+            host,
         }
     }
 
@@ -176,7 +105,7 @@ impl StepContext {
         progress: Option<Progress>,
     ) -> Result<(), StepError> {
         self.check_cancelled()?;
-        self.engine
+        self.host
             .record_checkpoint(self.workflow, &self.step, checkpoint.clone(), progress)
             .await
             .map_err(|e| StepError::retryable("checkpoint_failed", e.to_string()))?;
@@ -187,7 +116,7 @@ impl StepContext {
     /// Schedule (or reschedule) a durable timer of this workflow; the engine
     /// calls `Workflow::on_timer` when it is due, after restarts too.
     pub async fn schedule_timer(&self, name: &str, due_at: Timestamp) -> Result<(), StepError> {
-        self.engine
+        self.host
             .schedule_timer(self.workflow, name, due_at)
             .await
             .map_err(|e| StepError::retryable("timer_failed", e.to_string()))
@@ -214,12 +143,12 @@ impl StepContext {
     }
 
     pub fn now(&self) -> Timestamp {
-        self.engine.now()
+        self.host.now()
     }
 }
 
 /// Context of a timer callback.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TimerContext {
     pub workflow: WorkflowId,
     pub tenant: TenantId,
@@ -227,6 +156,43 @@ pub struct TimerContext {
     pub due_at: Timestamp,
     pub input: Arc<Value>,
     pub outputs: Arc<BTreeMap<String, Value>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TimerContext {
+    pub(crate) fn new(
+        state: &crate::state::WorkflowState,
+        name: &str,
+        due_at: Timestamp,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        TimerContext {
+            workflow: state.id,
+            tenant: state.tenant.clone(),
+            name: name.to_owned(),
+            due_at,
+            input: Arc::new(state.input.clone()),
+            outputs: Arc::new(state.outputs.clone()),
+            clock,
+        }
+    }
+
+    /// The engine's clock now (the time a callback records, e.g. in audit
+    /// entries), so tests that drive time drive this too.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+impl std::fmt::Debug for TimerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerContext")
+            .field("workflow", &self.workflow)
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("due_at", &self.due_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]

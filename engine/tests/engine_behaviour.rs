@@ -1,13 +1,16 @@
 //! Whole workflows run through the real engine (actors, runner, timers) on
 //! the in-memory reference log: retries, permanent failures and resume,
 //! cancel, compensation, timers, idempotency, per-tenant concurrency and
-//! recovery after a "crash" (a second engine over the same log).
+//! recovery after a "crash" (a second engine over the same log), a bad
+//! stream quarantined at recovery, and timers and backoff on a manual clock.
 
 use async_trait::async_trait;
 use ferry_engine::testkit::MemoryLog;
 use ferry_engine::{
-    Engine, EngineConfig, Event, EventLog, RetryPolicy, Status, StepContext, StepError, StepSpec,
+    AppendRejection, AppendRequest, Clock, DueTimer, Engine, EngineConfig, Event, EventLog,
+    ListQuery, LogError, ManualClock, RetryPolicy, Status, StepContext, StepError, StepSpec,
     SubmitRequest, SystemClock, TenantId, TimerContext, UuidV7, Workflow, WorkflowId,
+    WorkflowSummary,
 };
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -25,6 +28,8 @@ struct TestFlow {
     behaviour: Mutex<HashMap<&'static str, Behaviour>>,
     /// Per step: how long it sleeps (cancellable) before answering.
     delay: Mutex<HashMap<&'static str, Duration>>,
+    /// Per tenant and step: a gate the step waits at until the test opens it.
+    gates: Mutex<HashMap<(String, &'static str), Arc<tokio::sync::Semaphore>>>,
     ran: Mutex<Vec<String>>,
     compensated: Mutex<Vec<String>>,
     timers: Mutex<Vec<String>>,
@@ -40,6 +45,7 @@ impl TestFlow {
             steps,
             behaviour: Mutex::new(HashMap::new()),
             delay: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
             ran: Mutex::new(vec![]),
             compensated: Mutex::new(vec![]),
             timers: Mutex::new(vec![]),
@@ -58,6 +64,19 @@ impl TestFlow {
     fn slow(&self, step: &'static str, d: Duration) {
         self.delay.lock().insert(step, d);
     }
+    /// Hold `tenant`'s runs of `step` until the returned gate is opened
+    /// (`open`).
+    fn hold(&self, tenant: &str, step: &'static str) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.gates
+            .lock()
+            .insert((tenant.to_owned(), step), gate.clone());
+        gate
+    }
+}
+
+fn open(gate: &tokio::sync::Semaphore) {
+    gate.add_permits(1 << 20);
 }
 
 #[async_trait]
@@ -82,6 +101,14 @@ impl Workflow for TestFlow {
         self.ran
             .lock()
             .push(format!("{}:{}", ctx.step, ctx.attempt));
+        let gate = self
+            .gates
+            .lock()
+            .get(&(tenant.clone(), ctx.step.as_str()))
+            .cloned();
+        if let Some(gate) = gate {
+            let _passed = gate.acquire().await.unwrap();
+        }
         let delay = self.delay.lock().get(ctx.step.as_str()).copied();
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -133,9 +160,19 @@ async fn engine_with_config(
     flow: Arc<TestFlow>,
     config: EngineConfig,
 ) -> Engine {
+    engine_with_clock(log, flow, config, Arc::new(SystemClock)).await
+}
+
+/// `engine_with_config` on `clock`.
+async fn engine_with_clock(
+    log: Arc<dyn EventLog>,
+    flow: Arc<dyn Workflow>,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+) -> Engine {
     let engine = Engine::new(
         log,
-        Arc::new(SystemClock),
+        clock,
         Arc::new(UuidV7),
         EngineConfig {
             timer_poll: Duration::from_millis(20),
@@ -369,21 +406,30 @@ async fn cancel_after_a_compensable_step_compensates() {
 #[actix::test]
 async fn one_tenant_runs_one_at_a_time_and_does_not_delay_another() {
     let flow = TestFlow::new("test", three_steps());
-    flow.slow("b", Duration::from_millis(300));
+    // Tenant slow-a's first workflow is held inside step b until the test
+    // has seen tenant b finish.
+    let gate = flow.hold("slow-a", "b");
     let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
     let a1 = submit(&engine, "slow-a", None).await;
     let a2 = submit(&engine, "slow-a", None).await;
     let a3 = submit(&engine, "slow-a", None).await;
-    // Tenant b's steps are also slow-ish but b must not wait for a's queue.
+    // Tenant b runs the same steps but must not wait for slow-a's queue.
     let b1 = submit(&engine, "b", None).await;
     let sb = wait_for(&engine, b1, Status::Completed).await;
     assert!(sb.outputs.len() == 3);
-    let sa3 = engine.get(a3).await.unwrap().unwrap();
+    let s1 = engine.get(a1).await.unwrap().unwrap();
     assert_eq!(
-        sa3.status,
-        Status::Pending,
-        "a3 waits behind a1 and a2 while b completes"
+        (s1.status, s1.current_step.as_deref()),
+        (Status::Running, Some("b"))
     );
+    for id in [a2, a3] {
+        assert_eq!(
+            engine.get(id).await.unwrap().unwrap().status,
+            Status::Pending,
+            "a2 and a3 wait behind a1 while b completes"
+        );
+    }
+    open(&gate);
     for id in [a1, a2, a3] {
         wait_for(&engine, id, Status::Completed).await;
     }
@@ -407,10 +453,25 @@ async fn idempotency_key_returns_the_same_workflow() {
     assert_ne!(a, c);
 }
 
-/// A workflow that schedules a timer in its last step.
+/// A workflow that schedules a timer in its last step, `due_in` after the
+/// step ran.
 struct TimerFlow {
     steps: Vec<StepSpec>,
-    fired: Mutex<Vec<String>>,
+    due_in: chrono::Duration,
+    fired: Mutex<Vec<(String, ferry_engine::Timestamp)>>,
+}
+
+impl TimerFlow {
+    fn new(due_in: chrono::Duration) -> Arc<Self> {
+        Arc::new(TimerFlow {
+            steps: vec![StepSpec::new("expire")],
+            due_in,
+            fired: Mutex::new(vec![]),
+        })
+    }
+    fn fired_names(&self) -> Vec<String> {
+        self.fired.lock().iter().map(|(n, _)| n.clone()).collect()
+    }
 }
 
 #[async_trait]
@@ -422,12 +483,12 @@ impl Workflow for TimerFlow {
         &self.steps
     }
     async fn run(&self, ctx: StepContext) -> Result<Value, StepError> {
-        let due = ctx.now() + chrono::Duration::milliseconds(150);
+        let due = ctx.now() + self.due_in;
         ctx.schedule_timer("expire", due).await?;
         Ok(json!({"expiresAt": due}))
     }
     async fn on_timer(&self, ctx: TimerContext) -> Result<(), StepError> {
-        self.fired.lock().push(ctx.name);
+        self.fired.lock().push((ctx.name.clone(), ctx.now()));
         Ok(())
     }
 }
@@ -435,14 +496,14 @@ impl Workflow for TimerFlow {
 #[actix::test]
 async fn durable_timers_fire_after_completion_and_survive_a_restart() {
     let log = MemoryLog::shared();
-    let flow = Arc::new(TimerFlow {
-        steps: vec![StepSpec::new("expire")],
-        fired: Mutex::new(vec![]),
-    });
+    let flow = TimerFlow::new(chrono::Duration::milliseconds(150));
     let id = {
+        // This engine's clock stands still, so its timers never come due:
+        // as if it had crashed before firing them.
+        let stopped = ManualClock::new(SystemClock.now());
         let engine = Engine::new(
             log.clone(),
-            Arc::new(SystemClock),
+            Arc::new(stopped),
             Arc::new(UuidV7),
             EngineConfig {
                 timer_poll: Duration::from_secs(3600),
@@ -456,13 +517,9 @@ async fn durable_timers_fire_after_completion_and_survive_a_restart() {
         let id = submit(&engine, "acme", None).await;
         wait_for(&engine, id, Status::Completed).await;
         id
-        // This engine's timer loop sleeps for an hour: as if it had crashed.
     };
     assert!(log.next_timer().unwrap().is_some());
-    let flow2 = Arc::new(TimerFlow {
-        steps: vec![StepSpec::new("expire")],
-        fired: Mutex::new(vec![]),
-    });
+    let flow2 = TimerFlow::new(chrono::Duration::milliseconds(150));
     let engine2 = Engine::new(
         log.clone(),
         Arc::new(SystemClock),
@@ -476,19 +533,309 @@ async fn durable_timers_fire_after_completion_and_survive_a_restart() {
     .unwrap();
     engine2.register(flow2.clone());
     engine2.start().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while flow2.fired.lock().is_empty() {
-        assert!(Instant::now() < deadline, "timer never fired");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(*flow2.fired.lock(), ["expire"]);
+    // Fired once recorded: from then on the timer is out of the index, so
+    // it can never fire again.
+    let s = wait_for_timer_fired(&engine2, id, "expire").await;
+    assert!(s.timers["expire"].fired);
+    assert_eq!(flow2.fired_names(), ["expire"]);
     assert!(
         log.next_timer().unwrap().is_none(),
         "fired timers leave the index"
     );
-    let s = engine2.get(id).await.unwrap().unwrap();
+}
+
+/// Polls until the timer `name` of `id` is recorded as fired.
+async fn wait_for_timer_fired(
+    engine: &Engine,
+    id: WorkflowId,
+    name: &str,
+) -> ferry_engine::WorkflowState {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = engine.get(id).await.unwrap().unwrap();
+        if s.timers.get(name).is_some_and(|t| t.fired) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timer {name} never fired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn manual_clock() -> ManualClock {
+    ManualClock::new(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap())
+}
+
+/// A 24 h durable timer fires when the engine's clock reaches it, in
+/// milliseconds of real time, and not an hour before.
+#[actix::test]
+async fn a_24_hour_timer_fires_in_milliseconds_on_a_manual_clock() {
+    let clock = manual_clock();
+    let t0 = clock.now();
+    let flow = TimerFlow::new(chrono::Duration::hours(24));
+    let engine = engine_with_clock(
+        MemoryLog::shared(),
+        flow.clone(),
+        EngineConfig {
+            // Only the clock (or a scheduling) may wake the timer loop.
+            timer_poll: Duration::from_secs(3600),
+            ..EngineConfig::default()
+        },
+        Arc::new(clock.clone()),
+    )
+    .await;
+    let real = Instant::now();
+    let id = submit(&engine, "acme", None).await;
+    wait_for(&engine, id, Status::Completed).await;
+    let next = engine.next_timer().unwrap().unwrap();
+    assert_eq!(
+        (next.workflow, next.due_at),
+        (id, t0 + chrono::Duration::hours(24))
+    );
+    clock.advance(chrono::Duration::hours(23));
+    // A step of the same engine schedules and completes at once; the loop
+    // had its chance to look at the index after the clock moved.
+    let other = submit(&engine, "acme", None).await;
+    wait_for(&engine, other, Status::Completed).await;
+    assert!(flow.fired.lock().is_empty(), "fired an hour early");
+    clock.advance(chrono::Duration::hours(1));
+    let s = wait_for_timer_fired(&engine, id, "expire").await;
     assert!(s.timers["expire"].fired);
+    assert_eq!(
+        flow.fired.lock()[0],
+        ("expire".to_owned(), t0 + chrono::Duration::hours(24)),
+        "the callback sees the engine's clock"
+    );
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        real.elapsed()
+    );
+}
+
+/// A retry's backoff waits on the engine's clock: an hour-long backoff is
+/// over when the clock is advanced an hour, not before.
+#[actix::test]
+async fn retry_backoff_sleeps_on_the_engine_clock() {
+    let clock = manual_clock();
+    let hour = RetryPolicy {
+        attempts_max: 2,
+        backoff_initial: Duration::from_secs(3600),
+        backoff_max: Duration::from_secs(3600),
+        multiplier: 1.0,
+        jitter: 0.0,
+    };
+    let flow = TestFlow::new("test", vec![StepSpec::new("a").retry(hour)]);
+    flow.on("a", |ctx| {
+        if ctx.attempt < 2 {
+            Err(StepError::retryable("flaky", "try again"))
+        } else {
+            Ok(json!("ok"))
+        }
+    });
+    let engine = engine_with_clock(
+        MemoryLog::shared(),
+        flow.clone(),
+        EngineConfig::default(),
+        Arc::new(clock.clone()),
+    )
+    .await;
+    let real = Instant::now();
+    let id = submit(&engine, "acme", None).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let retry_at = loop {
+        let s = engine.get(id).await.unwrap().unwrap();
+        if let Some(at) = s.retry_at {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "never backed off: {s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(retry_at, clock.now() + chrono::Duration::hours(1));
+    clock.advance(chrono::Duration::minutes(59));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        *flow.ran.lock(),
+        ["a:1"],
+        "retried before the backoff ended"
+    );
+    clock.advance(chrono::Duration::minutes(1));
+    wait_for(&engine, id, Status::Completed).await;
+    assert_eq!(*flow.ran.lock(), ["a:1", "a:2"]);
+    assert!(real.elapsed() < Duration::from_secs(5));
+}
+
+/// An event log whose stream of one workflow cannot be read.
+struct UnreadableStream {
+    log: Arc<MemoryLog>,
+    bad: WorkflowId,
+}
+
+#[async_trait]
+impl EventLog for UnreadableStream {
+    async fn append(&self, req: AppendRequest) -> Result<Result<u64, AppendRejection>, LogError> {
+        self.log.append(req).await
+    }
+    fn read(&self, id: WorkflowId) -> Result<Vec<Event>, LogError> {
+        if id == self.bad {
+            return Err(LogError::Corruption(format!("event 3 of {id} is garbage")));
+        }
+        self.log.read(id)
+    }
+    fn summary(&self, id: WorkflowId) -> Result<Option<WorkflowSummary>, LogError> {
+        self.log.summary(id)
+    }
+    fn list(&self, q: &ListQuery) -> Result<Vec<WorkflowSummary>, LogError> {
+        self.log.list(q)
+    }
+    fn open(&self) -> Result<Vec<WorkflowSummary>, LogError> {
+        self.log.open()
+    }
+    fn due_timers(
+        &self,
+        until: ferry_engine::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, LogError> {
+        self.log.due_timers(until, limit)
+    }
+    fn next_timer(&self) -> Result<Option<DueTimer>, LogError> {
+        self.log.next_timer()
+    }
+    fn find_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<WorkflowId>, LogError> {
+        self.log.find_idempotency(tenant, key)
+    }
+    fn count_submitted_since(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        since: ferry_engine::Timestamp,
+    ) -> Result<u64, LogError> {
+        self.log.count_submitted_since(tenant, kind, since)
+    }
+    fn size_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// One open workflow whose events cannot be read is quarantined at start
+/// (reported and counted); the other open workflows recover and finish.
+#[actix::test]
+async fn recovery_quarantines_an_unreadable_stream_and_recovers_the_others() {
+    let log = MemoryLog::shared();
+    let flow = TestFlow::new("test", three_steps());
+    let _held = [flow.hold("acme", "a"), flow.hold("zeta", "a")];
+    let engine = engine_with(log.clone(), flow.clone()).await;
+    let ids = [
+        submit(&engine, "acme", None).await,
+        submit(&engine, "acme", None).await,
+        submit(&engine, "zeta", None).await,
+    ];
+    wait_for(&engine, ids[0], Status::Running).await;
+    wait_for(&engine, ids[2], Status::Running).await;
+    // "Crash" with acme's first workflow and zeta's inside a, acme's second
+    // pending; the second's stream is unreadable to the next engine.
+    let bad = ids[1];
+    let broken: Arc<dyn EventLog> = Arc::new(UnreadableStream {
+        log: log.clone(),
+        bad,
+    });
+    let flow2 = TestFlow::new("test", three_steps());
+    let registry = prometheus::Registry::new();
+    let engine2 = Engine::new(
+        broken,
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig {
+            timer_poll: Duration::from_millis(20),
+            seed: Some(42),
+            ..EngineConfig::default()
+        },
+        &registry,
+    )
+    .unwrap();
+    engine2.register(flow2.clone());
+    let report = engine2
+        .start()
+        .await
+        .expect("recovery goes past a bad stream");
+    assert_eq!(report.quarantined, [bad]);
+    assert_eq!(report.open, 3);
+    for id in [ids[0], ids[2]] {
+        let s = wait_for(&engine2, id, Status::Completed).await;
+        assert_eq!(s.outputs.len(), 3);
+    }
+    let quarantined = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.get_name() == "ferry_workflows_quarantined_total")
+        .expect("the counter is exported");
+    let test_kind = quarantined
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.get_value() == "test"))
+        .unwrap();
+    assert_eq!(test_kind.get_counter().get_value(), 1.0);
+    // The quarantined stream is left as it was in the log.
+    assert_eq!(log.summary(bad).unwrap().unwrap().status, Status::Pending);
+}
+
+/// A stream whose events break the status table (its fold panics) is
+/// quarantined at start too, and the engine goes on.
+#[actix::test]
+async fn recovery_quarantines_a_stream_that_does_not_fold() {
+    let log = MemoryLog::shared();
+    let id = WorkflowId(uuid::Uuid::now_v7());
+    let submitted = Event::Submitted {
+        id,
+        tenant: tenant("acme"),
+        kind: "test".into(),
+        input: json!({}),
+        idempotency_key: None,
+        requested_by: None,
+        at: SystemClock.now(),
+    };
+    // Its index entry says pending (open); its events jump to completed.
+    let summary = ferry_engine::WorkflowState::from_submitted(&submitted).summary();
+    log.append(AppendRequest {
+        id,
+        expected_version: 0,
+        events: vec![submitted.clone()],
+        summary: summary.clone(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    log.append(AppendRequest {
+        id,
+        expected_version: 1,
+        events: vec![Event::Completed {
+            at: SystemClock.now(),
+        }],
+        summary: WorkflowSummary {
+            version: 2,
+            ..summary
+        },
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let flow = TestFlow::new("test", three_steps());
+    let engine = Engine::new(
+        log.clone(),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+        EngineConfig::default(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    engine.register(flow.clone());
+    let report = engine.start().await.expect("recovery goes past it");
+    assert_eq!(report.quarantined, [id]);
+    let other = submit(&engine, "acme", None).await;
+    wait_for(&engine, other, Status::Completed).await;
 }
 
 #[actix::test]

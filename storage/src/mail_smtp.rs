@@ -21,6 +21,7 @@
 
 use crate::mail_outbox::{build_message, MESSAGE_ID_DOMAIN};
 use async_trait::async_trait;
+use ferry_engine::{Clock, SystemClock};
 use ferry_workflows::ports::mail::{Email, Mailer, SendOutcome};
 use ferry_workflows::ports::PortError;
 use lettre::message::Mailbox;
@@ -152,6 +153,8 @@ pub struct SmtpMailer {
     /// One lock per message id being sent, so concurrent sends of one id in
     /// this process send once.
     in_flight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The time written in sent markers.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for SmtpMailer {
@@ -184,7 +187,14 @@ impl SmtpMailer {
             from,
             cfg,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Take the time of sent markers from `clock` (the engine's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SmtpMailer {
+        self.clock = clock;
+        self
     }
 
     pub fn config(&self) -> &SmtpConfig {
@@ -233,7 +243,7 @@ impl SmtpMailer {
             .map_err(|e| smtp_err(&e))?;
         // The server has the message. Failing to record that must not turn
         // into an error, or the step's retry would send it a second time.
-        let note = format!("{} {}\n", chrono::Utc::now().to_rfc3339(), response.code());
+        let note = format!("{} {}\n", self.clock.now().to_rfc3339(), response.code());
         if let Err(e) = write_marker(&self.cfg.sent_dir, &marker, note.as_bytes()).await {
             tracing::warn!(
                 message_id = %email.message_id,

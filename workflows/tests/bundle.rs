@@ -5,7 +5,7 @@
 use async_zip::tokio::read::fs::ZipFileReader;
 use async_zip::tokio::write::ZipFileWriter;
 use async_zip::{Compression, ZipEntryBuilder};
-use ferry_engine::TenantId;
+use ferry_engine::{Clock, SystemClock, TenantId};
 use ferry_workflows::bundle::{
     verify_file, BundleSigner, BundleWriter, DatabaseSection, Manifest, PackMethod, Packed,
     Producer, SignatureFile, FORMAT_VERSION, MANIFEST_PATH, SIGNATURE_PATH,
@@ -431,7 +431,7 @@ async fn size_limit_stops_the_writer() {
         .collect();
     std::fs::write(&src, rand).unwrap();
     let out = dir.path().join("b.zip");
-    let mut w = BundleWriter::create(&out, chrono::Utc::now(), 64 * 1024)
+    let mut w = BundleWriter::create(&out, SystemClock.now(), 64 * 1024)
         .await
         .unwrap();
     let err = w
@@ -453,7 +453,7 @@ async fn writer_refuses_unsafe_and_duplicate_paths() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("f");
     std::fs::write(&src, b"x").unwrap();
-    let mut w = BundleWriter::create(&dir.path().join("b.zip"), chrono::Utc::now(), u64::MAX)
+    let mut w = BundleWriter::create(&dir.path().join("b.zip"), SystemClock.now(), u64::MAX)
         .await
         .unwrap();
     for bad in ["../x", "/abs", "a//b", "manifest.json", "a\\b", ""] {

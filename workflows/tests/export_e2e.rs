@@ -6,8 +6,8 @@
 
 use ferry_engine::testkit::MemoryLog;
 use ferry_engine::{
-    Engine, EngineConfig, RetryPolicy, Status, SubmitRequest, SystemClock, TenantId, UuidV7,
-    WorkflowId, WorkflowState,
+    Clock, Engine, EngineConfig, ManualClock, RetryPolicy, Status, SubmitRequest, SystemClock,
+    TenantId, UuidV7, WorkflowId, WorkflowState,
 };
 use ferry_storage::audit_sqlite::SqliteAudit;
 use ferry_storage::mail_outbox::OutboxMailer;
@@ -123,6 +123,8 @@ struct Harness {
     _dir: tempfile::TempDir,
     data: PathBuf,
     engine: Engine,
+    /// The engine's clock.
+    clock: Arc<dyn Clock>,
     objects: Arc<LocalObjects>,
     audit: Arc<SqliteAudit>,
     outbox: PathBuf,
@@ -144,6 +146,15 @@ fn fast() -> RetryPolicy {
 }
 
 async fn harness(bundle_ttl: Duration, fail_table: Option<&str>) -> Harness {
+    harness_on(Arc::new(SystemClock), bundle_ttl, fail_table).await
+}
+
+/// `harness` with an engine on `clock`.
+async fn harness_on(
+    clock: Arc<dyn Clock>,
+    bundle_ttl: Duration,
+    fail_table: Option<&str>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let tenants_dir = data.join("tenants");
@@ -194,7 +205,7 @@ async fn harness(bundle_ttl: Duration, fail_table: Option<&str>) -> Harness {
     }
     let engine = Engine::new(
         Arc::new(MemoryLog::new()),
-        Arc::new(SystemClock),
+        clock.clone(),
         Arc::new(UuidV7),
         EngineConfig {
             timer_poll: Duration::from_millis(20),
@@ -210,6 +221,7 @@ async fn harness(bundle_ttl: Duration, fail_table: Option<&str>) -> Harness {
         _dir: dir,
         data,
         engine,
+        clock,
         objects,
         audit,
         outbox,
@@ -279,7 +291,7 @@ impl Harness {
 
     /// Copy the stored bundle out of the store (as a downloader would get it).
     async fn download(&self, state: &WorkflowState) -> PathBuf {
-        let art = artifact(state, chrono::Utc::now()).unwrap();
+        let art = artifact(state, self.clock.now()).unwrap();
         let mut r = self
             .objects
             .open(Area::Exports, &art.key)
@@ -347,7 +359,14 @@ print(msg.get_body(('plain',)).get_content())
 
 #[actix::test]
 async fn lite_export_with_assets_runs_end_to_end_and_expires() {
-    let h = harness(Duration::from_secs(3), None).await;
+    // The bundle lives a day; the test moves the engine's clock past it.
+    let clock = ManualClock::new(SystemClock.now());
+    let h = harness_on(
+        Arc::new(clock.clone()),
+        Duration::from_secs(24 * 3600),
+        None,
+    )
+    .await;
     let id = h
         .submit(
             "acme",
@@ -359,7 +378,7 @@ async fn lite_export_with_assets_runs_end_to_end_and_expires() {
     assert_eq!(state.tenant.as_str(), "acme");
 
     // Status view.
-    let view = ExportStatusView::from_state(&state, chrono::Utc::now())
+    let view = ExportStatusView::from_state(&state, h.clock.now())
         .with_download_url(|id| format!("/api/v1/tenant/export/{id}/download"));
     assert_eq!(view.progress, 100);
     assert_eq!(view.status, Status::Completed);
@@ -397,7 +416,7 @@ async fn lite_export_with_assets_runs_end_to_end_and_expires() {
     }
 
     // The stored bundle: under the tenant, verifiable offline, complete.
-    let art = artifact(&state, chrono::Utc::now()).unwrap();
+    let art = artifact(&state, h.clock.now()).unwrap();
     assert!(art
         .key
         .as_str()
@@ -489,7 +508,7 @@ async fn lite_export_with_assets_runs_end_to_end_and_expires() {
         .collect();
     let ok = h
         .links
-        .verify(segs[2], segs[3], q["exp"], q["sig"], chrono::Utc::now())
+        .verify(segs[2], segs[3], q["exp"], q["sig"], h.clock.now())
         .unwrap();
     assert_eq!((ok.tenant.as_str(), ok.export_id), ("acme", id));
     assert!(eml.contains(&art.checksum), "the mail names the checksum");
@@ -527,7 +546,15 @@ async fn lite_export_with_assets_runs_end_to_end_and_expires() {
     );
     assert!(h.audit.verify_chain().await.unwrap().ok);
 
-    // The durable timer deletes the bundle after the TTL.
+    // The durable timer deletes the bundle after the TTL, a day later on
+    // the engine's clock and milliseconds later in real time.
+    assert!(h
+        .objects
+        .head(Area::Exports, &art.key)
+        .await
+        .unwrap()
+        .is_some());
+    clock.advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
     let deadline = Instant::now() + Duration::from_secs(20);
     while h
         .objects
@@ -546,11 +573,11 @@ async fn lite_export_with_assets_runs_end_to_end_and_expires() {
     loop {
         let s = h.engine.get(id).await.unwrap().unwrap();
         if s.timers.get("expire").is_some_and(|t| t.fired) {
-            let view = ExportStatusView::from_state(&s, chrono::Utc::now())
-                .with_download_url(|_| "x".into());
+            let view =
+                ExportStatusView::from_state(&s, h.clock.now()).with_download_url(|_| "x".into());
             assert!(view.expired && view.download_url.is_none());
             assert_eq!(
-                artifact(&s, chrono::Utc::now()).unwrap_err().code(),
+                artifact(&s, h.clock.now()).unwrap_err().code(),
                 "export_expired"
             );
             break;
@@ -636,7 +663,7 @@ async fn unknown_tables_and_tenants_fail_permanently_without_retries() {
     let s = h.wait(id, Status::Failed).await;
     assert_eq!(s.last_error.as_ref().unwrap().code, "unknown_table");
     assert_eq!(s.failures_of("plan"), 1, "a permanent error is not retried");
-    let view = ExportStatusView::from_state(&s, chrono::Utc::now());
+    let view = ExportStatusView::from_state(&s, h.clock.now());
     assert_eq!(view.error.unwrap().code, "unknown_table");
 
     let id = h.submit("initech", json!({"profile": "lite"}), None).await;

@@ -4,7 +4,6 @@
 
 use crate::app;
 use crate::config::Config;
-use chrono::Utc;
 use ferry_engine::{Status, SubmitRequest, TenantId};
 use ferry_workflows::bundle::verify::verify_file;
 use ferry_workflows::export::{
@@ -69,14 +68,14 @@ pub fn run(tenant: &str, scale: u32) -> anyhow::Result<ExitCode> {
                 anyhow::ensure!(started.elapsed() < EXPORT_WAIT_MAX, "export {id} still {} after {EXPORT_WAIT_MAX:?}", s.status);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
-            let view = ExportStatusView::from_state(&state, Utc::now());
+            let view = ExportStatusView::from_state(&state, engine.now());
             let profile = view.profile.clone().unwrap_or_default();
             if state.status != Status::Completed {
                 println!("   {profile:<9} {id} ended {}: {:?}", state.status, view.error);
                 all_ok = false;
                 continue;
             }
-            let art = artifact(&state, Utc::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let art = artifact(&state, engine.now()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let path = objects_dir.join("exports").join(art.key.as_str());
             match verify_file(&path, &verifying_key).await {
                 Ok(report) => println!(

@@ -3,7 +3,7 @@
 use crate::auth::{Claims, JwtKeys, Role};
 use crate::config::Config;
 use crate::keys::Keys;
-use ferry_engine::TenantId;
+use ferry_engine::{Clock, SystemClock, TenantId};
 use std::process::ExitCode;
 
 pub fn mint(
@@ -19,7 +19,7 @@ pub fn mint(
         anyhow::bail!("role must be tenant_admin or platform_admin, not {role:?}");
     }
     let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
-    let exp = chrono::Utc::now().timestamp() as u64 + ttl_hours * 3600;
+    let exp = SystemClock.now().timestamp() as u64 + ttl_hours * 3600;
     let claims = Claims {
         sub: sub.to_owned(),
         tenant: tenant.to_owned(),

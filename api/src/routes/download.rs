@@ -9,7 +9,6 @@ use crate::error::ApiError;
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use ferry_workflows::export::{artifact, ArtifactError};
 use ferry_workflows::links::LinkError;
 use ferry_workflows::ports::objects::{Area, DownloadTarget};
@@ -63,7 +62,7 @@ async fn download(
     };
     let link = state
         .links
-        .verify(&tenant, &export, exp, sig, Utc::now())
+        .verify(&tenant, &export, exp, sig, state.engine.now())
         .map_err(link_error)?;
     let wf = state
         .engine
@@ -71,7 +70,7 @@ async fn download(
         .await?
         .filter(|w| w.tenant == link.tenant)
         .ok_or_else(|| ApiError::not_found("export"))?;
-    let art = artifact(&wf, Utc::now()).map_err(|e| {
+    let art = artifact(&wf, state.engine.now()).map_err(|e| {
         let status = if e == ArtifactError::Expired {
             StatusCode::GONE
         } else {

@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::Duration as ChronoDuration;
 use ferry_engine::SubmitRequest;
 use ferry_workflows::export::{
     self, artifact, parse_request, ArtifactError, ExportInput, ExportStatusView, Requester,
@@ -138,7 +138,6 @@ async fn create(
     let known = match &key {
         Some(k) => state
             .engine
-            .log()
             .find_idempotency(&caller.tenant, k)
             .map_err(ApiError::internal)?
             .is_some(),
@@ -222,7 +221,7 @@ async fn status(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
-    let view = ExportStatusView::from_state(&wf, Utc::now()).with_download_url(|id| {
+    let view = ExportStatusView::from_state(&wf, state.engine.now()).with_download_url(|id| {
         format!(
             "{}/api/v1/tenant/export/{id}/download",
             state.config.public_url
@@ -251,7 +250,7 @@ async fn download(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(export::KIND)).await?;
-    let art = artifact(&wf, Utc::now()).map_err(artifact_error)?;
+    let art = artifact(&wf, state.engine.now()).map_err(artifact_error)?;
     let target = state
         .objects
         .download_target(Area::Exports, &art.key, DOWNLOAD_TARGET_TTL)
@@ -261,8 +260,8 @@ async fn download(
         DownloadTarget::Redirect(url) => url,
         // Local store: ferry serves the file itself through a short link.
         DownloadTarget::LocalFile(_) => {
-            let exp =
-                Utc::now() + ChronoDuration::from_std(DOWNLOAD_TARGET_TTL).expect("small duration");
+            let exp = state.engine.now()
+                + ChronoDuration::from_std(DOWNLOAD_TARGET_TTL).expect("small duration");
             state
                 .links
                 .sign(&wf.id, &wf.tenant, exp.min(art.expires_at))

@@ -43,7 +43,7 @@ pub fn check_daily_limit(
     max: u64,
 ) -> Result<(), ApiError> {
     use chrono::{Duration, TimeZone, Utc};
-    let now = Utc::now();
+    let now = engine.now();
     let midnight =
         Utc.from_utc_datetime(&now.date_naive().and_hms_opt(0, 0, 0).expect("valid time"));
     let today = engine.count_submitted_since(&caller.tenant, kind, midnight)?;

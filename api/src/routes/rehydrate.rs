@@ -9,7 +9,6 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use ferry_engine::SubmitRequest;
 use ferry_workflows::export::{self, artifact};
 use ferry_workflows::rehydrate::input::{parse_json_request, parse_query_options, Requester};
@@ -155,7 +154,7 @@ async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<So
                 "no export with this id for this tenant",
             )
         })?;
-    let art = artifact(&wf, Utc::now()).map_err(|e| {
+    let art = artifact(&wf, state.engine.now()).map_err(|e| {
         ApiError::new(
             StatusCode::CONFLICT,
             "export_not_available",
@@ -378,7 +377,7 @@ async fn confirm(
         ));
     }
     can_confirm(&wf).map_err(action_error)?;
-    let payload = json!({"confirmedBy": caller.actor(), "at": Utc::now()});
+    let payload = json!({"confirmedBy": caller.actor(), "at": state.engine.now()});
     let after = state
         .engine
         .signal(wf.id, CONFIRM_SIGNAL, payload)

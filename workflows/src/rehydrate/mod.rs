@@ -404,7 +404,7 @@ impl RehydrateWorkflow {
             .await
             .map_err(|e| StepError::retryable("work_dir_failed", e.to_string()))?;
         let entry = AuditEntry::new(
-            chrono::Utc::now(),
+            ctx.now(),
             AUDIT_ACTOR,
             Some(ctx.tenant.clone()),
             "REHYDRATE_BACKUP_EXPIRED",

@@ -112,8 +112,7 @@ pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), St
     }
     let existed = wf.deps.objects.delete(BUNDLE_AREA, &key).await?;
     let entry = AuditEntry::new(
-        // The timer context carries no clock; the audit log records wall time.
-        chrono::Utc::now(),
+        ctx.now(),
         AUDIT_ACTOR,
         Some(ctx.tenant.clone()),
         "EXPORT_EXPIRED",
@@ -146,7 +145,7 @@ pub async fn on_expire(wf: &ExportWorkflow, ctx: &TimerContext) -> Result<(), St
             requested_at,
         };
         let mut record = source.record(Status::Completed)?;
-        record.expired_at = Some(chrono::Utc::now());
+        record.expired_at = Some(ctx.now());
         wf.write_record(record).await?;
     }
     Ok(())

@@ -262,8 +262,11 @@ mod tests {
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body: serde_json::Value = actix_test::read_body_json(res).await;
         assert_eq!(body["error"]["code"], "payload_too_large");
-        let res =
-            actix_test::call_service(&app, actix_test::TestRequest::get().uri("/ours").to_request()).await;
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/ours").to_request(),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers().get("Retry-After").unwrap(), "42");
         let body: serde_json::Value = actix_test::read_body_json(res).await;

@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use ferry_storage::tenant_pg::{LoadPath, PgIsolation, PgTenants};
-use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
+use ferry_workflows::ports::tenant::{SchemaInfo, TenantStore};
 use ferry_workflows::ports::tenant_writer::{LoadOutcome, TenantWriter, Verify, WriteMode};
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use support::pg::{sample, tenant, TestDb, TYPES_SQL};
 use support::writer::{
     assert_native_format_refused, assert_refused, check_cancel_commits_nothing, check_merge,
     check_native_restore_commits_nothing, check_verify_mismatch_commits_nothing, hashes,
-    import_all, import_one, load_lite, reader, restore_native, Recorder,
+    import_all, import_one, lite_export, load_lite, reader, restore_native, Recorder,
 };
 
 /// What an export of a tenant holds: each table's `lite` NDJSON and its
@@ -41,15 +41,7 @@ fn export(store: &PgTenants, id: &str) -> Export {
     let dir = tempfile::tempdir().unwrap();
     let mut snap = store.snapshot(&tenant(id), dir.path()).expect("snapshot");
     let schema = snap.schema().unwrap();
-    let mut ndjson = BTreeMap::new();
-    let mut blake3 = BTreeMap::new();
-    for table in &schema.tables {
-        let mut out = Vec::new();
-        snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
-            .unwrap();
-        blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
-        ndjson.insert(table.name.clone(), out);
-    }
+    let (ndjson, blake3) = lite_export(snap.as_mut(), &schema);
     let native = dir.path().join("native");
     let mut file = std::fs::File::create(&native).unwrap();
     let info = snap.dump_native(&mut file).unwrap();

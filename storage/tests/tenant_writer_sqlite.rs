@@ -14,7 +14,7 @@ use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_engine::TenantId;
 use ferry_storage::sample;
 use ferry_storage::tenant_sqlite::{SqliteTenants, NATIVE_FORMAT};
-use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
+use ferry_workflows::ports::tenant::{SchemaInfo, TenantStore};
 use ferry_workflows::ports::tenant_writer::{TenantWriter, WriteMode};
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use support::writer::{
     assert_native_format_refused, assert_refused, check_cancel_commits_nothing, check_merge,
     check_native_restore_commits_nothing, check_verify_mismatch_commits_nothing, hashes,
-    import_all, import_one, restore_native,
+    import_all, import_one, lite_export, restore_native,
 };
 
 fn tenant(id: &str) -> TenantId {
@@ -81,15 +81,7 @@ impl Fixture {
         let work = self.root.path().join("exports").join(work);
         let mut snap = self.store.snapshot(&tenant(id), &work).expect("snapshot");
         let schema = snap.schema().unwrap();
-        let mut ndjson = BTreeMap::new();
-        let mut blake3 = BTreeMap::new();
-        for table in &schema.tables {
-            let mut out = Vec::new();
-            snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
-                .unwrap();
-            blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
-            ndjson.insert(table.name.clone(), out);
-        }
+        let (ndjson, blake3) = lite_export(snap.as_mut(), &schema);
         let native = work.join("tenant.sqlite");
         let mut file = std::fs::File::create(&native).unwrap();
         snap.dump_native(&mut file).unwrap();

@@ -3,7 +3,7 @@
 //! records (or cancels) its progress, and the merge scenario every store
 //! must pass.
 
-use ferry_workflows::ports::tenant::SchemaInfo;
+use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
     LoadObserver, LoadOutcome, LoadPlan, LoadSource, TableDigest, TableSource, TableWrite,
     TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
@@ -578,4 +578,22 @@ pub fn assert_native_format_refused(writer: &mut dyn TenantWriter, format: &str,
         (err.code.as_str(), err.retryable),
         ("native_format_unsupported", false)
     );
+}
+
+/// Each table of `schema` as an export writes it: its `lite` NDJSON, and
+/// that text's blake3 (the manifest entry's).
+pub fn lite_export(
+    snap: &mut dyn TenantSnapshot,
+    schema: &SchemaInfo,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    let mut ndjson = BTreeMap::new();
+    let mut blake3 = BTreeMap::new();
+    for table in &schema.tables {
+        let mut out = Vec::new();
+        snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
+            .unwrap();
+        blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
+        ndjson.insert(table.name.clone(), out);
+    }
+    (ndjson, blake3)
 }

@@ -19,6 +19,7 @@
 //! notify step; a 5xx reply is permanent (`smtp_rejected`), and a malformed
 //! address never reaches the server (`invalid_address`).
 
+use crate::error_text::error_chain;
 use crate::mail_outbox::{build_message, MESSAGE_ID_DOMAIN};
 use async_trait::async_trait;
 use ferry_engine::{Clock, SystemClock};
@@ -124,20 +125,6 @@ fn smtp_err(e: &SmtpError) -> PortError {
         // responses: the server may be back later.
         PortError::retryable("smtp_unavailable", detail)
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        // Wrappers often repeat their cause's text; say it once.
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 fn io_err(e: io::Error) -> PortError {

@@ -16,8 +16,8 @@
 use async_trait::async_trait;
 use ferry_engine::TenantId;
 use ferry_workflows::ports::objects::{
-    check_same_tenant, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader,
-    ObjectStore, LIST_LIMIT_MAX,
+    check_same_tenant, object_not_found, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage,
+    ObjectReader, ObjectStore, LIST_LIMIT_MAX,
 };
 use ferry_workflows::ports::PortError;
 use std::io;
@@ -362,12 +362,7 @@ impl ObjectStore for LocalObjects {
                 modified: modified(&meta),
             });
         }
-        let next = if more {
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ObjectPage { objects, next })
+        Ok(ObjectPage::new(objects, more))
     }
 
     async fn download_target(
@@ -378,10 +373,7 @@ impl ObjectStore for LocalObjects {
     ) -> Result<DownloadTarget, PortError> {
         match self.meta_of(area, key).await? {
             Some((path, _)) => Ok(DownloadTarget::LocalFile(path)),
-            None => Err(PortError::permanent(
-                "object_not_found",
-                format!("{key} does not exist"),
-            )),
+            None => Err(object_not_found(key)),
         }
     }
 }

@@ -31,12 +31,13 @@
 //!   (`s3_denied`), other 4xx permanent (`s3_rejected`, `s3_no_bucket`,
 //!   `s3_not_implemented`, `s3_invalid_request`).
 
+use crate::error_text::error_chain;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_engine::TenantId;
 use ferry_workflows::ports::objects::{
-    check_same_tenant, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage, ObjectReader,
-    ObjectStore, LIST_LIMIT_MAX,
+    check_same_tenant, object_not_found, Area, DownloadTarget, ObjectKey, ObjectMeta, ObjectPage,
+    ObjectReader, ObjectStore, LIST_LIMIT_MAX,
 };
 use ferry_workflows::ports::PortError;
 use futures::StreamExt;
@@ -252,11 +253,13 @@ fn s3_err(op: &str, e: MinioError) -> PortError {
         MinioError::Validation(ValidationErr::HttpError(_))
         | MinioError::Validation(ValidationErr::IOError(_))
         | MinioError::Network(NetworkError::ReqwestError(_)) => {
-            PortError::retryable("s3_unavailable", msg(&e_source(&e)))
+            PortError::retryable("s3_unavailable", msg(&error_chain(&e)))
         }
         MinioError::Network(NetworkError::ServerError(status)) => by_status(*status, &e),
-        MinioError::DriveIo(_) => PortError::retryable("s3_io", msg(&e_source(&e))),
-        MinioError::Validation(_) => PortError::permanent("s3_invalid_request", msg(&e_source(&e))),
+        MinioError::DriveIo(_) => PortError::retryable("s3_io", msg(&error_chain(&e))),
+        MinioError::Validation(_) => {
+            PortError::permanent("s3_invalid_request", msg(&error_chain(&e)))
+        }
         MinioError::S3Server(S3ServerError::InvalidServerResponse {
             http_status_code, ..
         })
@@ -307,25 +310,18 @@ fn s3_err(op: &str, e: MinioError) -> PortError {
     }
 }
 
-/// The innermost cause, which is what an operator needs ("connection
-/// refused"), rather than minio's generic outer text.
-fn e_source(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        // Wrappers often repeat their cause's text; say it once.
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 fn is_not_found(e: &MinioError) -> bool {
     matches!(e, MinioError::S3Server(S3ServerError::S3Error(r))
         if matches!(r.code(), MinioErrorCode::NoSuchKey))
+}
+
+/// A request's answer; `None` where the key it names does not exist.
+fn unless_not_found<T>(op: &str, sent: Result<T, MinioError>) -> Result<Option<T>, PortError> {
+    match sent {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(s3_err(op, e)),
+    }
 }
 
 fn is_not_implemented(e: &PortError) -> bool {
@@ -666,10 +662,8 @@ impl ObjectStore for S3Objects {
             .build()
             .send()
             .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(s3_err("get_object", e)),
+        let Some(resp) = unless_not_found("get_object", sent)? else {
+            return Ok(None);
         };
         let (stream, _size) = resp
             .into_boxed_stream()
@@ -685,10 +679,8 @@ impl ObjectStore for S3Objects {
             .build()
             .send()
             .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(s3_err("stat_object", e)),
+        let Some(resp) = unless_not_found("stat_object", sent)? else {
+            return Ok(None);
         };
         Ok(Some(ObjectMeta {
             key: key.clone(),
@@ -704,18 +696,14 @@ impl ObjectStore for S3Objects {
         if self.head(area, key).await?.is_none() {
             return Ok(false);
         }
-        match self
+        let sent = self
             .client
             .delete_object(self.bucket(area), key.as_str())
             .map_err(|e| validation("delete_object", e))?
             .build()
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(s3_err("delete_object", e)),
-        }
+            .await;
+        Ok(unless_not_found("delete_object", sent)?.is_some())
     }
 
     async fn copy(
@@ -735,10 +723,8 @@ impl ObjectStore for S3Objects {
             .build()
             .send()
             .await;
-        match sent {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(s3_err("copy_object", e)),
+        if unless_not_found("copy_object", sent)?.is_none() {
+            return Ok(None);
         }
         // The size of what was copied is the target's, read back.
         self.head(to_area, to).await?.map(Some).ok_or_else(|| {
@@ -843,12 +829,7 @@ impl ObjectStore for S3Objects {
                 None => break,
             }
         }
-        let next = if more {
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ObjectPage { objects, next })
+        Ok(ObjectPage::new(objects, more))
     }
 
     async fn download_target(
@@ -858,10 +839,7 @@ impl ObjectStore for S3Objects {
         ttl: Duration,
     ) -> Result<DownloadTarget, PortError> {
         if self.head(area, key).await?.is_none() {
-            return Err(PortError::permanent(
-                "object_not_found",
-                format!("{key} does not exist"),
-            ));
+            return Err(object_not_found(key));
         }
         let secs = ttl.as_secs().clamp(1, PRESIGN_TTL_SECS_MAX) as u32;
         let resp = self

@@ -139,6 +139,24 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Restore a custom-format dump into a new scratch database with
+/// `pg_restore`, stopping at the first error when `strict`; the scratch
+/// database's URL.
+fn pg_restore(db: &TestDb, native: &[u8], strict: bool) -> Result<String> {
+    let scratch = db.scratch("restore");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tenant.dump");
+    std::fs::write(&file, native)?;
+    let dbname = format!("--dbname={scratch}");
+    let mut args = vec!["--no-owner"];
+    if strict {
+        args.push("--exit-on-error");
+    }
+    args.extend([dbname.as_str(), file.to_str().unwrap()]);
+    run("pg_restore", &args)?;
+    Ok(scratch)
+}
+
 /// Sample three tenants, export each fully, and check isolation, counts,
 /// schema discovery and the native dump.
 fn three_tenants(db: &TestDb, store: &PgTenants) -> Result<BTreeMap<String, Export>> {
@@ -288,19 +306,7 @@ fn schema_mode_exports_three_tenants_in_isolation_and_pg_restore_reads_the_dump(
     assert_eq!(&acme.native[..5], b"PGDMP", "a custom-format dump");
 
     // The dump restores with pg_restore, and re-exports to the same bytes.
-    let scratch = db.scratch("restore");
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("tenant.dump");
-    std::fs::write(&file, &acme.native)?;
-    run(
-        "pg_restore",
-        &[
-            "--no-owner",
-            "--exit-on-error",
-            &format!("--dbname={scratch}"),
-            file.to_str().unwrap(),
-        ],
-    )?;
+    let scratch = pg_restore(&db, &acme.native, true)?;
     let restored_store =
         PgTenants::new(PgTenantsConfig::new(scratch.clone()).with_isolation(PgIsolation::Schema))?;
     let restored = export(&restored_store, "acme")?;
@@ -327,18 +333,7 @@ fn database_mode_finds_tenants_through_the_registry() -> Result<()> {
     // The whole-database dump restores into a scratch database, which the
     // registry can then point a tenant at.
     let acme = &exports["acme"];
-    let scratch = db.scratch("restore");
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("tenant.dump");
-    std::fs::write(&file, &acme.native)?;
-    run(
-        "pg_restore",
-        &[
-            "--no-owner",
-            &format!("--dbname={scratch}"),
-            file.to_str().unwrap(),
-        ],
-    )?;
+    let scratch = pg_restore(&db, &acme.native, false)?;
     store.register(&tenant("restored"), Some(&scratch), Some("public"))?;
     let restored = export(&store, "restored")?;
     assert_same_data(acme, &restored, "pg_restore of the database dump");
@@ -717,18 +712,7 @@ fn one_snapshot_holds_while_a_writer_moves_money() -> Result<()> {
     );
 
     // pg_dump read the very same instant.
-    let scratch = db.scratch("restore");
-    let file = dir.path().join("tenant.dump");
-    std::fs::write(&file, &native)?;
-    run(
-        "pg_restore",
-        &[
-            "--no-owner",
-            "--exit-on-error",
-            &format!("--dbname={scratch}"),
-            file.to_str().unwrap(),
-        ],
-    )?;
+    let scratch = pg_restore(&db, &native, true)?;
     let mut restored = PgConnection::establish(&scratch)?;
     let get = |conn: &mut PgConnection, table: &str| -> Result<i64> {
         let rows: Vec<Balance> =

@@ -14,18 +14,16 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use ferry_storage::tenant_pg::{LoadPath, PgIsolation, PgTenants};
-use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
-use ferry_workflows::ports::tenant_writer::{
-    LoadOutcome, TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
-};
+use ferry_workflows::ports::tenant::{SchemaInfo, TenantStore};
+use ferry_workflows::ports::tenant_writer::{LoadOutcome, TenantWriter, Verify, WriteMode};
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::pg::{sample, tenant, TestDb, TYPES_SQL};
 use support::writer::{
-    assert_refused, check_cancel_commits_nothing, check_merge,
-    check_verify_mismatch_commits_nothing, hashes, import_all, import_one, load_lite, load_native,
-    reader, restore_native, Recorder, CANCELLED,
+    assert_native_format_refused, assert_refused, check_cancel_commits_nothing, check_merge,
+    check_native_restore_commits_nothing, check_verify_mismatch_commits_nothing, hashes,
+    import_all, import_one, lite_export, load_lite, reader, restore_native, Recorder,
 };
 
 /// What an export of a tenant holds: each table's `lite` NDJSON and its
@@ -43,15 +41,7 @@ fn export(store: &PgTenants, id: &str) -> Export {
     let dir = tempfile::tempdir().unwrap();
     let mut snap = store.snapshot(&tenant(id), dir.path()).expect("snapshot");
     let schema = snap.schema().unwrap();
-    let mut ndjson = BTreeMap::new();
-    let mut blake3 = BTreeMap::new();
-    for table in &schema.tables {
-        let mut out = Vec::new();
-        snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
-            .unwrap();
-        blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
-        ndjson.insert(table.name.clone(), out);
-    }
+    let (ndjson, blake3) = lite_export(snap.as_mut(), &schema);
     let native = dir.path().join("native");
     let mut file = std::fs::File::create(&native).unwrap();
     let info = snap.dump_native(&mut file).unwrap();
@@ -197,18 +187,7 @@ fn round_trip(db: &TestDb, store: &PgTenants) {
     let again = restore_native(writer.as_mut(), &before.native_format, &before.native).unwrap();
     assert_eq!(again.deleted, imported.rows, "replaced, not duplicated");
     assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
-    let err = load_native(
-        writer.as_mut(),
-        "sqlite3",
-        &before.native,
-        Verify::Counts(Vec::new()),
-        &mut Recorder::default(),
-    )
-    .unwrap_err();
-    assert_eq!(
-        (err.code.as_str(), err.retryable),
-        ("native_format_unsupported", false)
-    );
+    assert_native_format_refused(writer.as_mut(), "sqlite3", &before.native);
 
     // Maintenance: the registry's flag, for this tenant only.
     writer.set_maintenance(true).unwrap();
@@ -628,38 +607,11 @@ fn a_load_cancelled_half_way_commits_nothing() {
     // A native restore that does not verify, or is cancelled half-way or
     // just before its commit, leaves every table as it was too.
     scramble(&store, "acme");
-    let scrambled = hashes(writer.as_mut(), &before.schema);
-    assert_ne!(scrambled, before.blake3);
-    let counts = writer
-        .native_row_counts(&before.native_format, &before.native)
-        .unwrap();
-    let mut wrong = counts.clone();
-    wrong[0].1 += 1;
-    let err = load_native(
+    check_native_restore_commits_nothing(
         writer.as_mut(),
+        &before.schema,
         &before.native_format,
         &before.native,
-        Verify::Counts(wrong),
-        &mut Recorder::default(),
-    )
-    .unwrap_err();
-    assert_eq!((err.code.as_str(), err.retryable), (VERIFY_MISMATCH, false));
-    assert_eq!(hashes(writer.as_mut(), &before.schema), scrambled);
-    for mut observer in [
-        Recorder::cancel_after_first_table(),
-        Recorder::cancel_before_commit(),
-    ] {
-        let err = load_native(
-            writer.as_mut(),
-            &before.native_format,
-            &before.native,
-            Verify::Counts(counts.clone()),
-            &mut observer,
-        )
-        .unwrap_err();
-        assert_eq!(err.code, CANCELLED, "{err}");
-        assert_eq!(hashes(writer.as_mut(), &before.schema), scrambled);
-    }
-    restore_native(writer.as_mut(), &before.native_format, &before.native).unwrap();
-    assert_eq!(hashes(writer.as_mut(), &before.schema), before.blake3);
+        &before.blake3,
+    );
 }

@@ -14,15 +14,15 @@ use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_engine::TenantId;
 use ferry_storage::sample;
 use ferry_storage::tenant_sqlite::{SqliteTenants, NATIVE_FORMAT};
-use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantStore};
-use ferry_workflows::ports::tenant_writer::{TenantWriter, Verify, WriteMode, VERIFY_MISMATCH};
+use ferry_workflows::ports::tenant::{SchemaInfo, TenantStore};
+use ferry_workflows::ports::tenant_writer::{TenantWriter, WriteMode};
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::writer::{
-    assert_refused, check_cancel_commits_nothing, check_merge,
-    check_verify_mismatch_commits_nothing, hashes, import_all, import_one, load_native,
-    restore_native, Recorder, CANCELLED,
+    assert_native_format_refused, assert_refused, check_cancel_commits_nothing, check_merge,
+    check_native_restore_commits_nothing, check_verify_mismatch_commits_nothing, hashes,
+    import_all, import_one, lite_export, restore_native,
 };
 
 fn tenant(id: &str) -> TenantId {
@@ -81,15 +81,7 @@ impl Fixture {
         let work = self.root.path().join("exports").join(work);
         let mut snap = self.store.snapshot(&tenant(id), &work).expect("snapshot");
         let schema = snap.schema().unwrap();
-        let mut ndjson = BTreeMap::new();
-        let mut blake3 = BTreeMap::new();
-        for table in &schema.tables {
-            let mut out = Vec::new();
-            snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
-                .unwrap();
-            blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
-            ndjson.insert(table.name.clone(), out);
-        }
+        let (ndjson, blake3) = lite_export(snap.as_mut(), &schema);
         let native = work.join("tenant.sqlite");
         let mut file = std::fs::File::create(&native).unwrap();
         snap.dump_native(&mut file).unwrap();
@@ -371,18 +363,7 @@ fn native_dump_restores_in_one_transaction() {
     let mut other_writer = fx.writer("acme2");
     assert_eq!(hashes(other_writer.as_mut(), &other.schema), other.blake3);
 
-    let err = load_native(
-        writer.as_mut(),
-        "pg_dump-custom",
-        &export.native,
-        Verify::Counts(Vec::new()),
-        &mut Recorder::default(),
-    )
-    .unwrap_err();
-    assert_eq!(
-        (err.code.as_str(), err.retryable),
-        ("native_format_unsupported", false)
-    );
+    assert_native_format_refused(writer.as_mut(), "pg_dump-custom", &export.native);
     // A dump of another schema is refused before anything is deleted.
     fx.create("tiny", "CREATE TABLE t (id INTEGER PRIMARY KEY);");
     let tiny = fx.export("tiny", "t");
@@ -393,37 +374,13 @@ fn native_dump_restores_in_one_transaction() {
     // A restore that does not verify, or is cancelled half-way or just
     // before its commit, leaves every table as it was.
     scramble(&mut fx.live("acme"));
-    let scrambled = hashes(writer.as_mut(), &export.schema);
-    assert_ne!(scrambled, export.blake3);
-    let mut wrong = counts.clone();
-    wrong[0].1 += 1;
-    let err = load_native(
+    check_native_restore_commits_nothing(
         writer.as_mut(),
+        &export.schema,
         NATIVE_FORMAT,
         &export.native,
-        Verify::Counts(wrong),
-        &mut Recorder::default(),
-    )
-    .unwrap_err();
-    assert_eq!((err.code.as_str(), err.retryable), (VERIFY_MISMATCH, false));
-    assert_eq!(hashes(writer.as_mut(), &export.schema), scrambled);
-    for mut observer in [
-        Recorder::cancel_after_first_table(),
-        Recorder::cancel_before_commit(),
-    ] {
-        let err = load_native(
-            writer.as_mut(),
-            NATIVE_FORMAT,
-            &export.native,
-            Verify::Counts(counts.clone()),
-            &mut observer,
-        )
-        .unwrap_err();
-        assert_eq!(err.code, CANCELLED, "{err}");
-        assert_eq!(hashes(writer.as_mut(), &export.schema), scrambled);
-    }
-    restore_native(writer.as_mut(), NATIVE_FORMAT, &export.native).unwrap();
-    assert_eq!(hashes(writer.as_mut(), &export.schema), export.blake3);
+        &export.blake3,
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@
 use super::array::{self, Node};
 use super::types::Family;
 use super::value::{bytea_from_hex, float_text, iso_timestamp, iso_timetz, FloatText};
-use base64::Engine as _;
+use crate::lite_write::{self, tagged, tagged_base64, write_string};
 use std::io::{self, Write};
 
 /// Write one row as a JSON object and a `\n`. `row[i]` is column `i`'s text,
@@ -54,26 +54,18 @@ pub(crate) fn write_row(
     families: &[Family],
     row: &[Option<impl AsRef<[u8]>>],
 ) -> io::Result<()> {
-    out.write_all(b"{")?;
-    for (i, ((name, family), value)) in columns.iter().zip(families).zip(row).enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_string(out, name)?;
-        out.write_all(b":")?;
-        match value {
-            None => out.write_all(b"null")?,
+    lite_write::write_row(
+        out,
+        columns,
+        families.iter().zip(row),
+        |out, (family, value)| match value {
+            None => out.write_all(b"null"),
             Some(bytes) => match std::str::from_utf8(bytes.as_ref()) {
-                Ok(text) => write_value(out, family, text)?,
-                Err(_) => tagged(
-                    out,
-                    "$textBase64",
-                    &base64::engine::general_purpose::STANDARD.encode(bytes),
-                )?,
+                Ok(text) => write_value(out, family, text),
+                Err(_) => tagged_base64(out, "$textBase64", bytes.as_ref()),
             },
-        }
-    }
-    out.write_all(b"}\n")
+        },
+    )
 }
 
 /// Write one non-NULL value given as its text.
@@ -99,11 +91,7 @@ fn write_value(out: &mut impl Write, family: &Family, text: &str) -> io::Result<
         },
         Family::Bytea => {
             let bytes = bytea_from_hex(text).ok_or_else(|| unreadable("bytea", text))?;
-            tagged(
-                out,
-                "$base64",
-                &base64::engine::general_purpose::STANDARD.encode(bytes),
-            )
+            tagged_base64(out, "$base64", &bytes)
         }
         Family::Timestamp => write_string(out, &iso_timestamp(text, false)),
         Family::TimestampTz => write_string(out, &iso_timestamp(text, true)),
@@ -149,18 +137,6 @@ pub(crate) fn unreadable(kind: &str, text: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("unexpected {kind} text {shown:?}"),
     )
-}
-
-fn tagged(out: &mut impl Write, tag: &str, text: &str) -> io::Result<()> {
-    out.write_all(b"{")?;
-    write_string(out, tag)?;
-    out.write_all(b":")?;
-    write_string(out, text)?;
-    out.write_all(b"}")
-}
-
-fn write_string(out: &mut impl Write, s: &str) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, s).map_err(io::Error::from)
 }
 
 #[cfg(test)]

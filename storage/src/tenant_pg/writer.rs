@@ -72,6 +72,8 @@ use super::snapshot::{configure, table_digest, PgSnapshot, Target, PROGRESS_EVER
 use super::tenant_not_found;
 use crate::hash_sink::HashSink;
 use crate::lite_read::LiteLines;
+use crate::load_verify::{already_loaded, check_loaded, ReadBack};
+use crate::sql::{clashes, equal_on};
 use crate::transaction;
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -81,8 +83,8 @@ use ferry_engine::TenantId;
 use ferry_workflows::ports::merge_key::{check_merge_key, Identifiers, MergeKey};
 use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
-    merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning,
-    MergePreview, TableDigest, TableSource, TableWrite, TenantWriter, Verify, WriteMode,
+    LoadObserver, LoadOutcome, LoadPlan, LoadSource, LoadWarning, MergePreview, TableDigest,
+    TableSource, TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use ferry_workflows::rehydrate::groups::import_groups;
@@ -455,41 +457,23 @@ fn count_table(
     )
 }
 
-/// Tables whose rows or content digest, read in the current transaction,
-/// differ from `expected`.
-fn digest_mismatches(
-    conn: &mut PgConnection,
-    schema: &Introspected,
-    target: &Target,
-    tenant: &TenantId,
-    expected: &[TableDigest],
-) -> Result<Vec<String>, PortError> {
-    let mut bad = Vec::new();
-    for d in expected {
-        let t = table(schema, &d.table)?;
-        let (rows, blake3) = table_digest(conn, target, tenant, t)?;
-        if rows != d.rows || blake3 != d.blake3 {
-            bad.push(d.table.clone());
-        }
-    }
-    Ok(bad)
+/// The tenant's tables as they are in the current transaction.
+struct PgReadBack<'a> {
+    conn: &'a mut PgConnection,
+    schema: &'a Introspected,
+    ctx: &'a Ctx,
+    tenant: &'a TenantId,
 }
 
-/// Tables whose row count, in the current transaction, differs from
-/// `expected`.
-fn count_mismatches(
-    conn: &mut PgConnection,
-    schema: &Introspected,
-    ctx: &Ctx,
-    expected: &[(String, u64)],
-) -> Result<Vec<String>, PortError> {
-    let mut bad = Vec::new();
-    for (name, rows) in expected {
-        if count_table(conn, schema, ctx, name)? != *rows {
-            bad.push(name.clone());
-        }
+impl ReadBack for PgReadBack<'_> {
+    fn rows(&mut self, table: &str) -> Result<u64, PortError> {
+        count_table(self.conn, self.schema, self.ctx, table)
     }
-    Ok(bad)
+
+    fn digest(&mut self, name: &str) -> Result<(u64, String), PortError> {
+        let t = table(self.schema, name)?;
+        table_digest(self.conn, &self.ctx.target, self.tenant, t)
+    }
 }
 
 /// Refresh the populated materialized views of the tenant's schema (in
@@ -686,15 +670,6 @@ fn differs(a: &str, b: &str, columns: &[String]) -> String {
             .join(", ")
     };
     format!("ROW({}) IS DISTINCT FROM ROW({})", side(a), side(b))
-}
-
-/// `a.k = b.k AND ...`.
-fn equal_on(a: &str, b: &str, columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{a}.{q} = {b}.{q}", q = quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
 }
 
 /// One staged table to move: `INSERT ... SELECT` from its staging table.
@@ -1268,15 +1243,17 @@ impl TenantWriter for PgWriter {
         let tenant = self.tenant.clone();
         self.run(!trial, move |conn, schema, ctx| {
             lock_tenant(conn, ctx)?;
-            if unless_verified {
-                if let Verify::Digests(expected) = &verify {
-                    if digest_mismatches(conn, schema, &ctx.target, &tenant, expected)?.is_empty() {
-                        return Ok(LoadOutcome {
-                            unchanged: true,
-                            ..LoadOutcome::default()
-                        });
-                    }
-                }
+            let mut read = PgReadBack {
+                conn,
+                schema,
+                ctx,
+                tenant: &tenant,
+            };
+            if already_loaded(&mut read, unless_verified, &verify)? {
+                return Ok(LoadOutcome {
+                    unchanged: true,
+                    ..LoadOutcome::default()
+                });
             }
             conn.batch_execute("SET CONSTRAINTS ALL DEFERRED")
                 .map_err(|e| db_error("deferring constraints", e))?;
@@ -1298,19 +1275,13 @@ impl TenantWriter for PgWriter {
             };
             reset_sequences(conn, schema, ctx)?;
             refresh_materialized_views(conn, ctx)?;
-            let bad = match &verify {
-                Verify::Digests(expected) => {
-                    digest_mismatches(conn, schema, &ctx.target, &tenant, expected)?
-                }
-                Verify::Counts(expected) => count_mismatches(conn, schema, ctx, expected)?,
-                Verify::Merged => {
-                    let expected = merged_counts(&before, &outcome.tables);
-                    count_mismatches(conn, schema, ctx, &expected)?
-                }
+            let mut read = PgReadBack {
+                conn,
+                schema,
+                ctx,
+                tenant: &tenant,
             };
-            if !bad.is_empty() {
-                return Err(verify_failed(&bad));
-            }
+            check_loaded(&mut read, &verify, &before, &outcome.tables)?;
             observer.before_commit()?;
             Ok(outcome)
         })
@@ -1426,22 +1397,7 @@ impl TenantWriter for PgWriter {
             let conflicts = if others.is_empty() {
                 0
             } else {
-                let same_key = merge
-                    .key
-                    .iter()
-                    .map(|c| format!("t.{q} IS NOT DISTINCT FROM s.{q}", q = quote_ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let any = others
-                    .iter()
-                    .map(|set| {
-                        format!(
-                            "EXISTS (SELECT 1 FROM {target} AS t WHERE {} AND NOT ({same_key}))",
-                            equal_on("t", "s", set)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
+                let any = clashes(&target, "s", &merge.key, &others, "IS NOT DISTINCT FROM");
                 count(conn, format!("SELECT count(*)::int8 AS n FROM {staging} AS s WHERE {any}"), None, context)?
             };
             Ok(MergePreview {

@@ -23,7 +23,7 @@
 //! them in TEXT columns (as the sample tenant does), and those stay strings.
 
 use super::value::SqlValue;
-use base64::Engine as _;
+use crate::lite_write::{self, tagged, tagged_base64, write_string};
 use std::io::{self, Write};
 
 /// Write one row as a JSON object and a `\n`.
@@ -32,16 +32,7 @@ pub(crate) fn write_row(
     columns: &[String],
     row: &[SqlValue],
 ) -> io::Result<()> {
-    out.write_all(b"{")?;
-    for (i, (name, value)) in columns.iter().zip(row).enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_string(out, name)?;
-        out.write_all(b":")?;
-        write_value(out, value)?;
-    }
-    out.write_all(b"}\n")
+    lite_write::write_row(out, columns, row, write_value)
 }
 
 fn write_value(out: &mut impl Write, value: &SqlValue) -> io::Result<()> {
@@ -58,29 +49,9 @@ fn write_value(out: &mut impl Write, value: &SqlValue) -> io::Result<()> {
             tagged(out, "$float", text)
         }
         SqlValue::Text(s) => write_string(out, s),
-        SqlValue::InvalidText(bytes) => tagged(
-            out,
-            "$textBase64",
-            &base64::engine::general_purpose::STANDARD.encode(bytes),
-        ),
-        SqlValue::Blob(bytes) => tagged(
-            out,
-            "$base64",
-            &base64::engine::general_purpose::STANDARD.encode(bytes),
-        ),
+        SqlValue::InvalidText(bytes) => tagged_base64(out, "$textBase64", bytes),
+        SqlValue::Blob(bytes) => tagged_base64(out, "$base64", bytes),
     }
-}
-
-fn tagged(out: &mut impl Write, tag: &str, text: &str) -> io::Result<()> {
-    out.write_all(b"{")?;
-    write_string(out, tag)?;
-    out.write_all(b":")?;
-    write_string(out, text)?;
-    out.write_all(b"}")
-}
-
-fn write_string(out: &mut impl Write, s: &str) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, s).map_err(io::Error::from)
 }
 
 /// Text of a REAL shared with the CSV encoder, so both formats agree.

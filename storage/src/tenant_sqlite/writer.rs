@@ -45,6 +45,8 @@ use super::value::SqlValue;
 use super::{ENGINE, ISOLATION};
 use crate::hash_sink::HashSink;
 use crate::lite_read::{parse_line, row_invalid, KeyMap, LiteLines};
+use crate::load_verify::{already_loaded, check_loaded, ReadBack};
+use crate::sql::{clashes, equal_on};
 use crate::transaction;
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -54,8 +56,8 @@ use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use ferry_workflows::ports::merge_key::{check_merge_key, Identifiers, MergeKey};
 use ferry_workflows::ports::tenant::{foreign_key_order, SchemaInfo, TableFormat, TableInfo};
 use ferry_workflows::ports::tenant_writer::{
-    merged_counts, verify_failed, LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview,
-    TableDigest, TableSource, TableWrite, TenantWriter, Verify, WriteMode,
+    LoadObserver, LoadOutcome, LoadPlan, LoadSource, MergePreview, TableDigest, TableSource,
+    TableWrite, TenantWriter, Verify, WriteMode,
 };
 use ferry_workflows::ports::PortError;
 use std::collections::BTreeSet;
@@ -302,15 +304,6 @@ fn merge_key(info: &TableInfo, key: &[String]) -> Result<MergeKey, PortError> {
     check_merge_key(&SqliteNames, info, columns, key, None)
 }
 
-/// `a.c1 = b.c1 AND ...` over `columns`.
-fn equal_on(a: &str, b: &str, columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{a}.{q} = {b}.{q}", q = quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// True when any of `columns` differs between `a` and `b` in storage class
 /// or in bytes (never by a column's collation, which could call `'A'` and
 /// `'a'` equal).
@@ -537,46 +530,31 @@ fn open_dump(dump: &Path) -> Result<(SqliteConnection, Introspected), PortError>
     Ok((conn, schema))
 }
 
-/// Tables whose rows or content digest, read in the current transaction,
-/// differ from `expected`.
-fn digest_mismatches(
-    conn: &mut SqliteConnection,
-    schema: &Introspected,
-    expected: &[TableDigest],
-) -> Result<Vec<String>, PortError> {
-    let mut bad = Vec::new();
-    for d in expected {
+/// The tenant's tables as they are in the current transaction.
+struct SqliteReadBack<'a> {
+    conn: &'a mut SqliteConnection,
+    schema: &'a Introspected,
+}
+
+impl ReadBack for SqliteReadBack<'_> {
+    fn rows(&mut self, name: &str) -> Result<u64, PortError> {
+        let info = table(self.schema, name)?;
+        count_table(self.conn, "main", &info.name)
+    }
+
+    /// The export's own dump code, into a hashing sink.
+    fn digest(&mut self, name: &str) -> Result<(u64, String), PortError> {
         let mut sink = HashSink::default();
         let stats = dump_table(
-            conn,
-            schema,
-            &d.table,
+            self.conn,
+            self.schema,
+            name,
             &TableFormat::Ndjson,
             &mut sink,
             &mut |_| {},
         )?;
-        if stats.rows != d.rows || sink.hex() != d.blake3 {
-            bad.push(d.table.clone());
-        }
+        Ok((stats.rows, sink.hex()))
     }
-    Ok(bad)
-}
-
-/// Tables whose row count, in the current transaction, differs from
-/// `expected`.
-fn count_mismatches(
-    conn: &mut SqliteConnection,
-    schema: &Introspected,
-    expected: &[(String, u64)],
-) -> Result<Vec<String>, PortError> {
-    let mut bad = Vec::new();
-    for (name, rows) in expected {
-        let info = table(schema, name)?;
-        if count_table(conn, "main", &info.name)? != *rows {
-            bad.push(name.clone());
-        }
-    }
-    Ok(bad)
 }
 
 #[derive(QueryableByName)]
@@ -817,23 +795,18 @@ impl TenantWriter for SqliteWriter {
     }
 
     fn content_hash(&mut self, name: &str) -> Result<TableDigest, PortError> {
-        // The export's own dump code, into a hashing sink, inside one read
-        // transaction so the rows are of one instant.
+        // Inside one read transaction, so the rows are of one instant.
         self.transaction(Begin::Deferred, |conn| {
             let schema = introspect(conn)?;
-            let mut sink = HashSink::default();
-            let stats = dump_table(
+            let (rows, blake3) = SqliteReadBack {
                 conn,
-                &schema,
-                name,
-                &TableFormat::Ndjson,
-                &mut sink,
-                &mut |_| {},
-            )?;
+                schema: &schema,
+            }
+            .digest(name)?;
             Ok(TableDigest {
                 table: name.to_owned(),
-                rows: stats.rows,
-                blake3: sink.hex(),
+                rows,
+                blake3,
             })
         })
     }
@@ -868,15 +841,15 @@ impl TenantWriter for SqliteWriter {
         // tenant (one abandoned by a cancel, say) ends before this starts.
         let result = self.run(Begin::Immediate, !trial, |conn| {
             let schema = introspect(conn)?;
-            if unless_verified {
-                if let Verify::Digests(expected) = &verify {
-                    if digest_mismatches(conn, &schema, expected)?.is_empty() {
-                        return Ok(LoadOutcome {
-                            unchanged: true,
-                            ..LoadOutcome::default()
-                        });
-                    }
-                }
+            let mut read = SqliteReadBack {
+                conn,
+                schema: &schema,
+            };
+            if already_loaded(&mut read, unless_verified, &verify)? {
+                return Ok(LoadOutcome {
+                    unchanged: true,
+                    ..LoadOutcome::default()
+                });
             }
             let before = match (&verify, &source) {
                 (Verify::Merged, LoadSource::Lite(sources)) => sources
@@ -898,17 +871,11 @@ impl TenantWriter for SqliteWriter {
                 (LoadSource::Native { .. }, None) => unreachable!("attached above"),
             };
             reset_sequences(conn, &schema)?;
-            let bad = match &verify {
-                Verify::Digests(expected) => digest_mismatches(conn, &schema, expected)?,
-                Verify::Counts(expected) => count_mismatches(conn, &schema, expected)?,
-                Verify::Merged => {
-                    let expected = merged_counts(&before, &outcome.tables);
-                    count_mismatches(conn, &schema, &expected)?
-                }
+            let mut read = SqliteReadBack {
+                conn,
+                schema: &schema,
             };
-            if !bad.is_empty() {
-                return Err(verify_failed(&bad));
-            }
+            check_loaded(&mut read, &verify, &before, &outcome.tables)?;
             observer.before_commit()?;
             Ok(outcome)
         });
@@ -982,20 +949,7 @@ impl TenantWriter for SqliteWriter {
             let conflicts = if others.is_empty() {
                 0
             } else {
-                let any = others
-                    .iter()
-                    .map(|set| {
-                        format!(
-                            "EXISTS (SELECT 1 FROM {t} AS t WHERE {} AND NOT ({}))",
-                            equal_on("t", p, set),
-                            key.iter()
-                                .map(|c| format!("t.{q} IS {p}.{q}", q = quote_ident(c)))
-                                .collect::<Vec<_>>()
-                                .join(" AND ")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
+                let any = clashes(&t, p, &key, &others, "IS");
                 count(
                     conn,
                     &format!("SELECT count(*) AS n FROM temp.{p} WHERE {any}"),

@@ -3,7 +3,7 @@
 //! records (or cancels) its progress, and the merge scenario every store
 //! must pass.
 
-use ferry_workflows::ports::tenant::SchemaInfo;
+use ferry_workflows::ports::tenant::{SchemaInfo, TableFormat, TenantSnapshot};
 use ferry_workflows::ports::tenant_writer::{
     LoadObserver, LoadOutcome, LoadPlan, LoadSource, TableDigest, TableSource, TableWrite,
     TenantWriter, Verify, WriteMode, VERIFY_MISMATCH,
@@ -516,4 +516,84 @@ pub fn check_cancel_commits_nothing(
     }
     import_all(writer, schema, ndjson);
     assert_eq!(&hashes(writer, schema), blake3);
+}
+
+/// A restore of a native dump into a tenant changed since the dump: one
+/// that does not verify, or that its observer cancels half-way or just
+/// before its commit, leaves every table as it was; then a restore that
+/// verifies brings back the dump's tables (`blake3`).
+pub fn check_native_restore_commits_nothing(
+    writer: &mut dyn TenantWriter,
+    schema: &SchemaInfo,
+    format: &str,
+    native: &Path,
+    blake3: &BTreeMap<String, String>,
+) {
+    let scrambled = hashes(writer, schema);
+    assert_ne!(&scrambled, blake3, "the tenant changed since its dump");
+    let counts = writer.native_row_counts(format, native).unwrap();
+    let mut wrong = counts.clone();
+    wrong[0].1 += 1;
+    let err = load_native(
+        writer,
+        format,
+        native,
+        Verify::Counts(wrong),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
+    assert_eq!((err.code.as_str(), err.retryable), (VERIFY_MISMATCH, false));
+    assert_eq!(hashes(writer, schema), scrambled);
+    for mut observer in [
+        Recorder::cancel_after_first_table(),
+        Recorder::cancel_before_commit(),
+    ] {
+        let err = load_native(
+            writer,
+            format,
+            native,
+            Verify::Counts(counts.clone()),
+            &mut observer,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, CANCELLED, "{err}");
+        assert_eq!(hashes(writer, schema), scrambled);
+    }
+    restore_native(writer, format, native).unwrap();
+    assert_eq!(&hashes(writer, schema), blake3);
+}
+
+/// A native dump in a `format` the writer does not restore is refused,
+/// permanently.
+pub fn assert_native_format_refused(writer: &mut dyn TenantWriter, format: &str, dump: &Path) {
+    let err = load_native(
+        writer,
+        format,
+        dump,
+        Verify::Counts(Vec::new()),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.retryable),
+        ("native_format_unsupported", false)
+    );
+}
+
+/// Each table of `schema` as an export writes it: its `lite` NDJSON, and
+/// that text's blake3 (the manifest entry's).
+pub fn lite_export(
+    snap: &mut dyn TenantSnapshot,
+    schema: &SchemaInfo,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    let mut ndjson = BTreeMap::new();
+    let mut blake3 = BTreeMap::new();
+    for table in &schema.tables {
+        let mut out = Vec::new();
+        snap.dump_table(&table.name, &TableFormat::Ndjson, &mut out, &mut |_| {})
+            .unwrap();
+        blake3.insert(table.name.clone(), blake3::hash(&out).to_hex().to_string());
+        ndjson.insert(table.name.clone(), out);
+    }
+    (ndjson, blake3)
 }

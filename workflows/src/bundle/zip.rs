@@ -27,10 +27,10 @@ pub const STREAM_ZIP64_FROM_BYTES: u64 = 0xF000_0000;
 
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const DESCRIPTOR_SIG: u32 = 0x0807_4b50;
-const CENTRAL_SIG: u32 = 0x0201_4b50;
+pub(crate) const CENTRAL_SIG: u32 = 0x0201_4b50;
 const END_SIG: u32 = 0x0605_4b50;
-const END64_SIG: u32 = 0x0606_4b50;
-const LOCATOR64_SIG: u32 = 0x0706_4b50;
+pub(crate) const END64_SIG: u32 = 0x0606_4b50;
+pub(crate) const LOCATOR64_SIG: u32 = 0x0706_4b50;
 const ZIP64_EXTRA_ID: u16 = 0x0001;
 
 /// General purpose flags: sizes follow in a data descriptor; names are UTF-8.

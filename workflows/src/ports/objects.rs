@@ -218,6 +218,24 @@ pub struct ObjectPage {
     pub next: Option<ObjectKey>,
 }
 
+impl ObjectPage {
+    /// A page of `objects` in key order; `more` when the listing stopped at
+    /// its limit, so the next page starts after the last key here.
+    pub fn new(objects: Vec<ObjectMeta>, more: bool) -> Self {
+        let next = if more {
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        ObjectPage { objects, next }
+    }
+}
+
+/// The permanent `object_not_found` of an operation that needs `key` to exist.
+pub fn object_not_found(key: &ObjectKey) -> PortError {
+    PortError::permanent("object_not_found", format!("{key} does not exist"))
+}
+
 /// How the API hands a stored object to a downloader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DownloadTarget {

@@ -293,8 +293,81 @@ pub trait TenantSnapshot: Send {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A table named `name` with one foreign key to each of `refs`.
+    pub(crate) fn table(name: &str, refs: &[&str]) -> TableInfo {
+        TableInfo {
+            name: name.into(),
+            columns: vec![],
+            primary_key: vec!["id".into()],
+            foreign_keys: refs
+                .iter()
+                .map(|r| ForeignKey {
+                    columns: vec!["x".into()],
+                    ref_table: (*r).into(),
+                    ref_columns: vec!["id".into()],
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn order(tables: Vec<TableInfo>, case_insensitive: bool) -> Vec<String> {
+        foreign_key_order(tables, |t| t, case_insensitive)
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
+    #[test]
+    fn referenced_tables_come_first_and_ties_go_by_name() {
+        let tables = || {
+            vec![
+                table("orders", &["accounts", "users"]),
+                table("users", &["accounts"]),
+                table("accounts", &[]),
+                table("zeta", &[]),
+                table("beta", &[]),
+            ]
+        };
+        let want = ["accounts", "beta", "users", "orders", "zeta"];
+        assert_eq!(order(tables(), false), want);
+        assert_eq!(order(tables(), true), want);
+    }
+
+    #[test]
+    fn cycles_and_self_references_are_broken_deterministically() {
+        let got = order(
+            vec![
+                table("b", &["a"]),
+                table("a", &["b"]),
+                table("c", &["c", "a", "missing"]),
+            ],
+            true,
+        );
+        assert_eq!(got, ["a", "b", "c"]);
+        let got = order(
+            vec![
+                table("b", &["a"]),
+                table("a", &["b"]),
+                table("c", &["c", "x.y"]),
+            ],
+            false,
+        );
+        // c only references itself and a table outside the set: ready first.
+        assert_eq!(got, ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn references_match_names_case_insensitively_only_when_asked() {
+        let tables = || vec![table("child", &["PARENT"]), table("parent", &[])];
+        assert_eq!(order(tables(), true), ["parent", "child"]);
+        // Case-sensitive (PostgreSQL): `PARENT` is another table, outside
+        // the set, so only the names order them.
+        assert_eq!(order(tables(), false), ["child", "parent"]);
+    }
 
     /// `database/schema.json` as bundles written before the schema carried
     /// defaults, generated and identity columns, unique sets, partitions

@@ -106,24 +106,7 @@ fn tarjan(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::tenant::ForeignKey;
-
-    fn table(name: &str, refs: &[&str]) -> TableInfo {
-        TableInfo {
-            name: name.into(),
-            columns: vec![],
-            primary_key: vec!["id".into()],
-            foreign_keys: refs
-                .iter()
-                .map(|r| ForeignKey {
-                    columns: vec!["x".into()],
-                    ref_table: (*r).into(),
-                    ref_columns: vec!["id".into()],
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
+    use crate::ports::tenant::tests::table;
 
     #[test]
     fn referenced_first_and_cycles_together() {

@@ -11,6 +11,7 @@
 
 use super::{Limits, Rejection};
 use crate::bundle::manifest::entry_path_is_safe;
+use crate::bundle::zip::{CENTRAL_SIG, END64_SIG, LOCATOR64_SIG};
 use async_zip::tokio::read::fs::ZipFileReader;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -18,11 +19,8 @@ use std::path::Path;
 
 const END_SIG: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
 const END_BYTES: u64 = 22;
-const LOCATOR64_SIG: u32 = 0x0706_4b50;
 const LOCATOR64_BYTES: u64 = 20;
-const END64_SIG: u32 = 0x0606_4b50;
 const END64_BYTES: usize = 56;
-const CENTRAL_SIG: u32 = 0x0201_4b50;
 const CENTRAL_BYTES: usize = 46;
 /// The end record may be followed by a comment of up to 64 KiB.
 const END_SEARCH_BYTES: u64 = END_BYTES + 4 + u16::MAX as u64;

@@ -203,7 +203,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     .with_records(backends.export_records);
     let engine = Engine::new(
         Arc::new(log),
-        Arc::new(SystemClock),
+        config.clock(),
         Arc::new(UuidV7),
         EngineConfig {
             running_per_tenant_max: config.running_per_tenant_max,

@@ -125,7 +125,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
         audit,
         config.data_dir.join(ANCHOR_FILE),
         ferry_workflows::bundle::sign::BundleSigner::new(keys.signing),
-        Arc::new(ferry_engine::SystemClock),
+        config.clock(),
     ));
     Ok(Backends {
         tenants,

@@ -94,6 +94,15 @@ impl Config {
         })
     }
 
+    /// The server's clock: the wall clock, moved only by the tests'
+    /// `clock.shift_s` failpoint (see `ferry_workflows::failpoints`).
+    pub fn clock(&self) -> std::sync::Arc<dyn ferry_engine::Clock> {
+        std::sync::Arc::new(ferry_engine::ShiftedClock::new(
+            ferry_engine::SystemClock,
+            ferry_workflows::failpoints::clock_shift(),
+        ))
+    }
+
     pub fn events_dir(&self) -> PathBuf {
         self.data_dir.join("events")
     }

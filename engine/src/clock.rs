@@ -34,6 +34,31 @@ impl Clock for SystemClock {
     }
 }
 
+/// Another clock moved by a fixed amount: the wall clock a day ahead lets
+/// a test see what a restart of the real binary does once a 24 h timer is
+/// due, without waiting a day.
+#[derive(Clone, Debug)]
+pub struct ShiftedClock<C> {
+    inner: C,
+    by: chrono::Duration,
+}
+
+impl<C: Clock> ShiftedClock<C> {
+    pub fn new(inner: C, by: chrono::Duration) -> Self {
+        ShiftedClock { inner, by }
+    }
+}
+
+impl<C: Clock> Clock for ShiftedClock<C> {
+    fn now(&self) -> Timestamp {
+        self.inner.now() + self.by
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> BoxFuture<'static, ()> {
+        self.inner.sleep_until(at - self.by)
+    }
+}
+
 /// A clock that only moves when told to (tests of timers, backoff and
 /// expiry). Sleepers wake when `advance` or `set` moves it past their time.
 #[derive(Clone, Debug)]
@@ -110,5 +135,28 @@ mod tests {
             .unwrap();
         // A time already past resolves at once.
         clock.sleep_until(t0).await;
+    }
+
+    #[tokio::test]
+    async fn a_shifted_clock_reads_and_sleeps_its_inner_clock_moved() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let inner = ManualClock::new(t0);
+        let day = chrono::Duration::hours(24);
+        let shifted = ShiftedClock::new(inner.clone(), day);
+        assert_eq!(shifted.now(), t0 + day);
+        // A time the shift has already passed is due at once.
+        shifted.sleep_until(t0 + chrono::Duration::hours(23)).await;
+        let mut sleeper = tokio::spawn(shifted.sleep_until(t0 + day + day));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut sleeper)
+                .await
+                .is_err(),
+            "woke a day early"
+        );
+        inner.advance(day);
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .expect("woke when the inner clock reached its time")
+            .unwrap();
     }
 }

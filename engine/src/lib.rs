@@ -25,7 +25,7 @@ pub mod testkit;
 pub mod timers;
 pub mod workflow;
 
-pub use clock::{Clock, IdGen, ManualClock, SystemClock, UuidV7};
+pub use clock::{Clock, IdGen, ManualClock, ShiftedClock, SystemClock, UuidV7};
 pub use engine::{Engine, EngineConfig, SubmitRequest, Submitted};
 pub use error::{Error, Rejection};
 pub use event::{Event, Failure, Progress, Timestamp};

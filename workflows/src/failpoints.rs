@@ -153,3 +153,18 @@ pub fn hit_blocking(name: &str) -> Result<(), StepError> {
         Action::Fail(e) => Err(e),
     }
 }
+
+/// The point that moves the server's clock: `clock.shift_s=90000` makes it
+/// read a day and an hour ahead of the wall clock, so a test can restart
+/// the real binary "tomorrow" and see what it makes of a 24 h timer.
+pub const CLOCK_SHIFT: &str = "clock.shift_s";
+
+/// How far [`CLOCK_SHIFT`] moves the clock (zero unless set; always zero in
+/// a build without the feature).
+pub fn clock_shift() -> chrono::Duration {
+    #[cfg(feature = "failpoints")]
+    if let Some(s) = points().get(CLOCK_SHIFT) {
+        return chrono::Duration::seconds(s.parse().unwrap_or(0));
+    }
+    chrono::Duration::zero()
+}

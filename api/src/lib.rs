@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod keys;
 pub mod openapi;

@@ -103,6 +103,7 @@ pub fn document() -> Document {
         routes::workflows::Api::openapi(),
         routes::audit::Api::openapi(),
         routes::download::Api::openapi(),
+        routes::tenant::Api::openapi(),
     ] {
         doc.merge(part);
     }

@@ -24,6 +24,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
     routes::workflows::configure(cfg);
     routes::audit::configure(cfg);
     routes::download::configure(cfg);
+    routes::tenant::configure(cfg);
+    crate::console::configure(cfg);
 }
 
 /// The app of one worker.

@@ -2,6 +2,7 @@
 //! `rehydrate`, `audit-verify`. Each subcommand lives in its own file.
 
 mod client;
+mod console_link;
 mod demo;
 mod export;
 mod rehydrate;
@@ -61,6 +62,21 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
     },
+    /// Print a one-time sign-in link to the web console.
+    ConsoleLink {
+        /// The tenant the console acts on.
+        #[arg(long)]
+        tenant: String,
+        /// tenant_admin, or platform_admin (every tenant).
+        #[arg(long, default_value = "tenant_admin")]
+        role: String,
+        /// Who signs in (recorded in the audit log).
+        #[arg(long, default_value = "admin")]
+        sub: String,
+        /// How long the link may wait to be opened.
+        #[arg(long, default_value_t = 15)]
+        ttl_minutes: u64,
+    },
     /// Check a bundle's signature and every checksum, offline.
     Verify {
         bundle: PathBuf,
@@ -105,6 +121,12 @@ pub fn main() -> ExitCode {
             email,
             ttl_hours,
         } => token::run(&tenant, &role, &sub, email, ttl_hours),
+        Command::ConsoleLink {
+            tenant,
+            role,
+            sub,
+            ttl_minutes,
+        } => console_link::run(&tenant, &role, &sub, ttl_minutes),
         Command::Verify { bundle, public_key } => verify::run(&bundle, public_key.as_deref()),
         Command::Export(args) => export::run(args),
         Command::Rehydrate(args) => rehydrate::run(args),

@@ -14,20 +14,37 @@ pub fn mint(
     email: Option<String>,
     ttl_hours: u64,
 ) -> anyhow::Result<String> {
+    let claims = claims(tenant, role, sub, email, ttl_hours * 3600)?;
+    sign(config, &claims)
+}
+
+/// Checked claims of a token for `tenant` and `role` that lives `ttl_secs`.
+pub fn claims(
+    tenant: &str,
+    role: &str,
+    sub: &str,
+    email: Option<String>,
+    ttl_secs: u64,
+) -> anyhow::Result<Claims> {
     TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
     if Role::parse(role).is_none() {
         anyhow::bail!("role must be tenant_admin or platform_admin, not {role:?}");
     }
-    let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
-    let exp = SystemClock.now().timestamp() as u64 + ttl_hours * 3600;
-    let claims = Claims {
+    Ok(Claims {
         sub: sub.to_owned(),
         tenant: tenant.to_owned(),
         role: role.to_owned(),
         email,
-        exp,
-    };
-    Ok(JwtKeys::new(&keys.jwt_secret).mint(&claims)?)
+        exp: SystemClock.now().timestamp() as u64 + ttl_secs,
+        purpose: None,
+        jti: None,
+    })
+}
+
+/// Sign `claims` with the server's token secret.
+pub fn sign(config: &Config, claims: &Claims) -> anyhow::Result<String> {
+    let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
+    Ok(JwtKeys::new(&keys.jwt_secret).mint(claims)?)
 }
 
 pub fn run(

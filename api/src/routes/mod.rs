@@ -6,6 +6,7 @@ pub mod download;
 pub mod export;
 pub mod ops;
 pub mod rehydrate;
+pub mod tenant;
 pub mod workflows;
 
 use crate::error::ApiError;

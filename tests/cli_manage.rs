@@ -305,6 +305,27 @@ fn download_and_export_output_write_exactly_what_the_api_serves() {
     let verify = f.verify(&file);
     assert!(verify.status.success(), "{verify:?}");
 
+    // A bundle changed in the store (same size): the download is refused
+    // and leaves no file.
+    let stored = f.bundle_path("acme", &id);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&stored, &bytes).unwrap();
+    let file = dir.path().join("tampered.zip");
+    let ran = f.client(&[
+        "download",
+        &id,
+        "-o",
+        file.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--json",
+    ]);
+    assert_eq!(ran.code, 1, "{}", ran.describe());
+    assert_eq!(ran.json()["error"]["code"], "checksum_mismatch");
+    assert!(!file.exists());
+
     // An id that names no export: not found.
     let ran = f.client(&[
         "download",

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static JSON: AtomicBool = AtomicBool::new(false);
+/// Whether the command's JSON document is out (a failure after it adds none).
+static DOCUMENT_PRINTED: AtomicBool = AtomicBool::new(false);
 
 /// Exit code of a failure the server reported, or of a failed operation.
 pub const EXIT_FAILED: u8 = 1;
@@ -32,6 +34,7 @@ pub fn json() -> bool {
 
 /// The command's one JSON document (pretty) on stdout.
 pub fn document(v: &Value) {
+    DOCUMENT_PRINTED.store(true, Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -111,19 +114,21 @@ impl CliError {
 }
 
 /// Print a command's failure (stderr; with `--json` also its envelope on
-/// stdout) and give its exit code.
+/// stdout, unless the command's one document is already out) and give its
+/// exit code.
 pub fn report(e: &anyhow::Error) -> u8 {
+    let envelope_too = json() && !DOCUMENT_PRINTED.load(Ordering::Relaxed);
     match e.downcast_ref::<CliError>() {
         Some(c) => {
             eprintln!("error: {c}");
-            if json() {
+            if envelope_too {
                 document(&c.envelope());
             }
             c.exit_code()
         }
         None => {
             eprintln!("error: {e:#}");
-            if json() {
+            if envelope_too {
                 document(&json!({"error": {"code": "failed", "message": format!("{e:#}")}}));
             }
             EXIT_FAILED

@@ -278,9 +278,6 @@ pub fn drive(api: &ApiClient, id: &str, confirm: Option<&str>) -> anyhow::Result
                 api.url(&format!("/api/v1/tenant/rehydrate/{id}/report"))
             );
         }
-        if out::json() {
-            out::document(&s);
-        }
         let error = &s["error"];
         return Err(CliError::failed(
             error["code"].as_str().unwrap_or("rehydration_failed"),

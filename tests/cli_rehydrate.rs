@@ -88,7 +88,7 @@ fn export_id_rehydrates_after_the_typed_confirmation() {
     let out = rehydrate(&f, &["--export-id", &export_id], "DELETE\n");
     assert_ok(&out, "rehydrate --export-id");
     let text = stdout(&out);
-    assert!(text.contains("Type DELETE"), "{text}");
+    assert!(stderr(&out).contains("Type DELETE"), "{}", stderr(&out));
     assert!(text.contains("\"status\": \"completed\""), "{text}");
     assert_eq!(content_of(&f, &token, TENANT).1, exported);
 
@@ -125,7 +125,7 @@ fn merge_keys_reach_the_server_from_an_export_and_an_upload() {
     let out = rehydrate(&f, &args, "");
     assert_ok(&out, "rehydrate --export-id --merge-key");
     assert_eq!(preview_total(&out), [0, 0, 0, 0], "{}", stdout(&out));
-    assert!(!stdout(&out).contains("Type DELETE"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("Type DELETE"), "{}", stderr(&out));
     assert!(stdout(&out).contains("\"status\": \"completed\""));
     assert_eq!(content_of(&f, &token, TENANT).1, exported);
 
@@ -170,7 +170,7 @@ fn refused_arguments_create_no_rehydration() {
     let id = export_id.as_str();
     let cases: &[(&[&str], &str)] = &[
         (&[bundle, "--export-id", id], "cannot be used with"),
-        (&[], "<BUNDLE|--export-id <ID>>"),
+        (&[], "<BUNDLE|--export-id <ID>|--attach <ID>>"),
         (
             &[
                 "--export-id",

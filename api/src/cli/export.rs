@@ -1,17 +1,22 @@
-//! `ferry export`: submit an export through the HTTP API, like any client,
-//! and with `--wait` follow it with a progress bar until it ends.
+//! `ferry export`: submit an export through the HTTP API, like any client;
+//! with `--wait` follow it with a progress bar until it ends, and with
+//! `--output FILE` then download its bundle (as `ferry download`).
 
 use super::client::{ApiClient, ClientArgs};
+use super::download;
+use super::out::{self, CliError};
 use anyhow::Context;
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// lite | native | analytics
+    /// The bundle's profile: lite | native | analytics.
     #[arg(long)]
     profile: String,
+    /// Include the tenant's files (assets) in the bundle.
     #[arg(long)]
     include_assets: bool,
     /// Analytics date range start (YYYY-MM-DD).
@@ -26,6 +31,10 @@ pub struct ExportArgs {
     /// Wait for the export to finish, showing progress.
     #[arg(long)]
     wait: bool,
+    /// Wait for the export, then download its bundle to FILE (checked
+    /// against the size and blake3 checksum the server states).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
     #[command(flatten)]
     client: ClientArgs,
     /// Idempotency key: the same key returns the same export.
@@ -36,6 +45,31 @@ pub struct ExportArgs {
 /// Longest a `--wait` follows an export.
 const WAIT_MAX: Duration = Duration::from_secs(6 * 3600);
 
+/// Submit an export; its id.
+pub fn submit(
+    api: &ApiClient,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut req = api.post("/api/v1/tenant/export").json(body);
+    if let Some(key) = idempotency_key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let created: Value = api
+        .send(req)?
+        .json()
+        .context("reading the server's answer")?;
+    Ok(created["job"]["id"]
+        .as_str()
+        .context("the answer has no job id")?
+        .to_owned())
+}
+
+/// Follow an export to its end; its last status.
+pub fn wait(api: &ApiClient, id: &str) -> anyhow::Result<Value> {
+    api.follow(&format!("/api/v1/tenant/export/{id}/status"), &[], WAIT_MAX)
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.client, Duration::from_secs(30))?;
     let mut body = json!({"profile": args.profile, "includeAssets": args.include_assets});
@@ -45,36 +79,48 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if !args.tables.is_empty() {
         body["tables"] = json!(args.tables);
     }
-    let mut req = api
-        .http
-        .post(api.url("/api/v1/tenant/export"))
-        .bearer_auth(&api.token)
-        .json(&body);
-    if let Some(key) = &args.idempotency_key {
-        req = req.header("Idempotency-Key", key);
-    }
-    let resp = req
-        .send()
-        .with_context(|| format!("connecting to {} (is `ferry serve` running?)", api.base))?;
-    let status = resp.status();
-    let created: Value = resp.json().context("reading the response")?;
-    if !status.is_success() {
-        eprintln!("export refused ({status}): {}", created["error"]);
-        return Ok(ExitCode::from(1));
-    }
-    let id = created["job"]["id"]
-        .as_str()
-        .context("response has no job id")?
-        .to_owned();
-    println!("export {id} submitted");
-    if !args.wait {
+    let id = submit(&api, &body, args.idempotency_key.as_deref())?;
+    if !args.wait && args.output.is_none() {
+        if out::json() {
+            out::document(&json!({"id": id, "status": "pending"}));
+        } else {
+            println!("export {id} submitted");
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let s = api.follow(&format!("/api/v1/tenant/export/{id}/status"), &[], WAIT_MAX)?;
-    println!("{}", serde_json::to_string_pretty(&s)?);
-    Ok(if s["status"] == "completed" {
-        ExitCode::SUCCESS
+    eprintln!("export {id} submitted");
+    let mut s = wait(&api, &id)?;
+    if s["status"] != "completed" {
+        if out::json() {
+            out::document(&s);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        let error = &s["error"];
+        return Err(CliError::failed(
+            error["code"].as_str().unwrap_or("export_failed"),
+            format!(
+                "export {id} ended {}: {}",
+                s["status"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("")
+            ),
+        )
+        .into());
+    }
+    if let Some(file) = &args.output {
+        let got = download::fetch(&api, &id, Some(file))?;
+        s["download"] = got.to_json();
+        out::say(format!(
+            "downloaded {} ({} bytes, blake3 {})",
+            got.path.display(),
+            got.size_bytes,
+            got.blake3
+        ));
+    }
+    if out::json() {
+        out::document(&s);
     } else {
-        ExitCode::from(1)
-    })
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,21 @@
 //! The command line: `serve`, `sample`, `demo`, `token`, `verify`, `export`,
-//! `rehydrate`, `audit-verify`. Each subcommand lives in its own file.
+//! `download`, `rehydrate`, `workflows`, `audit-verify`. Each subcommand
+//! lives in its own file; `out.rs` holds where output goes and the exit
+//! codes (0 ok, 1 refused or failed, 2 usage, 3 server unreachable).
 
 mod client;
 mod console_link;
 mod demo;
+mod download;
 mod export;
+mod out;
+mod prompt;
 mod rehydrate;
 mod sample;
 mod serve;
 mod token;
 mod verify;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,33 +38,44 @@ enum Command {
     Serve,
     /// Create a realistic sample tenant in the embedded tenant store.
     Sample {
+        /// The tenant's id.
         #[arg(long)]
         tenant: String,
+        /// Size: row counts grow linearly with it.
         #[arg(long, default_value_t = 1)]
         scale: u32,
+        /// Seed of the generator (another seed, other rows).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Replace the tenant if it exists.
         #[arg(long)]
         overwrite: bool,
     },
-    /// Sample a tenant, export it in every profile, verify every bundle.
+    /// Sample a tenant, export it in every profile, download and verify
+    /// every bundle, then rehydrate it (dry run, replace, verify, rollback).
     Demo {
+        /// The sample tenant's id (replaced if it exists).
         #[arg(long, default_value = "demo")]
         tenant: String,
+        /// Size of the sample (row counts grow linearly with it).
         #[arg(long, default_value_t = 1)]
         scale: u32,
     },
     /// Print a bearer token for local use.
     Token {
+        /// The tenant the token is for.
         #[arg(long)]
         tenant: String,
+        /// tenant_admin | platform_admin.
         #[arg(long, default_value = "tenant_admin")]
         role: String,
+        /// Who the token names (the audit log's actor).
         #[arg(long, default_value = "admin")]
         sub: String,
+        /// The holder's email (where export mails go).
         #[arg(long)]
         email: Option<String>,
+        /// Hours until the token expires.
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
     },
@@ -79,13 +96,20 @@ enum Command {
     },
     /// Check a bundle's signature and every checksum, offline.
     Verify {
+        /// The bundle file (.zip).
         bundle: PathBuf,
         /// The server's public key (default: <data>/keys/signing.pub).
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
-    /// Submit an export through the API (and wait for it with --wait).
+    /// Submit an export through the API (wait for it with --wait; download
+    /// it with --output).
     Export(export::ExportArgs),
+    /// Download a finished export's bundle, checked against its checksum.
+    Download(download::DownloadArgs),
+    /// List, inspect, cancel and resume the tenant's workflows.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCommand),
     /// Rehydrate the tenant from a bundle or a stored export: preview, typed
     /// confirmation, progress.
     Rehydrate(rehydrate::RehydrateArgs),
@@ -129,14 +153,13 @@ pub fn main() -> ExitCode {
         } => console_link::run(&tenant, &role, &sub, ttl_minutes),
         Command::Verify { bundle, public_key } => verify::run(&bundle, public_key.as_deref()),
         Command::Export(args) => export::run(args),
+        Command::Download(args) => download::run(args),
+        Command::Workflows(cmd) => workflows::run(cmd),
         Command::Rehydrate(args) => rehydrate::run(args),
         Command::AuditVerify => verify::audit(),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => ExitCode::from(out::report(&e)),
     }
 }

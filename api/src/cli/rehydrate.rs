@@ -1,45 +1,52 @@
-//! `ferry rehydrate BUNDLE` (or `--export-id ID`): upload a bundle through
-//! the HTTP API — or name one of the tenant's stored exports — show the
-//! preview, ask for the typed confirmation (`DELETE`), then follow the
-//! rehydration with a progress bar until it ends — verified, or rolled back.
-//! Answering anything but `DELETE` cancels the rehydration; nothing was
-//! changed by then.
+//! `ferry rehydrate BUNDLE` (or `--export-id ID`, or `--attach ID` for one
+//! already submitted): upload a bundle through the HTTP API — or name one
+//! of the tenant's stored exports — show the preview, ask for the typed
+//! confirmation (`DELETE`), then follow the rehydration with a progress bar
+//! until it ends — verified, or rolled back. Answering anything but
+//! `DELETE` cancels the rehydration; nothing was changed by then. Ctrl-C at
+//! the prompt asks whether to cancel it; a second Ctrl-C, or the end of
+//! input, leaves it waiting and says how to come back to it.
 
 use super::client::{ApiClient, ClientArgs};
+use super::out::{self, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
+use super::prompt::{Answer, Prompter};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["bundle", "export_id"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["bundle", "export_id", "attach"])))]
 pub struct RehydrateArgs {
     /// The bundle (`export_<tenant>_<time>.zip`); or give --export-id.
-    bundle: Option<PathBuf>,
+    pub bundle: Option<PathBuf>,
     /// Rehydrate from this stored export of the tenant instead of a bundle file.
     #[arg(long, value_name = "ID")]
-    export_id: Option<String>,
-    /// replace (default) | merge | partial
+    pub export_id: Option<String>,
+    /// Come back to a rehydration already submitted (e.g. one left
+    /// awaiting confirmation): its preview, the confirmation, its progress.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["mode", "tables", "merge_key", "dry_run"])]
+    pub attach: Option<String>,
+    /// How to write the bundle: replace (default) | merge | partial.
     #[arg(long, default_value = "replace")]
-    mode: String,
+    pub mode: String,
     /// The tables to replace (mode partial) or merge (comma-separated).
     #[arg(long, value_delimiter = ',')]
-    tables: Vec<String>,
+    pub tables: Vec<String>,
     /// Mode merge: merge TABLE by these columns (a unique key) instead of
     /// its primary key. Repeat for more tables.
     #[arg(long, value_name = "TABLE=COL1,COL2", value_parser = parse_merge_key)]
     merge_key: Vec<MergeKey>,
     /// Validate and preview only; change nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Give the confirmation without a prompt (it must be `DELETE`).
-    #[arg(long)]
-    confirm: Option<String>,
+    #[arg(long, value_name = "WORD")]
+    pub confirm: Option<String>,
     #[command(flatten)]
-    client: ClientArgs,
+    pub client: ClientArgs,
 }
 
 /// One `--merge-key TABLE=COL1,COL2`.
@@ -72,20 +79,39 @@ fn parse_merge_key(s: &str) -> Result<MergeKey, String> {
 
 /// The merge keys by table; `--merge-key` only with `--mode merge`, and each
 /// table at most once (the upload's `mergeKey.<table>` holds one key).
-fn merge_keys(args: &RehydrateArgs) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+fn merge_keys(args: &RehydrateArgs) -> Result<BTreeMap<String, Vec<String>>, CliError> {
     if !args.merge_key.is_empty() && args.mode != "merge" {
-        anyhow::bail!("--merge-key applies only to --mode merge");
+        return Err(CliError::Usage(
+            "--merge-key applies only to --mode merge".into(),
+        ));
     }
     let mut keys = BTreeMap::new();
     for k in &args.merge_key {
         if keys.insert(k.table.clone(), k.columns.clone()).is_some() {
             let table = &k.table;
-            anyhow::bail!(
+            return Err(CliError::Usage(format!(
                 "--merge-key names table {table:?} twice; give it once, {table}=COL1,COL2"
-            );
+            )));
         }
     }
     Ok(keys)
+}
+
+impl RehydrateArgs {
+    /// A rehydration from one of the tenant's exports, as the demo asks.
+    pub fn from_export(export_id: &str, mode: &str, dry_run: bool, confirm: Option<&str>) -> Self {
+        RehydrateArgs {
+            bundle: None,
+            export_id: Some(export_id.to_owned()),
+            attach: None,
+            mode: mode.to_owned(),
+            tables: vec![],
+            merge_key: vec![],
+            dry_run,
+            confirm: confirm.map(str::to_owned),
+            client: ClientArgs::default(),
+        }
+    }
 }
 
 /// The creating request: a JSON body naming the export, or the bundle
@@ -135,98 +161,223 @@ fn create_request(
 /// Longest the command follows a rehydration.
 const WAIT_MAX: Duration = Duration::from_secs(12 * 3600);
 
-fn print_preview(p: &Value) {
-    // A `Value` ignores widths when displayed: the counts become strings first.
+/// The preview as an aligned table: the names padded, the counts
+/// right-aligned, a `total` line, and the tenant's files when any change.
+pub fn preview_table(p: &Value) -> String {
+    let count = |v: &Value, k: &str| v[k].as_u64().map_or("-".into(), |n| n.to_string());
     let row = |name: &str, v: &Value| {
-        let n = |k: &str| v[k].to_string();
-        println!(
-            "{:<32} {:>12} {:>12} {:>12} {:>10}",
-            name,
-            n("willDelete"),
-            n("willInsert"),
-            n("willUpdate"),
-            n("conflicts")
-        );
+        vec![
+            name.to_owned(),
+            count(v, "willDelete"),
+            count(v, "willInsert"),
+            count(v, "willUpdate"),
+            count(v, "conflicts"),
+        ]
     };
-    println!(
-        "{:<32} {:>12} {:>12} {:>12} {:>10}",
-        "table", "delete", "insert", "update", "conflicts"
+    let mut rows: Vec<Vec<String>> = p["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| row(t["table"].as_str().unwrap_or("?"), t))
+        .collect();
+    rows.push(row("total", p));
+    let mut text = out::table(
+        &["table", "delete", "insert", "update", "conflicts"],
+        &rows,
+        &[1, 2, 3, 4],
     );
-    for t in p["tables"].as_array().into_iter().flatten() {
-        row(t["table"].as_str().unwrap_or("?"), t);
+    let a = &p["assets"];
+    if a.is_object() {
+        text.push_str(&format!(
+            "\nfiles: {} to write ({} bytes), {} to delete ({} bytes), {} unchanged",
+            count(a, "willWrite"),
+            count(a, "willWriteBytes"),
+            count(a, "willDelete"),
+            count(a, "willDeleteBytes"),
+            count(a, "unchanged"),
+        ));
     }
-    row("total", p);
+    text
 }
 
-pub fn run(args: RehydrateArgs) -> anyhow::Result<ExitCode> {
-    let merge_keys = merge_keys(&args)?;
-    let api = ApiClient::new(&args.client, Duration::from_secs(3600))?;
-    let resp = create_request(&api, &args, &merge_keys)?
-        .send()
-        .with_context(|| format!("connecting to {} (is `ferry serve` running?)", api.base))?;
-    let status = resp.status();
-    let created: Value = resp.json().context("reading the response")?;
-    if !status.is_success() {
-        eprintln!("rehydration refused ({status}): {}", created["error"]);
-        return Ok(ExitCode::from(1));
+/// How a rehydration the command drove ended.
+pub enum Ending {
+    /// It ran to a final status (`status` says which).
+    Finished,
+    /// A dry run: the preview, nothing changed.
+    DryRun,
+    /// Not confirmed: cancelled, nothing changed.
+    Cancelled,
+    /// Left awaiting confirmation.
+    LeftWaiting,
+}
+
+/// What [`drive`] saw.
+pub struct Outcome {
+    pub status: Value,
+    pub preview: Option<Value>,
+    pub ending: Ending,
+    /// Ctrl-C ended the prompt.
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    /// The command's one JSON document: the last status, with the preview.
+    pub fn document(&self) -> Value {
+        let mut doc = self.status.clone();
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert(
+                "preview".into(),
+                self.preview.clone().unwrap_or(Value::Null),
+            );
+        }
+        doc
     }
-    let id = created["job"]["id"]
+}
+
+/// Submit the rehydration `args` describe; its id.
+pub fn submit(api: &ApiClient, args: &RehydrateArgs) -> anyhow::Result<String> {
+    let merge_keys = merge_keys(args)?;
+    let created: Value = api
+        .send(create_request(api, args, &merge_keys)?)?
+        .json()
+        .context("reading the server's answer")?;
+    Ok(created["job"]["id"]
         .as_str()
-        .context("no job id")?
-        .to_owned();
-    println!("rehydration {id} submitted; validating");
+        .context("the answer has no job id")?
+        .to_owned())
+}
+
+/// The question the prompt asks, worded for the mode.
+fn question(mode: &str) -> String {
+    let what = match mode {
+        "merge" => "merge the bundle into the tenant's data",
+        "partial" => "replace these tables of the tenant",
+        _ => "replace the tenant's data",
+    };
+    format!("Type DELETE to {what} as shown above: ")
+}
+
+fn left_waiting(id: &str) -> String {
+    format!(
+        "rehydration {id} is left awaiting confirmation; nothing was changed. \
+         Confirm it later with `ferry rehydrate --attach {id}`, \
+         or cancel it with `ferry workflows cancel {id}`"
+    )
+}
+
+/// Follow rehydration `id` to its preview, print it, get the confirmation
+/// (`confirm`, or the prompt), confirm and follow it to its end.
+pub fn drive(api: &ApiClient, id: &str, confirm: Option<&str>) -> anyhow::Result<Outcome> {
     let status_path = format!("/api/v1/tenant/rehydrate/{id}/status");
     let s = api.follow(&status_path, &["awaiting_confirmation"], WAIT_MAX)?;
-    if s["status"] == "failed" {
-        eprintln!("the bundle was refused: {}", s["error"]);
+    if s["status"] == "failed" || s["status"] == "cancelled" {
         if s["reportAvailable"] == true {
             eprintln!(
                 "row-level report: {}",
                 api.url(&format!("/api/v1/tenant/rehydrate/{id}/report"))
             );
         }
-        return Ok(ExitCode::from(1));
+        let error = &s["error"];
+        return Err(CliError::failed(
+            error["code"].as_str().unwrap_or("rehydration_failed"),
+            format!(
+                "rehydration {id} ended {} before its confirmation: {}",
+                s["status"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("")
+            ),
+        )
+        .into());
     }
     let preview = api.get_json(&format!("/api/v1/tenant/rehydrate/{id}/preview"))?;
-    print_preview(&preview);
-    if args.dry_run || s["status"] == "completed" {
-        println!("dry run: nothing was changed");
-        return Ok(ExitCode::SUCCESS);
+    out::say(preview_table(&preview));
+    let outcome = |status: Value, ending: Ending, interrupted: bool| Outcome {
+        status,
+        preview: Some(preview.clone()),
+        ending,
+        interrupted,
+    };
+    if s["dryRun"] == true || s["status"] == "completed" {
+        out::say("dry run: nothing was changed");
+        return Ok(outcome(s, Ending::DryRun, false));
     }
-    let answer = match &args.confirm {
-        Some(a) => a.clone(),
+    let mode = s["mode"].as_str().unwrap_or("replace").to_owned();
+    let cancel = || -> anyhow::Result<Value> {
+        api.post_json(&format!("/api/v1/workflows/{id}/cancel"), None)
+    };
+    match confirm {
+        Some("DELETE") => {}
+        Some(_) => {
+            let after = cancel()?;
+            out::say(format!(
+                "not confirmed; rehydration {id} cancelled, nothing was changed"
+            ));
+            return Ok(outcome(after, Ending::Cancelled, false));
+        }
         None => {
-            print!("Type DELETE to replace the tenant's data as shown above: ");
-            std::io::stdout().flush()?;
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            line.trim().to_owned()
+            let prompter = Prompter::new()?;
+            prompter.on_interrupt(format!(
+                "stopped following rehydration {id}; it goes on: `ferry workflows show {id}`"
+            ));
+            loop {
+                match prompter.ask(&question(&mode)) {
+                    Answer::Line(a) if a == "DELETE" => break,
+                    Answer::Line(_) => {
+                        let after = cancel()?;
+                        out::say(format!(
+                            "not confirmed; rehydration {id} cancelled, nothing was changed"
+                        ));
+                        return Ok(outcome(after, Ending::Cancelled, false));
+                    }
+                    Answer::Eof => {
+                        out::say(format!("no answer (end of input): {}", left_waiting(id)));
+                        return Ok(outcome(s, Ending::LeftWaiting, false));
+                    }
+                    Answer::Interrupted => match prompter.ask("cancel the rehydration? [y/N] ") {
+                        Answer::Line(a) if matches!(a.as_str(), "y" | "Y" | "yes") => {
+                            let after = cancel()?;
+                            out::say(format!("rehydration {id} cancelled; nothing was changed"));
+                            return Ok(outcome(after, Ending::Cancelled, true));
+                        }
+                        Answer::Line(_) => continue,
+                        Answer::Eof | Answer::Interrupted => {
+                            out::say(left_waiting(id));
+                            return Ok(outcome(s, Ending::LeftWaiting, true));
+                        }
+                    },
+                }
+            }
+        }
+    }
+    api.post_json(
+        &format!("/api/v1/tenant/rehydrate/{id}/confirm"),
+        Some(&json!({"confirm": "DELETE"})),
+    )?;
+    let s = api.follow(&status_path, &[], WAIT_MAX)?;
+    Ok(outcome(s, Ending::Finished, false))
+}
+
+pub fn run(args: RehydrateArgs) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.client, Duration::from_secs(3600))?;
+    let id = match &args.attach {
+        Some(id) => id.clone(),
+        None => {
+            let id = submit(&api, &args)?;
+            eprintln!("rehydration {id} submitted; validating");
+            id
         }
     };
-    if answer != "DELETE" {
-        api.http
-            .post(api.url(&format!("/api/v1/workflows/{id}/cancel")))
-            .bearer_auth(&api.token)
-            .send()?;
-        println!("not confirmed; rehydration {id} cancelled, nothing was changed");
-        return Ok(ExitCode::from(1));
+    let o = drive(&api, &id, args.confirm.as_deref())?;
+    if out::json() {
+        out::document(&o.document());
+    } else if matches!(o.ending, Ending::Finished) {
+        println!("{}", serde_json::to_string_pretty(&o.status)?);
     }
-    let resp = api
-        .http
-        .post(api.url(&format!("/api/v1/tenant/rehydrate/{id}/confirm")))
-        .bearer_auth(&api.token)
-        .json(&json!({"confirm": "DELETE"}))
-        .send()?;
-    if !resp.status().is_success() {
-        let body: Value = resp.json().unwrap_or_default();
-        eprintln!("confirmation refused: {}", body["error"]);
-        return Ok(ExitCode::from(1));
-    }
-    let s = api.follow(&status_path, &[], WAIT_MAX)?;
-    println!("{}", serde_json::to_string_pretty(&s)?);
-    Ok(if s["status"] == "completed" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let code = match o.ending {
+        Ending::DryRun => 0,
+        Ending::Finished if o.status["status"] == "completed" => 0,
+        _ if o.interrupted => EXIT_INTERRUPTED,
+        _ => EXIT_FAILED,
+    };
+    Ok(ExitCode::from(code))
 }

@@ -400,10 +400,12 @@ async function renderKind(wf, box, reload) {
 
 async function renderExport(wf, box) {
   const s = await api(`/api/v1/tenant/export/${wf.id}/status`);
-  const rows = (wf.outputs && (wf.outputs.snapshot?.tables || wf.outputs.bundle?.tables)) || null;
-  const tableRows = rows && Array.isArray(rows)
-    ? h("table", { "aria-label": "Rows per table" }, h("thead", {}, h("tr", {}, h("th", { text: "Table" }), h("th", { class: "num", text: "Rows" }))),
-      h("tbody", {}, rows.map((t) => h("tr", {}, h("td", { text: t.name || t.table }), h("td", { class: "num", text: fmtNum(t.rows) })))))
+  // Rows per table: the snapshot's table entries (outputs of finished steps).
+  const entries = (wf.outputs?.snapshot?.entries || []).filter((e) => e.table);
+  const tableRows = entries.length
+    ? h("table", { "aria-label": "Rows per table" },
+      h("thead", {}, h("tr", {}, h("th", { text: "Table" }), h("th", { class: "num", text: "Rows" }), h("th", { class: "num", text: "Size" }))),
+      h("tbody", {}, entries.map((e) => h("tr", {}, h("td", { text: e.table }), h("td", { class: "num", text: fmtNum(e.rows) }), h("td", { class: "num", text: fmtBytes(e.bytes) })))))
     : null;
   const meta = h("dl", { class: "facts" },
     h("dt", { text: "Profile" }), h("dd", { text: s.profile || "–" }),

@@ -101,6 +101,7 @@ pub fn document() -> Document {
         routes::export::Api::openapi(),
         routes::rehydrate::Api::openapi(),
         routes::workflows::Api::openapi(),
+        routes::live::Api::openapi(),
         routes::audit::Api::openapi(),
         routes::download::Api::openapi(),
     ] {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod service;
+pub mod sse;
 pub mod transfers;
 
 use reqwest::blocking::{Client, Response};

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod download;
 pub mod export;
+pub mod live;
 pub mod ops;
 pub mod rehydrate;
 pub mod workflows;

@@ -1,12 +1,15 @@
 //! Generic workflow endpoints: list, get, events, resume, cancel. Scoped to
-//! the caller's tenant.
+//! the caller's tenant; a platform admin without `X-Tenant-Id` lists every
+//! tenant's workflows (optionally one, `tenant=`).
 
 use super::visible_workflow;
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use ferry_engine::{ListQuery, Status, WorkflowId, WorkflowState, WorkflowSummary};
+use ferry_engine::{
+    Event, ListQuery, Status, TenantId, WorkflowId, WorkflowState, WorkflowSummary,
+};
 use ferry_workflows::common::public::without_server_paths;
 use ferry_workflows::ports::audit::AuditEntry;
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,19 @@ pub struct ListParams {
     #[param(value_type = Option<usize>)]
     limit: Option<String>,
     /// The previous page's `nextCursor`.
+    after: Option<String>,
+    /// Platform admin without `X-Tenant-Id` only: list this tenant's
+    /// workflows (default: every tenant's). Anyone else may name only their
+    /// own tenant.
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Only the events after this `seq` (default 0: all of them).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
@@ -125,7 +141,8 @@ pub struct EventsPage {
     events: Vec<Value>,
 }
 
-fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
+/// A summary as the listing (and the list's live stream) shows it.
+pub fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
     SummaryView {
         id: s.id,
         tenant_id: s.tenant.as_str(),
@@ -166,7 +183,30 @@ pub fn workflow_view(s: &WorkflowState) -> WorkflowView {
     }
 }
 
-/// The caller's tenant's workflows, newest last, paginated by `nextCursor`.
+/// The tenants a listing covers: `None` for every tenant (a platform admin
+/// not acting on one tenant), else the one tenant. `tenant=` narrows a
+/// platform admin's listing; anyone else may name only their own tenant.
+pub fn list_scope(caller: &Caller, tenant: Option<&str>) -> Result<Option<TenantId>, ApiError> {
+    let all_tenants = caller.role == Role::PlatformAdmin && !caller.impersonating;
+    let named = match tenant {
+        Some(t) => Some(
+            TenantId::parse(t)
+                .map_err(|e| ApiError::bad_request("invalid_tenant", format!("tenant: {e}")))?,
+        ),
+        None => None,
+    };
+    match named {
+        Some(t) if all_tenants || t == caller.tenant => Ok(Some(t)),
+        Some(_) => Err(ApiError::forbidden(
+            "only a platform_admin may list another tenant's workflows",
+        )),
+        None if all_tenants => Ok(None),
+        None => Ok(Some(caller.tenant.clone())),
+    }
+}
+
+/// The caller's tenant's workflows (a platform admin's: every tenant's),
+/// newest last, paginated by `nextCursor`.
 #[utoipa::path(
     tag = "workflows",
     params(ListParams),
@@ -202,7 +242,7 @@ async fn list(
     }
     let limit = parse_limit(q.limit.as_deref())?;
     let page = state.engine.list(&ListQuery {
-        tenant: Some(caller.tenant.clone()),
+        tenant: list_scope(&caller, q.tenant.as_deref())?,
         status,
         kind: q.kind.clone(),
         after,
@@ -255,10 +295,37 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(workflow_view(&wf)))
 }
 
-/// A workflow's event stream.
+/// An event as the API shows it: its fields, its 1-based `seq` and its
+/// `type` tag, without server paths. The JSON events endpoint and the live
+/// stream (`live.rs`) show the same objects.
+pub fn event_view(seq: u64, e: &Event) -> Value {
+    let mut v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
+    if let Some(obj) = v.as_object_mut() {
+        let tag = obj.remove("t").unwrap_or(Value::Null);
+        obj.insert("seq".into(), json!(seq));
+        obj.insert("type".into(), tag);
+    }
+    v
+}
+
+/// An event cursor (`after=`, `Last-Event-ID`): a `seq`, 0 for "from the
+/// start"; anything else is `invalid_cursor`.
+pub fn parse_seq_cursor(raw: Option<&str>) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(s) => s.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the event cursor must be an event seq (a whole number, 0 or more)",
+            )
+        }),
+    }
+}
+
+/// A workflow's events in order (those after `after`, if given).
 #[utoipa::path(
     tag = "workflows",
-    params(("id" = String, Path, description = "workflow id")),
+    params(("id" = String, Path, description = "workflow id"), EventsParams),
     responses(
         (status = 200, description = "its events", body = EventsPage),
         crate::openapi::TenantErrors,
@@ -270,21 +337,16 @@ async fn events(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    q: web::Query<EventsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let after = parse_seq_cursor(q.after.as_deref())?;
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     let events = state.engine.events(wf.id)?;
     let items: Vec<Value> = events
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
-            if let Some(obj) = v.as_object_mut() {
-                let tag = obj.remove("t").unwrap_or(Value::Null);
-                obj.insert("seq".into(), json!(i + 1));
-                obj.insert("type".into(), tag);
-            }
-            v
-        })
+        .zip(1u64..)
+        .skip(usize::try_from(after).unwrap_or(usize::MAX))
+        .map(|(e, seq)| event_view(seq, e))
         .collect();
     Ok(HttpResponse::Ok().json(EventsPage {
         workflow_id: wf.id,

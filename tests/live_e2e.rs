@@ -2,7 +2,10 @@
 //! Server-Sent Events (in order, the same objects as the JSON endpoint,
 //! resumed from `Last-Event-ID` across a reconnect and a server restart),
 //! the stream of a tenant's workflow list, `events?after=`, and tenant
-//! scoping.
+//! scoping; and that a person cannot wedge a rehydration: a refused
+//! confirmation says what to do next and leaves it confirmable or
+//! cancellable, and the confirmation deadline cancels one left waiting
+//! (after a restart too).
 
 mod support;
 
@@ -271,4 +274,111 @@ fn the_list_stream_shows_the_tenants_own_workflows_and_an_admin_sees_all() {
     // A tenant admin may not watch another tenant.
     let r = sse::request(&f, "/api/v1/workflows/stream?tenant=globex", &acme, None);
     assert_eq!(r.status(), 403);
+}
+
+/// Poll a rehydration's status until it is `cancelled`; its status body.
+fn wait_cancelled(f: &Ferry, token: &str, id: &str, within: Duration) -> Value {
+    f.wait_status(token, &status_path(id), "cancelled", within)
+}
+
+/// Cancelled by the deadline, as the status, the workflow and the audit
+/// log show it: nothing after the preview ran, so nothing changed.
+fn assert_expired(f: &Ferry, token: &str, id: &str, status: &Value) {
+    assert_eq!(status["error"]["code"], "confirmation_expired", "{status}");
+    let msg = status["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("deadline") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert!(status["backup"].is_null(), "{status}");
+    let wf = f.get_json(&format!("/api/v1/workflows/{id}"), token);
+    let done: Vec<&str> = wf["completedSteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(done, ["preview", "receive", "validate"], "{wf}");
+    let audit = f.get_json(
+        &format!("/api/v1/audit?action=REHYDRATE_CONFIRMATION_EXPIRED&entityId={id}"),
+        token,
+    );
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{audit}"
+    );
+    // Too late to confirm now, and the answer says where to look.
+    let r = f.post(
+        &format!("/api/v1/tenant/rehydrate/{id}/confirm"),
+        Some(token),
+        &json!({"confirm": "DELETE"}),
+    );
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "not_awaiting_confirmation", "{v}");
+    assert!(
+        v["error"]["hint"].as_str().unwrap().contains("cancelled"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_refused_confirmation_says_what_to_do_next_and_leaves_the_rehydration_cancellable() {
+    let (f, token) = server();
+    let id = awaiting_rehydration(&f, &token);
+    let confirm_path = format!("/api/v1/tenant/rehydrate/{id}/confirm");
+    for body in [json!({"confirm": "delete"}), json!({"confirm": "yes"})] {
+        let r = f.post(&confirm_path, Some(&token), &body);
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["error"]["code"], "confirmation_mismatch", "{v}");
+        let hint = v["error"]["hint"].as_str().unwrap();
+        assert!(hint.contains(r#"{"confirm": "DELETE"}"#), "{hint}");
+        assert!(
+            hint.contains(&format!("/api/v1/workflows/{id}/cancel")),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("cancelled at"),
+            "the deadline is named: {hint}"
+        );
+    }
+    // Still waiting: it can be confirmed, or cancelled.
+    let s = f.get_json(&status_path(&id), &token);
+    assert_eq!(s["status"], "awaiting_confirmation", "{s}");
+    assert_eq!(s["awaitingConfirmation"], true);
+    let r = f.post(
+        &format!("/api/v1/workflows/{id}/cancel"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(r.status(), 202);
+    let s = wait_cancelled(&f, &token, &id, WAIT);
+    // A person's cancel is not the deadline's.
+    assert!(s["error"].is_null(), "{s}");
+}
+
+#[test]
+fn a_rehydration_not_confirmed_by_the_deadline_is_cancelled_with_nothing_changed() {
+    let mut f = Ferry::new().env("FERRY_CONFIRM_DEADLINE_SECS", "2");
+    f.sample("acme", 1);
+    f.start();
+    let token = f.token("acme", "tenant_admin");
+    let id = awaiting_rehydration(&f, &token);
+    let status = wait_cancelled(&f, &token, &id, WAIT);
+    assert_expired(&f, &token, &id, &status);
+}
+
+#[test]
+fn the_confirmation_deadline_survives_a_restart() {
+    let (mut f, token) = server();
+    let id = awaiting_rehydration(&f, &token);
+    f.kill();
+    // A day and a bit later: the default deadline (one day) has passed
+    // while the server was down; the durable timer fires after the start.
+    let mut f = f.env("FERRY_FAILPOINTS", "clock.shift_s=90000");
+    f.start();
+    let status = wait_cancelled(&f, &token, &id, WAIT);
+    assert_expired(&f, &token, &id, &status);
 }

@@ -37,6 +37,10 @@ pub struct ErrorDetail {
     /// Stable code, e.g. `invalid_profile`, `not_found`, `rate_limited`.
     pub code: String,
     pub message: String,
+    /// What to do next, on refusals a person can act on (e.g. a refused
+    /// confirmation); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// The errors of every route that needs a bearer token and names a

@@ -87,6 +87,60 @@ fn action_error(e: ActionError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
 }
 
+/// What a person whose confirmation was refused can do next: the
+/// rehydration stays waiting (until its deadline), so it can still be
+/// confirmed or cancelled, never stuck.
+fn confirm_hint(wf: &ferry_engine::WorkflowState) -> String {
+    let cancel = format!("POST /api/v1/workflows/{}/cancel", wf.id);
+    let deadline = match wf.timers.get(rehydrate::CONFIRM_TIMER) {
+        Some(t) if !t.fired => format!(
+            "; if nothing is done it is cancelled at {}",
+            t.due_at.to_rfc3339()
+        ),
+        _ => String::new(),
+    };
+    format!("to give up, cancel it ({cancel}){deadline}")
+}
+
+/// A refused confirmation, with what to do next.
+fn confirm_refused(wf: &ferry_engine::WorkflowState, e: ActionError) -> ApiError {
+    match e {
+        ActionError::MergeConflicts => {
+            let p = preview(wf);
+            let n = p.as_ref().map_or(0, |p| p.conflicts);
+            let tables: Vec<&str> = p
+                .as_ref()
+                .map(|p| {
+                    p.tables
+                        .iter()
+                        .filter(|t| t.conflicts > 0)
+                        .map(|t| t.table.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ApiError::new(
+                StatusCode::CONFLICT,
+                e.code(),
+                format!(
+                    "the preview shows {n} merge conflict(s) (tables: {}); a merge with conflicts cannot be confirmed",
+                    tables.join(", ")
+                ),
+            )
+            .hint(format!(
+                "resolve the {n} conflict(s): fix the bundle, or choose other merge keys (mergeKeys), \
+                 and start a new rehydration (see GET /api/v1/tenant/rehydrate/{}/preview); {}",
+                wf.id,
+                confirm_hint(wf)
+            ))
+        }
+        ActionError::NotAwaitingConfirmation => action_error(e).hint(format!(
+            "the rehydration is {}; see GET /api/v1/tenant/rehydrate/{}/status",
+            wf.status, wf.id
+        )),
+        other => action_error(other),
+    }
+}
+
 /// Stream the request body into `<uploads>/<id>.zip`: hashed on the way,
 /// refused past the size limit, fsynced and renamed only when complete.
 async fn store_upload(
@@ -368,22 +422,38 @@ async fn confirm(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "send {\"confirm\": \"DELETE\"}"))?;
+    let waiting = can_confirm(&wf).map_err(|e| confirm_refused(&wf, e));
+    let retype = || {
+        format!(
+            "to go on, send {{\"confirm\": \"DELETE\"}}; {}",
+            confirm_hint(&wf)
+        )
+    };
+    let v: Value = serde_json::from_slice(&body).map_err(|_| {
+        let e = ApiError::bad_request("invalid_body", "send {\"confirm\": \"DELETE\"}");
+        if waiting.is_ok() {
+            e.hint(retype())
+        } else {
+            e
+        }
+    })?;
     if v.get("confirm").and_then(Value::as_str) != Some(CONFIRM_TEXT) {
-        return Err(ApiError::bad_request(
+        let e = ApiError::bad_request(
             "confirmation_mismatch",
-            "the confirmation must be exactly {\"confirm\": \"DELETE\"}",
-        ));
+            "the confirmation must be exactly {\"confirm\": \"DELETE\"}; the rehydration is still waiting for it",
+        );
+        return Err(if waiting.is_ok() { e.hint(retype()) } else { e });
     }
-    can_confirm(&wf).map_err(action_error)?;
+    waiting?;
     let payload = json!({"confirmedBy": caller.actor(), "at": state.engine.now()});
     let after = state
         .engine
         .signal(wf.id, CONFIRM_SIGNAL, payload)
         .await
         .map_err(|e| match e {
-            ferry_engine::Error::Rejected(_) => action_error(ActionError::NotAwaitingConfirmation),
+            ferry_engine::Error::Rejected(_) => {
+                confirm_refused(&wf, ActionError::NotAwaitingConfirmation)
+            }
             other => other.into(),
         })?;
     state

@@ -215,6 +215,63 @@ mod tests {
         );
     }
 
+    /// Every place under `schema` (a response body's schema) that says
+    /// nothing: `{}` itself, or a property, item or variant that is `{}`,
+    /// with components followed once each.
+    fn empty_schemas_in(
+        doc: &serde_json::Value,
+        schema: &serde_json::Value,
+        at: &str,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if let Some(r) = schema["$ref"].as_str() {
+            if !seen.insert(r.to_owned()) {
+                return;
+            }
+        }
+        let schema = resolved(doc, schema);
+        if is_empty(schema) {
+            out.push(at.to_owned());
+            return;
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, prop) in props {
+                empty_schemas_in(doc, prop, &format!("{at}.{name}"), seen, out);
+            }
+        }
+        if schema.get("items").is_some() {
+            empty_schemas_in(doc, &schema["items"], &format!("{at}[]"), seen, out);
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for (i, s) in schema[key].as_array().into_iter().flatten().enumerate() {
+                // `null` in a nullable field's oneOf is a real schema.
+                empty_schemas_in(doc, s, &format!("{at}<{key} {i}>"), seen, out);
+            }
+        }
+    }
+
+    #[test]
+    fn no_response_body_of_any_status_has_an_empty_schema() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut empty = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    for (media, body) in response["content"].as_object().into_iter().flatten() {
+                        let at = format!("{method} {path} {status} {media}");
+                        let mut seen = BTreeSet::new();
+                        empty_schemas_in(&doc, &body["schema"], &at, &mut seen, &mut empty);
+                    }
+                }
+            }
+        }
+        assert!(
+            empty.is_empty(),
+            "response bodies (or parts of them) documented as `{{}}`: {empty:#?}"
+        );
+    }
+
     #[test]
     fn every_operation_documents_its_errors_and_tenant_routes_need_a_token() {
         let doc = serde_json::to_value(super::document()).unwrap();

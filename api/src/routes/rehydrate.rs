@@ -229,7 +229,7 @@ async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<So
         (Vec<u8> = "application/zip"),
     )),
     responses(
-        (status = 202, description = "rehydration job created", body = RehydrateCreatedDoc),
+        (status = 202, description = "rehydration job created", body = RehydrateCreatedDoc, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "the export is not ready", body = crate::openapi::ErrorBody),
         (status = 410, description = "the export expired", body = crate::openapi::ErrorBody),
         (status = 413, description = "upload too large", body = crate::openapi::ErrorBody),
@@ -257,7 +257,10 @@ async fn create(
         rehydrate::KIND,
         "rehydration",
         state.config.rehydrations_per_day_max,
-    )?;
+        // Dry runs and bundles refused by validation change nothing.
+        Some(rehydrate::status::counts_against_daily_limit),
+    )
+    .await?;
     let (source, options): (Source, Options) = if json_body {
         let bytes = read_small_body(body).await?;
         let (export_id, options) =
@@ -299,7 +302,7 @@ async fn create(
             json!({"mode": input.mode.as_str(), "dryRun": input.dry_run, "tables": input.tables}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(super::accepted(&wf).json(json!({
         "message": "Rehydration job created successfully",
         "job": {
             "id": wf.id,
@@ -407,7 +410,7 @@ async fn get_preview(
     params(("id" = String, Path, description = "rehydration id")),
     request_body = ConfirmDoc,
     responses(
-        (status = 202, description = "confirmed", body = RehydrateStatusView),
+        (status = 202, description = "confirmed", body = RehydrateStatusView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not awaiting confirmation", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -459,7 +462,7 @@ async fn confirm(
     state
         .audit_request(&req, &caller, "REHYDRATE_CONFIRMED", &after, json!({}))
         .await;
-    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+    Ok(super::accepted(&after).json(RehydrateStatusView::from_state(&after, false)))
 }
 
 /// Undo a finished rehydration while its backup is kept.
@@ -467,7 +470,7 @@ async fn confirm(
     tag = "rehydrate",
     params(("id" = String, Path, description = "rehydration id")),
     responses(
-        (status = 202, description = "rollback started", body = RehydrateStatusView),
+        (status = 202, description = "rollback started", body = RehydrateStatusView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "cannot be rolled back", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -499,7 +502,7 @@ async fn rollback(
             json!({}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+    Ok(super::accepted(&after).json(RehydrateStatusView::from_state(&after, false)))
 }
 
 /// The row-level validation report (NDJSON).

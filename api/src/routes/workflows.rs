@@ -359,7 +359,7 @@ async fn events(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "resumed", body = WorkflowView),
+        (status = 202, description = "resumed", body = WorkflowView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not resumable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -383,7 +383,7 @@ async fn resume(
             json!({"kind": after.kind}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+    Ok(super::accepted(&after).json(workflow_view(&after)))
 }
 
 /// Cancel: pending at once, running at the next safe point.
@@ -391,7 +391,7 @@ async fn resume(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "cancelled or cancel requested", body = WorkflowView),
+        (status = 202, description = "cancelled or cancel requested", body = WorkflowView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not cancellable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -415,7 +415,7 @@ async fn cancel(
             json!({"kind": after.kind, "status": after.status}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+    Ok(super::accepted(&after).json(workflow_view(&after)))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -127,6 +127,18 @@ pub fn confirmation_expired(state: &WorkflowState) -> bool {
             .is_some_and(|(t, finished)| finished >= t.due_at)
 }
 
+/// Whether a rehydration counts against its tenant's daily limit: a dry
+/// run does not, nor one that ended before its bundle was accepted (refused
+/// by `receive` or `validate`, or cancelled before). One still on its way
+/// to validation counts, so a burst of requests cannot pass the limit.
+pub fn counts_against_daily_limit(state: &WorkflowState) -> bool {
+    if RehydrateInput::from_value(&state.input).is_ok_and(|i| i.dry_run) {
+        return false;
+    }
+    let accepted = state.outputs.contains_key(ValidateOutput::STEP.name());
+    accepted || !matches!(state.status, Status::Failed | Status::Cancelled)
+}
+
 /// Whether `state` can be rolled back now.
 pub fn can_roll_back(state: &WorkflowState) -> Result<(), ActionError> {
     if state.status != Status::Completed {

@@ -114,7 +114,7 @@ pub struct WorkflowView {
     /// Each finished step's output, by step name.
     #[schema(value_type = Object)]
     outputs: Value,
-    /// Durable timers by name: `due_at` and `fired`.
+    /// Durable timers by name: `dueAt` and `fired`.
     #[schema(value_type = Object)]
     timers: Value,
     error: Option<ErrorView>,
@@ -169,7 +169,12 @@ pub fn workflow_view(s: &WorkflowState) -> WorkflowView {
         awaiting_signal: s.awaiting_signal.clone(),
         completed_steps: s.outputs.keys().cloned().collect(),
         outputs: without_server_paths(json!(s.outputs)),
-        timers: json!(s.timers),
+        timers: s
+            .timers
+            .iter()
+            .map(|(name, t)| (name.clone(), json!({"dueAt": t.due_at, "fired": t.fired})))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
         error: s.last_error.as_ref().map(|e| ErrorView {
             code: e.code.clone(),
             message: e.message.clone(),
@@ -299,13 +304,43 @@ async fn get_one(
 /// `type` tag, without server paths. The JSON events endpoint and the live
 /// stream (`live.rs`) show the same objects.
 pub fn event_view(seq: u64, e: &Event) -> Value {
-    let mut v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
-    if let Some(obj) = v.as_object_mut() {
-        let tag = obj.remove("t").unwrap_or(Value::Null);
-        obj.insert("seq".into(), json!(seq));
-        obj.insert("type".into(), tag);
+    let v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
+    let Value::Object(stored) = v else {
+        return v;
+    };
+    // The stored format keeps its snake_case field names (it is versioned
+    // on its own); the API shows them in camelCase like every other body.
+    // The payloads inside (input, output) are camelCase already.
+    let mut out = serde_json::Map::new();
+    for (key, value) in stored {
+        match key.as_str() {
+            "t" => {
+                out.insert("type".into(), value);
+            }
+            _ => {
+                out.insert(camel_case(&key), value);
+            }
+        }
     }
-    v
+    out.insert("seq".into(), json!(seq));
+    Value::Object(out)
+}
+
+/// `retry_at` → `retryAt`.
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An event cursor (`after=`, `Last-Event-ID`): a `seq`, 0 for "from the
@@ -432,6 +467,23 @@ pub type Entry = AuditEntry;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_fields_are_shown_in_camel_case() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let e = Event::TimerScheduled {
+            name: "expire".into(),
+            due_at: at,
+            at,
+        };
+        let v = event_view(7, &e);
+        assert_eq!(v["type"], "timer_scheduled.v1");
+        assert_eq!(v["seq"], 7);
+        assert!(v.get("dueAt").is_some() && v.get("due_at").is_none(), "{v}");
+        assert!(v.get("t").is_none());
+        assert_eq!(camel_case("idempotency_key"), "idempotencyKey");
+        assert_eq!(camel_case("at"), "at");
+    }
 
     #[test]
     fn workflows_limit_minus_one_is_invalid_limit_without_parser_text() {

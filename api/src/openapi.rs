@@ -273,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_are_camel_case_and_the_upload_documents_its_own() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        !name.contains('_') && !name.starts_with(char::is_uppercase)
+                            || p["in"] != "query",
+                        "{method} {path}: query parameter {name} is not camelCase"
+                    );
+                }
+            }
+        }
+        let upload = &doc["paths"]["/api/v1/tenant/rehydrate"]["post"]["parameters"];
+        let names: Vec<&str> = upload
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mode", "tables", "dryRun", "mergeKey.<table>"]);
+    }
+
+    #[test]
     fn every_operation_documents_its_errors_and_tenant_routes_need_a_token() {
         let doc = serde_json::to_value(super::document()).unwrap();
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -62,6 +62,27 @@ pub struct RehydrateJobDoc {
     requested_at: String,
 }
 
+/// The options of a bundle upload (any content type but JSON), in the
+/// query string; a JSON request carries them in its body instead.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct UploadParams {
+    /// `replace` (default), `merge` or `partial`.
+    mode: Option<String>,
+    /// Comma-separated tables to load (default: every table of the bundle).
+    tables: Option<String>,
+    /// `true`: validate and preview only, change nothing (does not count
+    /// against the daily limit).
+    dry_run: Option<bool>,
+    /// Merge only, one per table: `mergeKey.<table>=col1,col2`, the columns
+    /// of the natural key to upsert that table by (default its primary key).
+    #[serde(rename = "mergeKey.<table>")]
+    #[param(rename = "mergeKey.<table>")]
+    merge_key: Option<String>,
+}
+
 /// `{"confirm": "DELETE"}`.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -224,6 +245,7 @@ async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<So
 /// Start a rehydration from an export (JSON body) or an uploaded bundle.
 #[utoipa::path(
     tag = "rehydrate",
+    params(UploadParams),
     request_body(content(
         (RehydrateRequestDoc = "application/json"),
         (Vec<u8> = "application/zip"),

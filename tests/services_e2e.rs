@@ -208,14 +208,14 @@ fn smtp_and_s3_outages_are_retried_until_the_service_is_back() {
     assert_eq!(attempts.len(), failed.len() + 1, "{events}");
     for (n, failure) in failed.iter().enumerate() {
         let base = 10.0 * 2f64.powi(n as i32);
-        let wait = seconds_between(&failure["at"], &failure["retry_at"]);
+        let wait = seconds_between(&failure["at"], &failure["retryAt"]);
         assert!(
             (base / 2.0 - 0.01..=base + 0.01).contains(&wait),
             "failure {} waits {wait} s, not between {} and {base} s",
             n + 1,
             base / 2.0
         );
-        let next = seconds_between(&failure["retry_at"], &attempts[n + 1]["at"]);
+        let next = seconds_between(&failure["retryAt"], &attempts[n + 1]["at"]);
         assert!(
             (0.0..5.0).contains(&next),
             "attempt {} started {next} s after its retry time",

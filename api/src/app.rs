@@ -173,6 +173,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     let mut rehydrate_config = RehydrateConfig::new(config.rehydrate_dir(), config.uploads_dir());
     rehydrate_config.upload_bytes_max = config.upload_bytes_max;
     rehydrate_config.backup_retention = config.backup_retention;
+    rehydrate_config.confirm_deadline = config.confirm_deadline;
     rehydrate_config.trial_rows_max = config.trial_rows_max;
     rehydrate_config.limits.entries_max = config.bundle_entries_max;
     let rehydrate = RehydrateWorkflow::new(

@@ -25,6 +25,9 @@ pub struct Config {
     pub bundle_entries_max: usize,
     /// How long a rehydration's backup is kept (and it can be rolled back).
     pub backup_retention: std::time::Duration,
+    /// How long a previewed rehydration waits for its confirmation before
+    /// it is cancelled, nothing changed.
+    pub confirm_deadline: std::time::Duration,
     /// Largest bundle (rows) a rehydration's preview loads as a trial.
     pub trial_rows_max: u64,
     pub bundle_bytes_max: u64,
@@ -78,6 +81,10 @@ impl Config {
             backup_retention: std::time::Duration::from_secs(env_or(
                 "FERRY_BACKUP_RETENTION_SECS",
                 7 * 24 * 3600,
+            )?),
+            confirm_deadline: std::time::Duration::from_secs(env_or(
+                "FERRY_CONFIRM_DEADLINE_SECS",
+                24 * 3600,
             )?),
             trial_rows_max: env_or("FERRY_REHYDRATE_TRIAL_ROWS_MAX", 500_000)?,
             bundle_bytes_max: env_or("FERRY_BUNDLE_BYTES_MAX", 10 * 1024 * 1024 * 1024)?,

@@ -13,6 +13,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a refused request may be retried (`Retry-After`).
     pub retry_after_secs: Option<u64>,
+    /// What to do next, for a refusal a person can act on (`hint` in the
+    /// envelope, left out when there is none).
+    pub hint: Option<String>,
 }
 
 impl ApiError {
@@ -22,7 +25,13 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             retry_after_secs: None,
+            hint: None,
         }
+    }
+    /// Say what to do next (sent as `error.hint`).
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
     /// `413 payload_too_large`: the body is over `max` bytes.
     pub fn payload_too_large(max: usize) -> Self {
@@ -79,7 +88,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
-        res.json(json!({"error": {"code": self.code, "message": self.message}}))
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(hint) = &self.hint {
+            error["hint"] = json!(hint);
+        }
+        res.json(json!({ "error": error }))
     }
 }
 

@@ -37,6 +37,10 @@ pub struct ErrorDetail {
     /// Stable code, e.g. `invalid_profile`, `not_found`, `rate_limited`.
     pub code: String,
     pub message: String,
+    /// What to do next, on refusals a person can act on (e.g. a refused
+    /// confirmation); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// The errors of every route that needs a bearer token and names a
@@ -101,6 +105,7 @@ pub fn document() -> Document {
         routes::export::Api::openapi(),
         routes::rehydrate::Api::openapi(),
         routes::workflows::Api::openapi(),
+        routes::live::Api::openapi(),
         routes::audit::Api::openapi(),
         routes::download::Api::openapi(),
         routes::tenant::Api::openapi(),
@@ -209,6 +214,88 @@ mod tests {
             empty.is_empty(),
             "success bodies documented without a schema (derive utoipa::ToSchema on the view): {empty:#?}"
         );
+    }
+
+    /// Every place under `schema` (a response body's schema) that says
+    /// nothing: `{}` itself, or a property, item or variant that is `{}`,
+    /// with components followed once each.
+    fn empty_schemas_in(
+        doc: &serde_json::Value,
+        schema: &serde_json::Value,
+        at: &str,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if let Some(r) = schema["$ref"].as_str() {
+            if !seen.insert(r.to_owned()) {
+                return;
+            }
+        }
+        let schema = resolved(doc, schema);
+        if is_empty(schema) {
+            out.push(at.to_owned());
+            return;
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, prop) in props {
+                empty_schemas_in(doc, prop, &format!("{at}.{name}"), seen, out);
+            }
+        }
+        if schema.get("items").is_some() {
+            empty_schemas_in(doc, &schema["items"], &format!("{at}[]"), seen, out);
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for (i, s) in schema[key].as_array().into_iter().flatten().enumerate() {
+                // `null` in a nullable field's oneOf is a real schema.
+                empty_schemas_in(doc, s, &format!("{at}<{key} {i}>"), seen, out);
+            }
+        }
+    }
+
+    #[test]
+    fn no_response_body_of_any_status_has_an_empty_schema() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut empty = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    for (media, body) in response["content"].as_object().into_iter().flatten() {
+                        let at = format!("{method} {path} {status} {media}");
+                        let mut seen = BTreeSet::new();
+                        empty_schemas_in(&doc, &body["schema"], &at, &mut seen, &mut empty);
+                    }
+                }
+            }
+        }
+        assert!(
+            empty.is_empty(),
+            "response bodies (or parts of them) documented as `{{}}`: {empty:#?}"
+        );
+    }
+
+    #[test]
+    fn query_parameters_are_camel_case_and_the_upload_documents_its_own() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        !name.contains('_') && !name.starts_with(char::is_uppercase)
+                            || p["in"] != "query",
+                        "{method} {path}: query parameter {name} is not camelCase"
+                    );
+                }
+            }
+        }
+        let upload = &doc["paths"]["/api/v1/tenant/rehydrate"]["post"]["parameters"];
+        let names: Vec<&str> = upload
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mode", "tables", "dryRun", "mergeKey.<table>"]);
     }
 
     #[test]

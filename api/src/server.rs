@@ -21,6 +21,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
     routes::ops::configure(cfg);
     routes::export::configure(cfg);
     routes::rehydrate::configure(cfg);
+    // Before the workflow routes: `/workflows/stream` is not an id.
+    routes::live::configure(cfg);
     routes::workflows::configure(cfg);
     routes::audit::configure(cfg);
     routes::download::configure(cfg);

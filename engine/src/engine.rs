@@ -8,7 +8,8 @@
 //! state. A crash anywhere leaves the log as the whole truth; the cache is
 //! only a shortcut. Nothing outside this module sees the log: callers ask
 //! the queries (`get`, `events`, `list`, `open_workflows`, `next_timer`,
-//! `find_idempotency`, `count_submitted_since`).
+//! `find_idempotency`, `count_submitted_since`) and may `subscribe` to a
+//! notice of every durable append (the live event streams of the api).
 
 use crate::actor::{self, Registry};
 use crate::clock::{Clock, IdGen};
@@ -21,7 +22,7 @@ use crate::plan::{self, Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
 use crate::step::StepError;
-use crate::workflow::{StepHost, Workflow};
+use crate::workflow::{StepHost, TimerHost, Workflow};
 use actix::Addr;
 use parking_lot::{Mutex, RwLock};
 use rand::{rngs::StdRng, SeedableRng};
@@ -29,7 +30,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio::sync::{broadcast, Mutex as AsyncMutex, Notify};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -89,6 +90,10 @@ type Slot = Arc<AsyncMutex<Option<WorkflowState>>>;
 /// Upper bound on re-deciding after a concurrent writer changed the stream.
 const TRANSACT_RETRIES_MAX: usize = 8;
 
+/// Append notices buffered per subscriber; a slower one gets `Lagged` and
+/// reads the log again.
+const CHANGES_BUFFER_MAX: usize = 1024;
+
 pub(crate) struct Inner {
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
@@ -103,6 +108,8 @@ pub(crate) struct Inner {
     rng: Mutex<StdRng>,
     /// Wakes the timer loop when a timer is scheduled.
     pub(crate) timer_scheduled: Notify,
+    /// The summary after every durable append (see [`Engine::subscribe`]).
+    changes: broadcast::Sender<WorkflowSummary>,
 }
 
 /// A cheap handle to the engine.
@@ -139,6 +146,7 @@ impl Engine {
                 queue: actor::QueueStats::default(),
                 rng: Mutex::new(rng),
                 timer_scheduled: Notify::new(),
+                changes: broadcast::channel(CHANGES_BUFFER_MAX).0,
             }),
         };
         Ok(engine)
@@ -368,6 +376,16 @@ impl Engine {
         Ok(self.inner.log.list(q)?)
     }
 
+    /// A notice of every append from now on, sent after it is durable: the
+    /// workflow's summary (tenant, kind, status, version = its number of
+    /// events) after it. Notices of one workflow arrive in append order. A
+    /// subscriber that falls more than a buffer behind gets
+    /// `RecvError::Lagged` and must read what it missed from the queries
+    /// (`events`, `list`); subscribe before reading, so nothing falls between.
+    pub fn subscribe(&self) -> broadcast::Receiver<WorkflowSummary> {
+        self.inner.changes.subscribe()
+    }
+
     /// Every workflow not in a final status, ordered by id.
     pub fn open_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
         Ok(self.inner.log.open()?)
@@ -497,6 +515,8 @@ impl Engine {
                         self.observe_transition(before, &next);
                     }
                     let final_now = next.status.is_final() && next.timers.values().all(|t| t.fired);
+                    // No subscriber is not an error.
+                    let _ = self.inner.changes.send(next.summary());
                     *guard = Some(next.clone());
                     drop(guard);
                     if final_now {
@@ -532,10 +552,25 @@ impl Engine {
     /// Cancel: a pending workflow is cancelled at once; a running one at its
     /// next safe point; one that already did compensable work compensates.
     pub async fn cancel(&self, id: WorkflowId, by: Option<String>) -> Result<WorkflowState, Error> {
+        Ok(self.cancel_in(id, by, None).await?.0)
+    }
+
+    /// `cancel`, only while the workflow is in `only_in` when given (checked
+    /// in the same transaction): otherwise nothing is appended and the
+    /// answer is `false`.
+    async fn cancel_in(
+        &self,
+        id: WorkflowId,
+        by: Option<String>,
+        only_in: Option<Status>,
+    ) -> Result<(WorkflowState, bool), Error> {
         let def = self.definition_of(id).await?;
         let now = self.now();
-        let (state, ()) = self
+        let (state, cancelled) = self
             .transact(id, |s| {
+                if only_in.is_some_and(|want| want != s.status) {
+                    return Ok((vec![], false));
+                }
                 let events = match s.status {
                     Status::Pending => vec![Event::Cancelled { at: now }],
                     Status::Running if s.cancel_requested => vec![],
@@ -561,15 +596,17 @@ impl Engine {
                     }
                     other => return Err(Rejection::NotCancellable(other)),
                 };
-                Ok((events, ()))
+                Ok((events, true))
             })
             .await?;
-        match state.status {
-            Status::Running => self.interrupt(&state.tenant, id),
-            Status::Compensating => self.enqueue(&state.tenant, id, now),
-            _ => {}
+        if cancelled {
+            match state.status {
+                Status::Running => self.interrupt(&state.tenant, id),
+                Status::Compensating => self.enqueue(&state.tenant, id, now),
+                _ => {}
+            }
         }
-        Ok(state)
+        Ok((state, cancelled))
     }
 
     /// Resume a failed or paused workflow from the step that stopped it.
@@ -808,6 +845,21 @@ impl Engine {
         })
         .await
         .map_err(|_| Error::NotStarted)
+    }
+}
+
+#[async_trait::async_trait]
+impl TimerHost for Engine {
+    async fn cancel_if_status(
+        &self,
+        id: WorkflowId,
+        status: Status,
+        by: &str,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .cancel_in(id, Some(by.to_owned()), Some(status))
+            .await?
+            .1)
     }
 }
 

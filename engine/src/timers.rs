@@ -113,7 +113,13 @@ async fn fire(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("workflow {id} not found"))?;
     let def = engine.definition(&state.kind).map_err(|e| e.to_string())?;
-    let ctx = TimerContext::new(&state, name, due_at, engine.clock());
+    let ctx = TimerContext::new(
+        &state,
+        name,
+        due_at,
+        engine.clock(),
+        std::sync::Arc::new(engine.clone()),
+    );
     let span = tracing::Span::current();
     span.record("tenant", state.tenant.as_str());
     span.record("kind", state.kind.as_str());

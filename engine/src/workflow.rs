@@ -40,6 +40,17 @@ pub(crate) trait StepHost: Send + Sync + 'static {
     ) -> Result<(), Error>;
 }
 
+/// What a timer callback may ask of the engine. The engine implements it.
+#[async_trait]
+pub(crate) trait TimerHost: Send + Sync + 'static {
+    async fn cancel_if_status(
+        &self,
+        id: WorkflowId,
+        status: crate::status::Status,
+        by: &str,
+    ) -> Result<bool, Error>;
+}
+
 /// Everything a running step may see and do.
 #[derive(Clone)]
 pub struct StepContext {
@@ -157,6 +168,7 @@ pub struct TimerContext {
     pub input: Arc<Value>,
     pub outputs: Arc<BTreeMap<String, Value>>,
     clock: Arc<dyn Clock>,
+    host: Arc<dyn TimerHost>,
 }
 
 impl TimerContext {
@@ -165,6 +177,7 @@ impl TimerContext {
         name: &str,
         due_at: Timestamp,
         clock: Arc<dyn Clock>,
+        host: Arc<dyn TimerHost>,
     ) -> Self {
         TimerContext {
             workflow: state.id,
@@ -174,7 +187,24 @@ impl TimerContext {
             input: Arc::new(state.input.clone()),
             outputs: Arc::new(state.outputs.clone()),
             clock,
+            host,
         }
+    }
+
+    /// Cancel this workflow, as `Engine::cancel` does, if it is still in
+    /// `status`: the check and the cancel are one transaction, so a command
+    /// that moved it on first (a confirmation) wins, and the cancel then
+    /// does nothing. True if this call cancelled it (or asked a running
+    /// workflow to stop); false if it was in another status.
+    pub async fn cancel_if_status(
+        &self,
+        status: crate::status::Status,
+        by: &str,
+    ) -> Result<bool, StepError> {
+        self.host
+            .cancel_if_status(self.workflow, status, by)
+            .await
+            .map_err(|e| StepError::retryable("cancel_failed", e.to_string()))
     }
 
     /// The engine's clock now (the time a callback records, e.g. in audit

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod service;
+pub mod sse;
 pub mod transfers;
 
 use reqwest::blocking::{Client, Response};

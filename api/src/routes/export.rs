@@ -113,7 +113,7 @@ fn artifact_error(e: ArtifactError) -> ApiError {
     request_body = ExportRequestDoc,
     params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body return the same job; the same key with another body is 409")),
     responses(
-        (status = 202, description = "export job created (or found by its idempotency key)", body = ExportCreatedDoc),
+        (status = 202, description = "export job created (or found by its idempotency key)", body = ExportCreatedDoc, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "conflict, e.g. an Idempotency-Key reused with another body", body = crate::openapi::ErrorBody),
         (status = 413, description = "body too large", body = crate::openapi::ErrorBody),
         (status = 429, description = "daily export limit reached", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds until the limit resets"))),
@@ -150,7 +150,9 @@ async fn create(
             export::KIND,
             "export",
             state.config.exports_per_day_max,
-        )?;
+            None,
+        )
+        .await?;
     }
     let input = ExportInput::new(
         request,
@@ -192,7 +194,7 @@ async fn create(
             .audit_request(&req, &caller, "EXPORT_REQUESTED", &wf, json!({"profile": input.request.profile.as_str(), "includeAssets": input.request.include_assets}))
             .await;
     }
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(super::accepted(&wf).json(json!({
         "message": "Export job created successfully",
         "job": {
             "id": wf.id,

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod download;
 pub mod export;
+pub mod live;
 pub mod ops;
 pub mod rehydrate;
 pub mod tenant;
@@ -12,6 +13,20 @@ pub mod workflows;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use ferry_engine::{TenantId, WorkflowId, WorkflowState};
+
+/// `202 Accepted` with `Location` set to the status URL of workflow `wf`:
+/// the kind's own status endpoint (export, rehydrate), else the generic
+/// workflow view. Every 202 of the API is built here.
+pub fn accepted(wf: &WorkflowState) -> actix_web::HttpResponseBuilder {
+    let location = match wf.kind.as_str() {
+        ferry_workflows::export::KIND => format!("/api/v1/tenant/export/{}/status", wf.id),
+        ferry_workflows::rehydrate::KIND => format!("/api/v1/tenant/rehydrate/{}/status", wf.id),
+        _ => format!("/api/v1/workflows/{}", wf.id),
+    };
+    let mut res = actix_web::HttpResponse::Accepted();
+    res.insert_header((actix_web::http::header::LOCATION, location));
+    res
+}
 
 /// Load a workflow the caller may see. Another tenant's id is "not found",
 /// exactly like an unknown one, so ids cannot be probed.
@@ -34,20 +49,29 @@ pub async fn visible_workflow(
 
 /// The per-tenant daily limit of workflows of `kind` (counted from the event
 /// log, so it survives restarts): `rate_limited` (429) once `max` workflows
-/// were submitted since UTC midnight, naming when the limit resets (also
-/// in `Retry-After`, in seconds).
-pub fn check_daily_limit(
+/// that `counts` accepts were submitted since UTC midnight, naming when the
+/// limit resets (also in `Retry-After`, in seconds). Every workflow counts
+/// unless `counts` says otherwise (e.g. a rehydration's dry run).
+pub async fn check_daily_limit(
     engine: &ferry_engine::Engine,
     caller: &crate::auth::Caller,
     kind: &str,
     what: &str,
     max: u64,
+    counts: Option<fn(&WorkflowState) -> bool>,
 ) -> Result<(), ApiError> {
     use chrono::{Duration, TimeZone, Utc};
     let now = engine.now();
     let midnight =
         Utc.from_utc_datetime(&now.date_naive().and_hms_opt(0, 0, 0).expect("valid time"));
-    let today = engine.count_submitted_since(&caller.tenant, kind, midnight)?;
+    let submitted = engine.count_submitted_since(&caller.tenant, kind, midnight)?;
+    let today = match counts {
+        // Fewer submitted than the limit: fewer counted, too.
+        Some(counts) if submitted >= max => {
+            counted_since(engine, &caller.tenant, kind, midnight, counts).await?
+        }
+        _ => submitted,
+    };
     if today >= max {
         let reset = midnight + Duration::days(1);
         return Err(ApiError::new(
@@ -61,6 +85,40 @@ pub fn check_daily_limit(
         .retry_after((reset - now).num_seconds().max(1) as u64));
     }
     Ok(())
+}
+
+/// The tenant's workflows of `kind` created at or after `since` that
+/// `counts` accepts. It walks the tenant's workflows of that kind page by
+/// page (the log lists them by id, oldest first), so it is asked only when
+/// the plain count reached the limit.
+async fn counted_since(
+    engine: &ferry_engine::Engine,
+    tenant: &TenantId,
+    kind: &str,
+    since: ferry_engine::Timestamp,
+    counts: fn(&WorkflowState) -> bool,
+) -> Result<u64, ApiError> {
+    let limit = ferry_engine::log::LIST_LIMIT_MAX;
+    let mut after = None;
+    let mut counted = 0;
+    loop {
+        let page = engine.list(&ferry_engine::ListQuery {
+            tenant: Some(tenant.clone()),
+            kind: Some(kind.to_owned()),
+            status: None,
+            after,
+            limit,
+        })?;
+        for s in page.iter().filter(|s| s.created_at >= since) {
+            if engine.get(s.id).await?.is_some_and(|state| counts(&state)) {
+                counted += 1;
+            }
+        }
+        if page.len() < limit {
+            return Ok(counted);
+        }
+        after = page.last().map(|s| s.id);
+    }
 }
 
 /// The tables of `tenant`'s database: `tenant_not_found` (404) when it has

@@ -62,6 +62,27 @@ pub struct RehydrateJobDoc {
     requested_at: String,
 }
 
+/// The options of a bundle upload (any content type but JSON), in the
+/// query string; a JSON request carries them in its body instead.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct UploadParams {
+    /// `replace` (default), `merge` or `partial`.
+    mode: Option<String>,
+    /// Comma-separated tables to load (default: every table of the bundle).
+    tables: Option<String>,
+    /// `true`: validate and preview only, change nothing (does not count
+    /// against the daily limit).
+    dry_run: Option<bool>,
+    /// Merge only, one per table: `mergeKey.<table>=col1,col2`, the columns
+    /// of the natural key to upsert that table by (default its primary key).
+    #[serde(rename = "mergeKey.<table>")]
+    #[param(rename = "mergeKey.<table>")]
+    merge_key: Option<String>,
+}
+
 /// `{"confirm": "DELETE"}`.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -85,6 +106,60 @@ pub struct Api;
 
 fn action_error(e: ActionError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
+}
+
+/// What a person whose confirmation was refused can do next: the
+/// rehydration stays waiting (until its deadline), so it can still be
+/// confirmed or cancelled, never stuck.
+fn confirm_hint(wf: &ferry_engine::WorkflowState) -> String {
+    let cancel = format!("POST /api/v1/workflows/{}/cancel", wf.id);
+    let deadline = match wf.timers.get(rehydrate::CONFIRM_TIMER) {
+        Some(t) if !t.fired => format!(
+            "; if nothing is done it is cancelled at {}",
+            t.due_at.to_rfc3339()
+        ),
+        _ => String::new(),
+    };
+    format!("to give up, cancel it ({cancel}){deadline}")
+}
+
+/// A refused confirmation, with what to do next.
+fn confirm_refused(wf: &ferry_engine::WorkflowState, e: ActionError) -> ApiError {
+    match e {
+        ActionError::MergeConflicts => {
+            let p = preview(wf);
+            let n = p.as_ref().map_or(0, |p| p.conflicts);
+            let tables: Vec<&str> = p
+                .as_ref()
+                .map(|p| {
+                    p.tables
+                        .iter()
+                        .filter(|t| t.conflicts > 0)
+                        .map(|t| t.table.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ApiError::new(
+                StatusCode::CONFLICT,
+                e.code(),
+                format!(
+                    "the preview shows {n} merge conflict(s) (tables: {}); a merge with conflicts cannot be confirmed",
+                    tables.join(", ")
+                ),
+            )
+            .hint(format!(
+                "resolve the {n} conflict(s): fix the bundle, or choose other merge keys (mergeKeys), \
+                 and start a new rehydration (see GET /api/v1/tenant/rehydrate/{}/preview); {}",
+                wf.id,
+                confirm_hint(wf)
+            ))
+        }
+        ActionError::NotAwaitingConfirmation => action_error(e).hint(format!(
+            "the rehydration is {}; see GET /api/v1/tenant/rehydrate/{}/status",
+            wf.status, wf.id
+        )),
+        other => action_error(other),
+    }
 }
 
 /// Stream the request body into `<uploads>/<id>.zip`: hashed on the way,
@@ -170,12 +245,13 @@ async fn export_source(state: &AppState, caller: &Caller, id: &str) -> Result<So
 /// Start a rehydration from an export (JSON body) or an uploaded bundle.
 #[utoipa::path(
     tag = "rehydrate",
+    params(UploadParams),
     request_body(content(
         (RehydrateRequestDoc = "application/json"),
         (Vec<u8> = "application/zip"),
     )),
     responses(
-        (status = 202, description = "rehydration job created", body = RehydrateCreatedDoc),
+        (status = 202, description = "rehydration job created", body = RehydrateCreatedDoc, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "the export is not ready", body = crate::openapi::ErrorBody),
         (status = 410, description = "the export expired", body = crate::openapi::ErrorBody),
         (status = 413, description = "upload too large", body = crate::openapi::ErrorBody),
@@ -203,7 +279,10 @@ async fn create(
         rehydrate::KIND,
         "rehydration",
         state.config.rehydrations_per_day_max,
-    )?;
+        // Dry runs and bundles refused by validation change nothing.
+        Some(rehydrate::status::counts_against_daily_limit),
+    )
+    .await?;
     let (source, options): (Source, Options) = if json_body {
         let bytes = read_small_body(body).await?;
         let (export_id, options) =
@@ -245,7 +324,7 @@ async fn create(
             json!({"mode": input.mode.as_str(), "dryRun": input.dry_run, "tables": input.tables}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(super::accepted(&wf).json(json!({
         "message": "Rehydration job created successfully",
         "job": {
             "id": wf.id,
@@ -353,7 +432,7 @@ async fn get_preview(
     params(("id" = String, Path, description = "rehydration id")),
     request_body = ConfirmDoc,
     responses(
-        (status = 202, description = "confirmed", body = RehydrateStatusView),
+        (status = 202, description = "confirmed", body = RehydrateStatusView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not awaiting confirmation", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -368,28 +447,44 @@ async fn confirm(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let wf = visible_workflow(&state.engine, &caller, &id, Some(rehydrate::KIND)).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "send {\"confirm\": \"DELETE\"}"))?;
+    let waiting = can_confirm(&wf).map_err(|e| confirm_refused(&wf, e));
+    let retype = || {
+        format!(
+            "to go on, send {{\"confirm\": \"DELETE\"}}; {}",
+            confirm_hint(&wf)
+        )
+    };
+    let v: Value = serde_json::from_slice(&body).map_err(|_| {
+        let e = ApiError::bad_request("invalid_body", "send {\"confirm\": \"DELETE\"}");
+        if waiting.is_ok() {
+            e.hint(retype())
+        } else {
+            e
+        }
+    })?;
     if v.get("confirm").and_then(Value::as_str) != Some(CONFIRM_TEXT) {
-        return Err(ApiError::bad_request(
+        let e = ApiError::bad_request(
             "confirmation_mismatch",
-            "the confirmation must be exactly {\"confirm\": \"DELETE\"}",
-        ));
+            "the confirmation must be exactly {\"confirm\": \"DELETE\"}; the rehydration is still waiting for it",
+        );
+        return Err(if waiting.is_ok() { e.hint(retype()) } else { e });
     }
-    can_confirm(&wf).map_err(action_error)?;
+    waiting?;
     let payload = json!({"confirmedBy": caller.actor(), "at": state.engine.now()});
     let after = state
         .engine
         .signal(wf.id, CONFIRM_SIGNAL, payload)
         .await
         .map_err(|e| match e {
-            ferry_engine::Error::Rejected(_) => action_error(ActionError::NotAwaitingConfirmation),
+            ferry_engine::Error::Rejected(_) => {
+                confirm_refused(&wf, ActionError::NotAwaitingConfirmation)
+            }
             other => other.into(),
         })?;
     state
         .audit_request(&req, &caller, "REHYDRATE_CONFIRMED", &after, json!({}))
         .await;
-    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+    Ok(super::accepted(&after).json(RehydrateStatusView::from_state(&after, false)))
 }
 
 /// Undo a finished rehydration while its backup is kept.
@@ -397,7 +492,7 @@ async fn confirm(
     tag = "rehydrate",
     params(("id" = String, Path, description = "rehydration id")),
     responses(
-        (status = 202, description = "rollback started", body = RehydrateStatusView),
+        (status = 202, description = "rollback started", body = RehydrateStatusView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "cannot be rolled back", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -429,7 +524,7 @@ async fn rollback(
             json!({}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(RehydrateStatusView::from_state(&after, false)))
+    Ok(super::accepted(&after).json(RehydrateStatusView::from_state(&after, false)))
 }
 
 /// The row-level validation report (NDJSON).

@@ -1,12 +1,15 @@
 //! Generic workflow endpoints: list, get, events, resume, cancel. Scoped to
-//! the caller's tenant.
+//! the caller's tenant; a platform admin without `X-Tenant-Id` lists every
+//! tenant's workflows (optionally one, `tenant=`).
 
 use super::visible_workflow;
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use ferry_engine::{ListQuery, Status, WorkflowId, WorkflowState, WorkflowSummary};
+use ferry_engine::{
+    Event, ListQuery, Status, TenantId, WorkflowId, WorkflowState, WorkflowSummary,
+};
 use ferry_workflows::common::public::without_server_paths;
 use ferry_workflows::ports::audit::AuditEntry;
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,19 @@ pub struct ListParams {
     #[param(value_type = Option<usize>)]
     limit: Option<String>,
     /// The previous page's `nextCursor`.
+    after: Option<String>,
+    /// Platform admin without `X-Tenant-Id` only: list this tenant's
+    /// workflows (default: every tenant's). Anyone else may name only their
+    /// own tenant.
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Only the events after this `seq` (default 0: all of them).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
@@ -98,7 +114,7 @@ pub struct WorkflowView {
     /// Each finished step's output, by step name.
     #[schema(value_type = Object)]
     outputs: Value,
-    /// Durable timers by name: `due_at` and `fired`.
+    /// Durable timers by name: `dueAt` and `fired`.
     #[schema(value_type = Object)]
     timers: Value,
     error: Option<ErrorView>,
@@ -125,7 +141,8 @@ pub struct EventsPage {
     events: Vec<Value>,
 }
 
-fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
+/// A summary as the listing (and the list's live stream) shows it.
+pub fn summary_view(s: &WorkflowSummary) -> SummaryView<'_> {
     SummaryView {
         id: s.id,
         tenant_id: s.tenant.as_str(),
@@ -152,7 +169,12 @@ pub fn workflow_view(s: &WorkflowState) -> WorkflowView {
         awaiting_signal: s.awaiting_signal.clone(),
         completed_steps: s.outputs.keys().cloned().collect(),
         outputs: without_server_paths(json!(s.outputs)),
-        timers: json!(s.timers),
+        timers: s
+            .timers
+            .iter()
+            .map(|(name, t)| (name.clone(), json!({"dueAt": t.due_at, "fired": t.fired})))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
         error: s.last_error.as_ref().map(|e| ErrorView {
             code: e.code.clone(),
             message: e.message.clone(),
@@ -166,7 +188,30 @@ pub fn workflow_view(s: &WorkflowState) -> WorkflowView {
     }
 }
 
-/// The caller's tenant's workflows, newest last, paginated by `nextCursor`.
+/// The tenants a listing covers: `None` for every tenant (a platform admin
+/// not acting on one tenant), else the one tenant. `tenant=` narrows a
+/// platform admin's listing; anyone else may name only their own tenant.
+pub fn list_scope(caller: &Caller, tenant: Option<&str>) -> Result<Option<TenantId>, ApiError> {
+    let all_tenants = caller.role == Role::PlatformAdmin && !caller.impersonating;
+    let named = match tenant {
+        Some(t) => Some(
+            TenantId::parse(t)
+                .map_err(|e| ApiError::bad_request("invalid_tenant", format!("tenant: {e}")))?,
+        ),
+        None => None,
+    };
+    match named {
+        Some(t) if all_tenants || t == caller.tenant => Ok(Some(t)),
+        Some(_) => Err(ApiError::forbidden(
+            "only a platform_admin may list another tenant's workflows",
+        )),
+        None if all_tenants => Ok(None),
+        None => Ok(Some(caller.tenant.clone())),
+    }
+}
+
+/// The caller's tenant's workflows (a platform admin's: every tenant's),
+/// newest last, paginated by `nextCursor`.
 #[utoipa::path(
     tag = "workflows",
     params(ListParams),
@@ -202,7 +247,7 @@ async fn list(
     }
     let limit = parse_limit(q.limit.as_deref())?;
     let page = state.engine.list(&ListQuery {
-        tenant: Some(caller.tenant.clone()),
+        tenant: list_scope(&caller, q.tenant.as_deref())?,
         status,
         kind: q.kind.clone(),
         after,
@@ -255,10 +300,67 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(workflow_view(&wf)))
 }
 
-/// A workflow's event stream.
+/// An event as the API shows it: its fields, its 1-based `seq` and its
+/// `type` tag, without server paths. The JSON events endpoint and the live
+/// stream (`live.rs`) show the same objects.
+pub fn event_view(seq: u64, e: &Event) -> Value {
+    let v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
+    let Value::Object(stored) = v else {
+        return v;
+    };
+    // The stored format keeps its snake_case field names (it is versioned
+    // on its own); the API shows them in camelCase like every other body.
+    // The payloads inside (input, output) are camelCase already.
+    let mut out = serde_json::Map::new();
+    for (key, value) in stored {
+        match key.as_str() {
+            "t" => {
+                out.insert("type".into(), value);
+            }
+            _ => {
+                out.insert(camel_case(&key), value);
+            }
+        }
+    }
+    out.insert("seq".into(), json!(seq));
+    Value::Object(out)
+}
+
+/// `retry_at` → `retryAt`.
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An event cursor (`after=`, `Last-Event-ID`): a `seq`, 0 for "from the
+/// start"; anything else is `invalid_cursor`.
+pub fn parse_seq_cursor(raw: Option<&str>) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(s) => s.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the event cursor must be an event seq (a whole number, 0 or more)",
+            )
+        }),
+    }
+}
+
+/// A workflow's events in order (those after `after`, if given).
 #[utoipa::path(
     tag = "workflows",
-    params(("id" = String, Path, description = "workflow id")),
+    params(("id" = String, Path, description = "workflow id"), EventsParams),
     responses(
         (status = 200, description = "its events", body = EventsPage),
         crate::openapi::TenantErrors,
@@ -270,21 +372,16 @@ async fn events(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    q: web::Query<EventsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let after = parse_seq_cursor(q.after.as_deref())?;
     let wf = visible_workflow(&state.engine, &caller, &id, None).await?;
     let events = state.engine.events(wf.id)?;
     let items: Vec<Value> = events
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut v = without_server_paths(serde_json::to_value(e).unwrap_or(Value::Null));
-            if let Some(obj) = v.as_object_mut() {
-                let tag = obj.remove("t").unwrap_or(Value::Null);
-                obj.insert("seq".into(), json!(i + 1));
-                obj.insert("type".into(), tag);
-            }
-            v
-        })
+        .zip(1u64..)
+        .skip(usize::try_from(after).unwrap_or(usize::MAX))
+        .map(|(e, seq)| event_view(seq, e))
         .collect();
     Ok(HttpResponse::Ok().json(EventsPage {
         workflow_id: wf.id,
@@ -297,7 +394,7 @@ async fn events(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "resumed", body = WorkflowView),
+        (status = 202, description = "resumed", body = WorkflowView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not resumable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -321,7 +418,7 @@ async fn resume(
             json!({"kind": after.kind}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+    Ok(super::accepted(&after).json(workflow_view(&after)))
 }
 
 /// Cancel: pending at once, running at the next safe point.
@@ -329,7 +426,7 @@ async fn resume(
     tag = "workflows",
     params(("id" = String, Path, description = "workflow id")),
     responses(
-        (status = 202, description = "cancelled or cancel requested", body = WorkflowView),
+        (status = 202, description = "cancelled or cancel requested", body = WorkflowView, headers(("Location" = String, description = "the status URL of the workflow"))),
         (status = 409, description = "not cancellable", body = crate::openapi::ErrorBody),
         crate::openapi::TenantErrors,
     ),
@@ -353,7 +450,7 @@ async fn cancel(
             json!({"kind": after.kind, "status": after.status}),
         )
         .await;
-    Ok(HttpResponse::Accepted().json(workflow_view(&after)))
+    Ok(super::accepted(&after).json(workflow_view(&after)))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -370,6 +467,23 @@ pub type Entry = AuditEntry;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_fields_are_shown_in_camel_case() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let e = Event::TimerScheduled {
+            name: "expire".into(),
+            due_at: at,
+            at,
+        };
+        let v = event_view(7, &e);
+        assert_eq!(v["type"], "timer_scheduled.v1");
+        assert_eq!(v["seq"], 7);
+        assert!(v.get("dueAt").is_some() && v.get("due_at").is_none(), "{v}");
+        assert!(v.get("t").is_none());
+        assert_eq!(camel_case("idempotency_key"), "idempotencyKey");
+        assert_eq!(camel_case("at"), "at");
+    }
 
     #[test]
     fn workflows_limit_minus_one_is_invalid_limit_without_parser_text() {

@@ -67,6 +67,11 @@ pub const CONFIRM_SIGNAL: &str = "confirm";
 pub const CONFIRM_TEXT: &str = "DELETE";
 /// The durable timer that deletes the backup.
 pub const BACKUP_TIMER: &str = "backup_expire";
+/// The durable timer that cancels a rehydration still waiting for its
+/// confirmation when the confirmation deadline passes.
+pub const CONFIRM_TIMER: &str = "confirm_deadline";
+/// The error code a status shows for a rehydration the deadline cancelled.
+pub const CONFIRMATION_EXPIRED: &str = "confirmation_expired";
 /// The input field that makes a dry run.
 pub const DRY_RUN_FIELD: &str = "dryRun";
 
@@ -91,6 +96,9 @@ pub struct RehydrateConfig {
     pub upload_bytes_max: u64,
     /// How long a backup is kept (and a finished rehydration can be undone).
     pub backup_retention: Duration,
+    /// How long a preview waits for its confirmation before the rehydration
+    /// is cancelled, nothing changed (the `confirm_deadline` timer).
+    pub confirm_deadline: Duration,
     /// Largest bundle (in rows) the preview tries loading (and rolls back)
     /// to report what the load would hit; 0 turns the trial off.
     pub trial_rows_max: u64,
@@ -98,7 +106,7 @@ pub struct RehydrateConfig {
 }
 
 impl RehydrateConfig {
-    /// Defaults: 10 GiB bundles, backups kept 7 days, trial loads of
+    /// Defaults: 10 GiB bundles, backups kept 7 days, 24 h to confirm, trial loads of
     /// bundles up to 500,000 rows.
     pub fn new(work_dir: impl Into<PathBuf>, uploads_dir: impl Into<PathBuf>) -> Self {
         RehydrateConfig {
@@ -106,6 +114,7 @@ impl RehydrateConfig {
             uploads_dir: uploads_dir.into(),
             upload_bytes_max: 10 * 1024 * 1024 * 1024,
             backup_retention: Duration::from_secs(7 * 24 * 3600),
+            confirm_deadline: Duration::from_secs(24 * 3600),
             trial_rows_max: 500_000,
             limits: validate::Limits::default(),
         }
@@ -373,10 +382,11 @@ impl Workflow for RehydrateWorkflow {
     }
 
     async fn on_timer(&self, ctx: TimerContext) -> Result<(), StepError> {
-        if ctx.name != BACKUP_TIMER {
-            return Ok(());
+        match ctx.name.as_str() {
+            BACKUP_TIMER => self.expire_backup(&ctx).await,
+            CONFIRM_TIMER => self.confirmation_expired(&ctx).await,
+            _ => Ok(()),
         }
-        self.expire_backup(&ctx).await
     }
 }
 
@@ -389,6 +399,44 @@ impl RehydrateWorkflow {
         let input = RehydrateInput::from_value(&ctx.input)
             .map_err(|e| StepError::permanent(e.code, e.message))?;
         step.run(self, ctx, &input).await
+    }
+
+    /// The confirmation deadline passed: a rehydration still waiting for its
+    /// confirmation is cancelled (nothing was changed yet: `quiesce` comes
+    /// after the confirmation) and the audit log says why. One that was
+    /// confirmed, or cancelled, in the meantime is left alone: the status
+    /// check and the cancel are one engine transaction. (A crash between the
+    /// cancel and the audit entry loses the entry; the status still says
+    /// why, see `status::confirmation_expired`.)
+    async fn confirmation_expired(&self, ctx: &TimerContext) -> Result<(), StepError> {
+        let cancelled = ctx
+            .cancel_if_status(
+                ferry_engine::Status::AwaitingConfirmation,
+                "the confirmation deadline",
+            )
+            .await?;
+        if !cancelled {
+            return Ok(());
+        }
+        let entry = AuditEntry::new(
+            ctx.now(),
+            AUDIT_ACTOR,
+            Some(ctx.tenant.clone()),
+            "REHYDRATE_CONFIRMATION_EXPIRED",
+            AUDIT_ENTITY,
+            ctx.workflow.to_string(),
+        )
+        .details(json!({
+            "workflowId": ctx.workflow.to_string(),
+            "code": CONFIRMATION_EXPIRED,
+            "deadline": ctx.due_at,
+        }));
+        self.deps
+            .audit
+            .append(entry)
+            .await
+            .map(|_| ())
+            .map_err(|e| StepError::retryable("audit_failed", e.message))
     }
 
     /// The backup's retention timer fired: delete it (and any work files,

@@ -11,7 +11,7 @@ use super::steps::load::LoadOutput;
 use super::steps::preview::PreviewOutput;
 use super::steps::restore::RestoreOutput;
 use super::steps::validate::ValidateOutput;
-use super::{RehydrateStep, BACKUP_TIMER};
+use super::{RehydrateStep, BACKUP_TIMER, CONFIRMATION_EXPIRED, CONFIRM_SIGNAL, CONFIRM_TIMER};
 use crate::common::{recorded, StatusError, StepOutput, WorkflowStep};
 use ferry_engine::{Phase, Status, Timestamp, WorkflowId, WorkflowState};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,31 @@ pub fn can_confirm(state: &WorkflowState) -> Result<(), ActionError> {
     Ok(())
 }
 
+/// Whether the confirmation deadline cancelled this rehydration: cancelled,
+/// never confirmed, and ended at or after the deadline (derived from the
+/// events, so it holds however the cancel and its timer were recorded).
+pub fn confirmation_expired(state: &WorkflowState) -> bool {
+    state.status == Status::Cancelled
+        && !state.signals.contains_key(CONFIRM_SIGNAL)
+        && state
+            .timers
+            .get(CONFIRM_TIMER)
+            .zip(state.finished_at)
+            .is_some_and(|(t, finished)| finished >= t.due_at)
+}
+
+/// Whether a rehydration counts against its tenant's daily limit: a dry
+/// run does not, nor one that ended before its bundle was accepted (refused
+/// by `receive` or `validate`, or cancelled before). One still on its way
+/// to validation counts, so a burst of requests cannot pass the limit.
+pub fn counts_against_daily_limit(state: &WorkflowState) -> bool {
+    if RehydrateInput::from_value(&state.input).is_ok_and(|i| i.dry_run) {
+        return false;
+    }
+    let accepted = state.outputs.contains_key(ValidateOutput::STEP.name());
+    accepted || !matches!(state.status, Status::Failed | Status::Cancelled)
+}
+
 /// Whether `state` can be rolled back now.
 pub fn can_roll_back(state: &WorkflowState) -> Result<(), ActionError> {
     if state.status != Status::Completed {
@@ -147,6 +172,12 @@ impl RehydrateStatusView {
         let timer = state.timers.get(BACKUP_TIMER);
         let error = match state.status {
             Status::Completed => None,
+            _ if confirmation_expired(state) => Some(StatusError {
+                code: CONFIRMATION_EXPIRED.to_owned(),
+                message: "the confirmation deadline passed before the rehydration was confirmed; \
+                    it was cancelled and nothing was changed; start a new rehydration to try again"
+                    .to_owned(),
+            }),
             _ => state.last_error.as_ref().map(|f| StatusError {
                 code: f.code.clone(),
                 message: f.message.clone(),

@@ -152,5 +152,13 @@ pub async fn run(
         json!({"mode": out.mode, "willDelete": out.will_delete, "willInsert": out.will_insert, "willUpdate": out.will_update, "assets": out.assets}),
     )
     .await?;
+    // The wait for the confirmation is bounded: when the deadline passes
+    // the durable timer cancels a rehydration still waiting (a dry run
+    // waits for nothing). A repeated preview moves the deadline to its
+    // own end, the moment the confirmation became possible.
+    if !input.dry_run {
+        let due = ctx.now() + crate::common::secs(wf.config.confirm_deadline);
+        ctx.schedule_timer(super::super::CONFIRM_TIMER, due).await?;
+    }
     to_output(&out)
 }

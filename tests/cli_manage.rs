@@ -42,12 +42,9 @@ fn list_show_and_events_print_what_the_api_holds() {
         .ok("list --json");
     let listed = ids(&ran.json());
     assert_eq!(listed.len(), 2, "{}", ran.describe());
-    // Newest first; a server that does not know `order` yet says so.
-    if ran.stderr.contains("oldest first") {
-        assert_eq!(listed, [old.clone(), new.clone()]);
-    } else {
-        assert_eq!(listed, [new.clone(), old.clone()]);
-    }
+    // Newest first.
+    assert_eq!(listed, [new.clone(), old.clone()], "{}", ran.describe());
+    assert!(!ran.stderr.contains("oldest first"), "{}", ran.describe());
 
     // Filters and the cursor.
     let ran = f

@@ -59,9 +59,9 @@ fn preview_total(out: &Output) -> Vec<u64> {
         .collect()
 }
 
-/// The tenant's rehydrations, as the API lists them.
+/// The tenant's rehydrations, as the API lists them, oldest first.
 fn rehydrations(f: &Ferry, token: &str) -> Vec<serde_json::Value> {
-    f.get_json("/api/v1/workflows?kind=rehydrate", token)["workflows"]
+    f.get_json("/api/v1/workflows?kind=rehydrate&order=asc", token)["workflows"]
         .as_array()
         .unwrap()
         .clone()

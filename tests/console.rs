@@ -168,7 +168,12 @@ fn an_operator_runs_the_whole_job_in_a_real_browser() {
         .as_str()
         .unwrap()
         .contains("chain verified"));
-    assert_eq!(seen["firstTab"], "Skip to content");
+    // Keyboard use: Tab reaches a control, and its focus ring shows.
+    assert!(
+        !seen["firstTab"]["text"].as_str().unwrap_or("").is_empty(),
+        "{seen}"
+    );
+    assert_ne!(seen["firstTab"]["outline"], "none", "{seen}");
 
     // The running workflow was cancelled from the browser.
     assert_eq!(seen["cancelled"], true);

@@ -299,10 +299,19 @@ fn assert_expired(f: &Ferry, token: &str, id: &str, status: &Value) {
         .map(|s| s.as_str().unwrap())
         .collect();
     assert_eq!(done, ["preview", "receive", "validate"], "{wf}");
-    let audit = f.get_json(
-        &format!("/api/v1/audit?action=REHYDRATE_CONFIRMATION_EXPIRED&entityId={id}"),
-        token,
-    );
+    // The audit entry follows the cancel (a separate append): wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let audit = loop {
+        let audit = f.get_json(
+            &format!("/api/v1/audit?action=REHYDRATE_CONFIRMATION_EXPIRED&entityId={id}"),
+            token,
+        );
+        let n = audit["entries"].as_array().map_or(0, Vec::len);
+        if n > 0 || std::time::Instant::now() > deadline {
+            break audit;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         audit["entries"].as_array().map(Vec::len),
         Some(1),

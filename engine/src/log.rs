@@ -110,8 +110,12 @@ pub struct ListQuery {
     pub tenant: Option<TenantId>,
     pub status: Option<Status>,
     pub kind: Option<String>,
+    /// The cursor: the last id of the previous page (exclusive).
     pub after: Option<WorkflowId>,
     pub limit: usize,
+    /// Newest first (descending ids; ids sort by creation time), the
+    /// cursor then walking towards older workflows.
+    pub newest_first: bool,
 }
 
 /// Upper bound on `ListQuery::limit`.

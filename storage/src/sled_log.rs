@@ -406,19 +406,34 @@ impl SledLog {
         prefix: &[u8],
         after: Option<WorkflowId>,
         limit: usize,
+        newest_first: bool,
         keep: impl Fn(&WorkflowSummary) -> bool,
     ) -> Result<Vec<WorkflowSummary>, LogError> {
-        let start = match after {
-            Some(after) => {
-                let mut k = prefix.to_vec();
-                k.extend_from_slice(after.as_bytes());
-                Bound::Excluded(k)
-            }
-            None => Bound::Included(prefix.to_vec()),
+        let cursor = after.map(|after| {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(after.as_bytes());
+            Bound::Excluded(k)
+        });
+        let (start, end) = if newest_first {
+            (
+                Bound::Included(prefix.to_vec()),
+                cursor.unwrap_or_else(|| Bound::Excluded(prefix_end(prefix))),
+            )
+        } else {
+            (
+                cursor.unwrap_or_else(|| Bound::Included(prefix.to_vec())),
+                Bound::Excluded(prefix_end(prefix)),
+            )
         };
-        let end = Bound::Excluded(prefix_end(prefix));
+        let range = self.tree().range::<Vec<u8>, _>((start, end));
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest_first
+        {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
         let mut out = vec![];
-        for item in self.tree().range::<Vec<u8>, _>((start, end)) {
+        for item in rows {
             if out.len() >= limit {
                 break;
             }
@@ -641,10 +656,42 @@ impl EventLog for SledLog {
         // order, so pages follow the `after` cursor directly.
         if let Some(tenant) = &q.tenant {
             let prefix = tenant_prefix(TENANT_IDS, tenant);
-            return self.collect_by_index(&prefix, q.after, limit, keep);
+            return self.collect_by_index(&prefix, q.after, limit, q.newest_first, keep);
         }
         if let Some(status) = q.status {
-            return self.collect_by_index(&status_prefix(status), q.after, limit, keep);
+            return self.collect_by_index(
+                &status_prefix(status),
+                q.after,
+                limit,
+                q.newest_first,
+                keep,
+            );
+        }
+        if q.newest_first {
+            // Backwards: the last key before the cursor's stream belongs to
+            // the previous workflow; its summary is read by id, and the next
+            // seek ends before that workflow's first chunk.
+            let mut end = match q.after {
+                Some(after) => Bound::Excluded(events_prefix(&after)),
+                None => Bound::Excluded(vec![EVENTS + 1]),
+            };
+            let mut out = vec![];
+            while out.len() < limit {
+                let range = (Bound::Included(vec![EVENTS]), end);
+                let Some(item) = self.tree().range::<Vec<u8>, _>(range).next_back() else {
+                    break;
+                };
+                let (key, _) = item.map_err(sled_err)?;
+                let (id, _) = events_key_parts(&key)?;
+                let summary = self.summary_of(&id)?.ok_or_else(|| {
+                    LogError::Corruption(format!("stream {id} without a summary"))
+                })?;
+                if keep(&summary) {
+                    out.push(summary);
+                }
+                end = Bound::Excluded(events_prefix(&id));
+            }
+            return Ok(out);
         }
         // Every workflow, by id: the first chunk of each stream is its
         // newest, so one seek per workflow finds its summary, and the next
@@ -671,7 +718,7 @@ impl EventLog for SledLog {
     }
 
     fn open(&self) -> Result<Vec<WorkflowSummary>, LogError> {
-        self.collect_by_index(&[OPEN], None, usize::MAX, |s| s.status.is_open())
+        self.collect_by_index(&[OPEN], None, usize::MAX, false, |s| s.status.is_open())
     }
 
     fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<DueTimer>, LogError> {

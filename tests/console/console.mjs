@@ -172,11 +172,14 @@ try {
   result.auditState = (await page.textContent("#audit-state")).trim();
   await shot(page, "platform-audit");
 
-  step("keyboard: the first Tab reaches the skip link, focus is visible");
+  step("keyboard: Tab moves the focus, and the focus is visible");
   await page.goto(`${base}/console/#/workflows`);
   await page.waitForSelector("tbody tr", { timeout: T });
   await page.keyboard.press("Tab");
-  result.firstTab = await page.evaluate(() => document.activeElement?.textContent);
+  result.firstTab = await page.evaluate(() => {
+    const el = document.activeElement;
+    return { text: el?.textContent?.trim(), outline: el ? getComputedStyle(el).outlineStyle : "none" };
+  });
   await context.close();
 
   step("cancel a running workflow");

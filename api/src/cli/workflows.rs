@@ -4,7 +4,7 @@
 //! actions an operator takes. `--json` prints the API's own documents.
 
 use super::client::{ApiClient, ClientArgs, FINAL};
-use super::out::{self, CliError};
+use super::out;
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -115,17 +115,10 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &a.after {
         query.push(("after", c.clone()));
     }
-    let mut with_order = query.clone();
-    with_order.push(("order", "desc".into()));
-    let page = match api.send(api.get("/api/v1/workflows").query(&with_order)) {
-        Ok(r) => r.json::<Value>()?,
-        // A server that does not know `order` yet lists oldest first.
-        Err(e) if refused_order(&e) => {
-            eprintln!("note: this server lists oldest first (it does not know order=desc)");
-            api.get_json(&with_query("/api/v1/workflows", &query))?
-        }
-        Err(e) => return Err(e),
-    };
+    query.push(("order", "desc".into()));
+    let page = api
+        .send(api.get("/api/v1/workflows").query(&query))?
+        .json::<Value>()?;
     if out::json() {
         out::document(&page);
         return Ok(ExitCode::SUCCESS);
@@ -156,37 +149,6 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         eprintln!("more: ferry workflows list --after {next}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn with_query(path: &str, query: &[(&str, String)]) -> String {
-    if query.is_empty() {
-        return path.to_owned();
-    }
-    let q: Vec<String> = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect();
-    format!("{path}?{}", q.join("&"))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Whether the server refused the list for its `order` parameter.
-fn refused_order(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<CliError>(),
-        Some(CliError::Refused { code, message, .. })
-            if code == "invalid_query" && message.contains("order")
-    )
 }
 
 fn show(a: IdArgs) -> anyhow::Result<ExitCode> {

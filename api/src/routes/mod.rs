@@ -88,9 +88,9 @@ pub async fn check_daily_limit(
 }
 
 /// The tenant's workflows of `kind` created at or after `since` that
-/// `counts` accepts. It walks the tenant's workflows of that kind page by
-/// page (the log lists them by id, oldest first), so it is asked only when
-/// the plain count reached the limit.
+/// `counts` accepts. It walks the tenant's workflows of that kind newest
+/// first and stops at the first one older than `since` (ids sort by
+/// creation time); it is asked only when the plain count reached the limit.
 async fn counted_since(
     engine: &ferry_engine::Engine,
     tenant: &TenantId,
@@ -108,8 +108,12 @@ async fn counted_since(
             status: None,
             after,
             limit,
+            newest_first: true,
         })?;
-        for s in page.iter().filter(|s| s.created_at >= since) {
+        for s in &page {
+            if s.created_at < since {
+                return Ok(counted);
+            }
             if engine.get(s.id).await?.is_some_and(|state| counts(&state)) {
                 counted += 1;
             }

@@ -28,6 +28,9 @@ pub struct ListParams {
     limit: Option<String>,
     /// The previous page's `nextCursor`.
     after: Option<String>,
+    /// `desc` (default: newest first) or `asc` (oldest first); the cursor
+    /// keeps walking the same way.
+    order: Option<String>,
     /// Platform admin without `X-Tenant-Id` only: list this tenant's
     /// workflows (default: every tenant's). Anyone else may name only their
     /// own tenant.
@@ -246,12 +249,23 @@ async fn list(
         })?;
     }
     let limit = parse_limit(q.limit.as_deref())?;
+    let newest_first = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_order",
+                format!("order must be asc or desc, not {other:?}"),
+            ))
+        }
+    };
     let page = state.engine.list(&ListQuery {
         tenant: list_scope(&caller, q.tenant.as_deref())?,
         status,
         kind: q.kind.clone(),
         after,
         limit,
+        newest_first,
     })?;
     let next = if page.len() == limit {
         page.last().map(|s| s.id)

@@ -601,6 +601,32 @@ pub async fn list_filters_and_paginates<F: LogFactory>(f: &F) {
         };
         let tail: Vec<WorkflowSummary> = want.iter().filter(|s| s.id > wid(15)).cloned().collect();
         assert_eq!(log.list(&q).expect("list"), tail, "{q:?}");
+
+        // Newest first: the same rows backwards, the cursor walking back.
+        let newest: Vec<WorkflowSummary> = want.iter().rev().cloned().collect();
+        for limit in [1usize, 3, 7, 100] {
+            let q = ListQuery {
+                limit,
+                newest_first: true,
+                ..base.clone()
+            };
+            let first = log.list(&q).expect("list");
+            assert_eq!(
+                first,
+                newest.iter().take(limit).cloned().collect::<Vec<_>>(),
+                "{q:?}"
+            );
+            assert_eq!(list_all(&*log, &q), newest, "all pages of {q:?}");
+        }
+        let q = ListQuery {
+            after: Some(wid(15)),
+            limit: 100,
+            newest_first: true,
+            ..base.clone()
+        };
+        let older: Vec<WorkflowSummary> =
+            newest.iter().filter(|s| s.id < wid(15)).cloned().collect();
+        assert_eq!(log.list(&q).expect("list"), older, "{q:?}");
     }
 }
 

@@ -180,8 +180,12 @@ impl EventLog for MemoryLog {
         use std::ops::Bound::{Excluded, Unbounded};
         let g = self.inner.lock();
         let from = q.after.map_or(Unbounded, Excluded);
-        Ok(g.summaries
-            .range((from, Unbounded))
+        let page: Box<dyn Iterator<Item = (&WorkflowId, &WorkflowSummary)>> = if q.newest_first {
+            Box::new(g.summaries.range((Unbounded, from)).rev())
+        } else {
+            Box::new(g.summaries.range((from, Unbounded)))
+        };
+        Ok(page
             .map(|(_, s)| s)
             .filter(|s| q.tenant.as_ref().is_none_or(|t| &s.tenant == t))
             .filter(|s| q.status.is_none_or(|st| s.status == st))

@@ -254,16 +254,20 @@ async function workflowsPage(params) {
   const more = h("div", { class: "actions" });
   const err = h("div");
   page("Workflows", filters, err,
-    h("table", { "aria-label": "Workflows, newest first" },
+    h("table", { "aria-label": platform ? "Workflows, failed and waiting first, then newest first" : "Workflows, newest first" },
       h("thead", {}, h("tr", {},
         h("th", { text: "Workflow" }), platform ? h("th", { text: "Tenant" }) : null,
         h("th", { text: "Kind" }), h("th", { text: "Status" }), h("th", { text: "Step" }),
         h("th", { class: "num", text: "Progress" }), h("th", { text: "Created" }))),
       body),
     more);
+  // A platform admin reads what needs a hand first: failed, then waiting
+  // (a confirmation, a pause), then the rest, each newest first.
+  const rank = (w) => (w.status === "failed" ? 0 : ["awaiting_confirmation", "paused"].includes(w.status) ? 1 : 2);
   const load = async () => {
     const data = await api(`/api/v1/workflows?${q}`);
-    body.replaceChildren(...data.workflows.map((w) => h("tr", {},
+    const rows = platform ? [...data.workflows].sort((a, b) => rank(a) - rank(b)) : data.workflows;
+    body.replaceChildren(...rows.map((w) => h("tr", {},
       h("td", {}, h("a", { href: `#/workflows/${w.id}${platform && w.tenantId !== session.tenant ? `?tenant=${w.tenantId}` : ""}`, class: "mono", text: w.id })),
       platform ? h("td", { text: w.tenantId }) : null,
       h("td", { text: w.kind }),

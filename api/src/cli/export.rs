@@ -96,16 +96,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         } else {
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
-        let error = &s["error"];
-        return Err(CliError::failed(
-            error["code"].as_str().unwrap_or("export_failed"),
-            format!(
-                "export {id} ended {}: {}",
-                s["status"].as_str().unwrap_or("?"),
-                error["message"].as_str().unwrap_or("")
-            ),
-        )
-        .into());
+        return Err(CliError::ended(&s, "export_failed", &format!("export {id}"), "").into());
     }
     if let Some(file) = &args.output {
         let got = download::fetch(&api, &id, Some(file))?;

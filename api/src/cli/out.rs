@@ -92,6 +92,20 @@ impl CliError {
         }
     }
 
+    /// A workflow that ended without success, from its status body: its
+    /// error's code (else `fallback`), "`what` ended <status>`when`: <message>".
+    pub fn ended(status: &Value, fallback: &str, what: &str, when: &str) -> CliError {
+        let error = &status["error"];
+        CliError::failed(
+            error["code"].as_str().unwrap_or(fallback),
+            format!(
+                "{what} ended {}{when}: {}",
+                status["status"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("")
+            ),
+        )
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Refused { .. } | CliError::Failed { .. } => EXIT_FAILED,

@@ -278,14 +278,11 @@ pub fn drive(api: &ApiClient, id: &str, confirm: Option<&str>) -> anyhow::Result
                 api.url(&format!("/api/v1/tenant/rehydrate/{id}/report"))
             );
         }
-        let error = &s["error"];
-        return Err(CliError::failed(
-            error["code"].as_str().unwrap_or("rehydration_failed"),
-            format!(
-                "rehydration {id} ended {} before its confirmation: {}",
-                s["status"].as_str().unwrap_or("?"),
-                error["message"].as_str().unwrap_or("")
-            ),
+        return Err(CliError::ended(
+            &s,
+            "rehydration_failed",
+            &format!("rehydration {id}"),
+            " before its confirmation",
         )
         .into());
     }

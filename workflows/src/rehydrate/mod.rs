@@ -418,19 +418,34 @@ impl RehydrateWorkflow {
         if !cancelled {
             return Ok(());
         }
+        self.audit_timer(
+            ctx,
+            "REHYDRATE_CONFIRMATION_EXPIRED",
+            json!({
+                "workflowId": ctx.workflow.to_string(),
+                "code": CONFIRMATION_EXPIRED,
+                "deadline": ctx.due_at,
+            }),
+        )
+        .await
+    }
+
+    /// Record in the audit log what a timer of `ctx`'s workflow did.
+    async fn audit_timer(
+        &self,
+        ctx: &TimerContext,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StepError> {
         let entry = AuditEntry::new(
             ctx.now(),
             AUDIT_ACTOR,
             Some(ctx.tenant.clone()),
-            "REHYDRATE_CONFIRMATION_EXPIRED",
+            action,
             AUDIT_ENTITY,
             ctx.workflow.to_string(),
         )
-        .details(json!({
-            "workflowId": ctx.workflow.to_string(),
-            "code": CONFIRMATION_EXPIRED,
-            "deadline": ctx.due_at,
-        }));
+        .details(details);
         self.deps
             .audit
             .append(entry)
@@ -451,21 +466,12 @@ impl RehydrateWorkflow {
         remove_dir_all_idempotent(&self.work_dir_of(ctx.workflow))
             .await
             .map_err(|e| StepError::retryable("work_dir_failed", e.to_string()))?;
-        let entry = AuditEntry::new(
-            ctx.now(),
-            AUDIT_ACTOR,
-            Some(ctx.tenant.clone()),
+        self.audit_timer(
+            ctx,
             "REHYDRATE_BACKUP_EXPIRED",
-            AUDIT_ENTITY,
-            ctx.workflow.to_string(),
+            json!({"workflowId": ctx.workflow.to_string(), "key": key.as_str()}),
         )
-        .details(json!({"workflowId": ctx.workflow.to_string(), "key": key.as_str()}));
-        self.deps
-            .audit
-            .append(entry)
-            .await
-            .map(|_| ())
-            .map_err(|e| StepError::retryable("audit_failed", e.message))
+        .await
     }
 }
 

@@ -9,7 +9,6 @@ use anyhow::Context;
 use ferry_engine::{
     Clock, Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState,
 };
-use ferry_storage::sled_log::SledLog;
 use ferry_workflows::bundle::BundleSigner;
 use ferry_workflows::data_metrics::DataMetrics;
 use ferry_workflows::export::metrics::ExportMetrics;
@@ -153,8 +152,8 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
     let registry = Registry::new();
-    let log = SledLog::open(config.events_dir()).context("opening the event log")?;
-    log.register_metrics(&registry)?;
+    let (log, described) = crate::backends::event_log(&config, &registry)?;
+    tracing::info!("{described}");
     let backends = crate::backends::from_env(&config, &step_runtime)?;
     step_runtime
         .block_on(backends.audit_anchors.anchor_if_missing())
@@ -203,7 +202,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     )
     .with_records(backends.export_records);
     let engine = Engine::new(
-        Arc::new(log),
+        log,
         config.clock(),
         Arc::new(UuidV7),
         EngineConfig {

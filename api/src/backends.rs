@@ -7,7 +7,7 @@
 
 use crate::config::{env, Config};
 use anyhow::Context;
-use ferry_engine::TenantId;
+use ferry_engine::{EventLog, TenantId};
 use ferry_storage::audit_anchor::{AnchoredAudit, ANCHOR_FILE};
 use ferry_storage::audit_pg::PgAudit;
 use ferry_storage::audit_sqlite::SqliteAudit;
@@ -16,6 +16,8 @@ use ferry_storage::mail_outbox::OutboxMailer;
 use ferry_storage::mail_smtp::{SmtpConfig, SmtpMailer};
 use ferry_storage::objects_local::LocalObjects;
 use ferry_storage::objects_s3::{S3Config, S3Objects};
+use ferry_storage::pg_log::PgLog;
+use ferry_storage::sled_log::SledLog;
 use ferry_storage::tenant_pg::{PgTenants, PgTenantsConfig};
 use ferry_storage::tenant_sqlite::SqliteTenants;
 use ferry_workflows::ports::audit::AuditLog;
@@ -41,6 +43,34 @@ pub struct Backends {
     pub pg_tenants: Option<Arc<PgTenants>>,
     /// One line per port naming its backend, for the start-up log.
     pub described: Vec<String>,
+}
+
+/// The workflow event log `FERRY_EVENT_LOG` names, its metrics registered
+/// in `registry`, and a line naming it for the start-up log: `sled` (the
+/// default) under the data folder, or `postgres` in the platform database
+/// at `DATABASE_URL`, which nodes can share.
+pub fn event_log(
+    config: &Config,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<(Arc<dyn EventLog>, String)> {
+    match env("FERRY_EVENT_LOG").as_deref().unwrap_or("sled") {
+        "sled" => {
+            let log = SledLog::open(config.events_dir()).context("opening the event log")?;
+            log.register_metrics(registry)?;
+            let line = format!("event log: sled in {}", config.events_dir().display());
+            Ok((Arc::new(log), line))
+        }
+        "postgres" => {
+            let url = env("DATABASE_URL").context(
+                "FERRY_EVENT_LOG=postgres keeps the event log in the platform database: \
+                 set DATABASE_URL",
+            )?;
+            let log = PgLog::open(&url).context("opening the event log in PostgreSQL")?;
+            log.register_metrics(registry)?;
+            Ok((Arc::new(log), "event log: postgresql".to_owned()))
+        }
+        other => anyhow::bail!("FERRY_EVENT_LOG={other:?} is not a valid value: sled or postgres"),
+    }
 }
 
 /// Build every port's backend. `rt` runs the async connects (S3); it must

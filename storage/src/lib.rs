@@ -1,5 +1,5 @@
 //! Adapters that implement the traits `ferry-engine` and `ferry-workflows`
-//! define: the sled event log, tenant databases (diesel), the object store,
+//! define: the event logs (sled; PostgreSQL), tenant databases (diesel), the object store,
 //! mail and the audit log. Nothing here decides *what* to do; it only knows
 //! *how* to talk to one backend.
 
@@ -13,10 +13,12 @@ mod hash_sink;
 mod lite_read;
 mod lite_write;
 mod load_verify;
+mod log_metrics;
 pub mod mail_outbox;
 pub mod mail_smtp;
 pub mod objects_local;
 pub mod objects_s3;
+pub mod pg_log;
 pub mod sample;
 pub mod sled_log;
 mod sql;

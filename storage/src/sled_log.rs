@@ -45,6 +45,7 @@ mod syncer;
 
 pub use applier::RECENT_WORKFLOWS_MAX;
 
+use crate::log_metrics::{LogMetrics, Outcome};
 use applier::{Applier, Request};
 use ferry_engine::log::LIST_LIMIT_MAX;
 use ferry_engine::{
@@ -56,13 +57,11 @@ use layout::{
     prefix_end, split_chunk, status_prefix, tenant_prefix, ts_key, unframe_events, BY_TENANT,
     EVENTS, FORMAT, FORMAT_KEY, LEGACY_TREES, OPEN, TENANT_IDS, TIMERS, TREE,
 };
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Registry;
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use syncer::Syncer;
@@ -97,13 +96,6 @@ pub const OPEN_LOCK_WAIT_MAX_MS: u64 = 2_000;
 /// How often `open` tries the lock again while it waits.
 const OPEN_LOCK_RETRY_MS: u64 = 10;
 
-/// Buckets of `ferry_eventlog_commit_seconds`: 0.1 ms .. ~1 s.
-const COMMIT_SECONDS_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-];
-
-type Outcome = Result<Result<u64, AppendRejection>, LogError>;
-
 /// The durable event log. Cheap to share behind an `Arc`; dropping the last
 /// handle finishes queued appends, syncs, and stops the log's threads.
 pub struct SledLog {
@@ -112,73 +104,13 @@ pub struct SledLog {
     sender: Option<mpsc::Sender<Request>>,
     /// The applier, then the syncer: the order they must stop in.
     threads: Vec<JoinHandle<()>>,
-    metrics: Metrics,
+    metrics: LogMetrics,
 }
 
 /// What the log's threads, the readers and the size collector share.
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
-}
-
-#[derive(Clone)]
-struct Metrics {
-    commit_seconds: Histogram,
-    batch_size: Histogram,
-    appends: IntCounterVec,
-}
-
-impl Metrics {
-    fn new() -> Result<Metrics, prometheus::Error> {
-        let batch_buckets: Vec<f64> = (0..=BATCH_MAX.trailing_zeros())
-            .map(|p| f64::from(1u32 << p))
-            .collect();
-        Ok(Metrics {
-            commit_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ferry_eventlog_commit_seconds",
-                    "Time from an append's call to its durable acknowledgement.",
-                )
-                .buckets(COMMIT_SECONDS_BUCKETS.to_vec()),
-            )?,
-            batch_size: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ferry_eventlog_batch_size",
-                    "Appends made durable by one group-commit sync.",
-                )
-                .buckets(batch_buckets),
-            )?,
-            appends: IntCounterVec::new(
-                Opts::new(
-                    "ferry_eventlog_appends_total",
-                    "Appends answered, by outcome (ok, conflict, duplicate, error).",
-                ),
-                &["outcome"],
-            )?,
-        })
-    }
-}
-
-/// `ferry_eventlog_size_bytes`, measured when scraped. It holds the database
-/// weakly so a registry never keeps a closed log's files open.
-struct SizeCollector {
-    shared: Weak<Shared>,
-    gauge: IntGauge,
-}
-
-impl Collector for SizeCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        if let Some(shared) = self.shared.upgrade() {
-            if let Ok(bytes) = shared.db.size_on_disk() {
-                self.gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-            }
-        }
-        self.gauge.collect()
-    }
 }
 
 fn sled_err(e: sled::Error) -> LogError {
@@ -333,7 +265,7 @@ impl SledLog {
             db,
             tree: tree.clone(),
         });
-        let metrics = Metrics::new().map_err(|e| LogError::Io(format!("metrics: {e}")))?;
+        let metrics = LogMetrics::new(BATCH_MAX)?;
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
         let (to_syncer, from_applier) = std::sync::mpsc::sync_channel(PIPELINE_BATCHES_MAX);
         let poisoned = Arc::new(parking_lot::Mutex::new(None));
@@ -374,21 +306,10 @@ impl SledLog {
 
     /// Register the log's metrics (`ferry_eventlog_*`) in `registry`.
     pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        // Every outcome at 0, so "append errors" queries return 0, not nothing.
-        for outcome in ["ok", "conflict", "duplicate", "error"] {
-            self.metrics.appends.with_label_values(&[outcome]);
-        }
-        registry.register(Box::new(self.metrics.commit_seconds.clone()))?;
-        registry.register(Box::new(self.metrics.batch_size.clone()))?;
-        registry.register(Box::new(self.metrics.appends.clone()))?;
-        registry.register(Box::new(SizeCollector {
-            shared: Arc::downgrade(&self.shared),
-            gauge: IntGauge::new(
-                "ferry_eventlog_size_bytes",
-                "Bytes the event log occupies on disk.",
-            )?,
-        }))?;
-        Ok(())
+        let shared = Arc::downgrade(&self.shared);
+        self.metrics.register(registry, move || {
+            shared.upgrade().and_then(|s| s.db.size_on_disk().ok())
+        })
     }
 
     fn tree(&self) -> &sled::Tree {
@@ -528,7 +449,7 @@ fn sync_loop(
     mut syncer: Syncer,
     from_applier: std::sync::mpsc::Receiver<Applied>,
     poisoned: &parking_lot::Mutex<Option<String>>,
-    metrics: &Metrics,
+    metrics: &LogMetrics,
 ) {
     let mut pending: Vec<Applied> = Vec::with_capacity(PIPELINE_BATCHES_MAX);
     while let Ok(first) = from_applier.recv() {
@@ -554,7 +475,7 @@ fn sync_loop(
         }
         let why = poisoned.lock().clone();
         let answered: usize = pending.iter().map(|a| a.requests.len()).sum();
-        metrics.batch_size.observe(answered as f64);
+        metrics.batch(answered);
         for applied in pending.drain(..) {
             for (req, mut outcome) in applied.requests.into_iter().zip(applied.outcomes) {
                 if let Some(why) = &why {
@@ -562,16 +483,7 @@ fn sync_loop(
                     // may rest on a write that was lost: fail them all.
                     outcome = Err(LogError::Io(why.clone()));
                 }
-                let label = match &outcome {
-                    Ok(Ok(_)) => "ok",
-                    Ok(Err(AppendRejection::VersionConflict { .. })) => "conflict",
-                    Ok(Err(AppendRejection::DuplicateIdempotencyKey { .. })) => "duplicate",
-                    Err(_) => "error",
-                };
-                metrics.appends.with_label_values(&[label]).inc();
-                metrics
-                    .commit_seconds
-                    .observe(req.enqueued.elapsed().as_secs_f64());
+                metrics.answered(&outcome, req.enqueued);
                 // A caller that gave up waiting is no reason to stop.
                 let _ = req.reply.send(outcome);
             }

@@ -90,6 +90,11 @@ impl PgBackend {
             other => panic!("unknown FERRY_E2E_BACKEND {other}"),
         };
         env.push(("FERRY_TENANT_ISOLATION".into(), isolation.into()));
+        // `FERRY_E2E_EVENT_LOG=postgres` runs the same tests with the
+        // event log in the platform database too.
+        if let Ok(log) = std::env::var("FERRY_E2E_EVENT_LOG") {
+            env.push(("FERRY_EVENT_LOG".into(), log));
+        }
         env.push(("FERRY_TENANT_ROW_SECURITY".into(), rls.into()));
         // Per-tenant databases are server-wide names: keep them ours.
         env.push((

@@ -1,0 +1,3 @@
+DROP TABLE ferry_log_timers;
+DROP TABLE ferry_log_events;
+DROP TABLE ferry_log_workflows;

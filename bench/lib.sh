@@ -37,7 +37,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 calc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
 
 start_server() { # $1 = data dir, $2 = port; sets server_pid
-  FERRY_BIND="127.0.0.1:$2" FERRY_EXPORTS_PER_DAY=1000 FERRY_REHYDRATIONS_PER_DAY=1000 FERRY_LOG_FORMAT=json \
+  FERRY_BIND="127.0.0.1:$2" FERRY_EXPORTS_PER_DAY="${FERRY_EXPORTS_PER_DAY:-1000}" FERRY_REHYDRATIONS_PER_DAY=1000 FERRY_LOG_FORMAT=json \
     "$FERRY" serve >>"$1/serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 200); do

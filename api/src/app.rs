@@ -74,6 +74,8 @@ pub struct AppState {
     /// every workflow kind that moves data).
     pub data_metrics: DataMetrics,
     pub rehydrate: Arc<RehydrateWorkflow>,
+    /// The tenants' table lists, as the submit paths check requests.
+    pub tables: Arc<crate::table_cache::TableCache>,
 }
 
 /// Built services, before the engine starts.
@@ -224,6 +226,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     engine.register(rehydrate.clone());
     let http = HttpMetrics::new(&registry)?;
     let jwt = JwtKeys::new(&keys.jwt_secret);
+    let tables = Arc::new(crate::table_cache::TableCache::new(config.tables_cache_ttl));
     Ok(Services {
         state: AppState {
             engine,
@@ -237,6 +240,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
             export_metrics,
             data_metrics,
             rehydrate,
+            tables,
         },
         export,
         jwt,

@@ -41,6 +41,8 @@ pub struct Config {
     pub mail_from: String,
     /// Worker threads running workflow steps.
     pub step_threads: usize,
+    /// How long a tenant's table list is reused by the submit paths.
+    pub tables_cache_ttl: std::time::Duration,
 }
 
 /// The variable `name` of the process environment; unset and blank are
@@ -98,6 +100,10 @@ impl Config {
             .min(9),
             mail_from: env_or("FERRY_MAIL_FROM", "ferry <ferry@localhost>".to_owned())?,
             step_threads: env_or("FERRY_STEP_THREADS", 2)?,
+            tables_cache_ttl: std::time::Duration::from_secs(env_or(
+                "FERRY_TABLES_CACHE_SECS",
+                10,
+            )?),
         })
     }
 

@@ -13,4 +13,5 @@ pub mod keys;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod table_cache;
 pub mod telemetry;

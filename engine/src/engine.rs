@@ -22,6 +22,7 @@ use crate::plan::{self, Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
 use crate::step::StepError;
+use crate::submissions::RecentSubmissions;
 use crate::workflow::{StepHost, TimerHost, Workflow};
 use actix::Addr;
 use parking_lot::{Mutex, RwLock};
@@ -110,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) timer_scheduled: Notify,
     /// The summary after every durable append (see [`Engine::subscribe`]).
     changes: broadcast::Sender<WorkflowSummary>,
+    /// Recent submissions, for `count_submitted_since`.
+    submissions: RecentSubmissions,
 }
 
 /// A cheap handle to the engine.
@@ -147,6 +150,7 @@ impl Engine {
                 rng: Mutex::new(rng),
                 timer_scheduled: Notify::new(),
                 changes: broadcast::channel(CHANGES_BUFFER_MAX).0,
+                submissions: RecentSubmissions::default(),
             }),
         };
         Ok(engine)
@@ -341,6 +345,9 @@ impl Engine {
         m.tenant_submitted
             .with_label_values(&[m.tenant_label(req.tenant.as_str()), &req.kind])
             .inc();
+        self.inner
+            .submissions
+            .record(&state.tenant, &state.kind, state.created_at, id);
         self.enqueue(&state.tenant, id, state.created_at);
         Ok(Submitted {
             state,
@@ -405,13 +412,22 @@ impl Engine {
         Ok(self.inner.log.find_idempotency(tenant, key)?)
     }
 
+    /// Workflows of `kind` that `tenant` submitted at or after `since`:
+    /// from memory (`submissions`) unless other processes write the log.
     pub fn count_submitted_since(
         &self,
         tenant: &TenantId,
         kind: &str,
         since: Timestamp,
     ) -> Result<u64, Error> {
-        Ok(self.inner.log.count_submitted_since(tenant, kind, since)?)
+        let log = &*self.inner.log;
+        if log.has_other_writers() {
+            return Ok(log.count_submitted_since(tenant, kind, since)?);
+        }
+        Ok(self
+            .inner
+            .submissions
+            .count_since(log, tenant, kind, since, self.now())?)
     }
 
     /// The folded state of a stream; `None` if it has no events.

@@ -21,6 +21,7 @@ mod runner;
 pub mod state;
 pub mod status;
 pub mod step;
+mod submissions;
 pub mod testkit;
 pub mod timers;
 pub mod workflow;

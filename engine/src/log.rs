@@ -159,4 +159,11 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Bytes the log occupies on disk (0 for memory).
     fn size_bytes(&self) -> u64;
+
+    /// Whether other processes may append to this log (it lives in a
+    /// database they share), so that what one process keeps in memory about
+    /// it can be stale. The engine then asks the log instead.
+    fn has_other_writers(&self) -> bool {
+        false
+    }
 }

@@ -9,7 +9,10 @@
 //! port's [`chain_hash`], so any backend can verify any log. The table is
 //! append-only in the database itself: triggers abort every `UPDATE` and
 //! `DELETE`. Commits use WAL with `synchronous=FULL`, so an acknowledged
-//! entry survives a power cut.
+//! entry survives a power cut. Concurrent appends share a commit: each
+//! queues its entry, and whoever holds the connection next writes the whole
+//! queue in one transaction, chained in queue order (group commit), so a
+//! burst of requests waits for one sync, not for one each.
 //!
 //! Each tenant entry is also a link of its tenant's own chain,
 //! `audit_tenant_chain` (same `seq`), written in the append's transaction;
@@ -31,6 +34,7 @@ use ferry_workflows::ports::PortError;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// The platform database's migrations (all of them; the audit log is one).
 pub const PLATFORM_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -235,10 +239,17 @@ fn link_entry(
     Ok(())
 }
 
+/// An append waiting for the connection, and where its answer goes.
+type Queued = (AuditEntry, oneshot::Sender<Result<AuditRecord, PortError>>);
+
 /// The SQLite `AuditLog`.
 #[derive(Clone)]
 pub struct SqliteAudit {
     conn: Arc<Mutex<SqliteConnection>>,
+    /// Appends not yet written: whoever holds the connection next writes
+    /// them all in one transaction, so concurrent appends share one sync
+    /// instead of each waiting in line for its own.
+    queue: Arc<Mutex<Vec<Queued>>>,
     path: PathBuf,
 }
 
@@ -255,6 +266,7 @@ impl SqliteAudit {
         let conn = open_platform_db(&path)?;
         Ok(SqliteAudit {
             conn: Arc::new(Mutex::new(conn)),
+            queue: Arc::new(Mutex::new(Vec::new())),
             path,
         })
     }
@@ -274,11 +286,17 @@ impl SqliteAudit {
     }
 }
 
-fn append_blocking(
+/// Append `entries` in order, in ONE transaction: each is chained to the
+/// one before it, so the batch is exactly the entries appended one by one,
+/// with one commit (one sync) for all of them.
+fn append_all(
     conn: &mut SqliteConnection,
-    entry: AuditEntry,
-) -> Result<AuditRecord, PortError> {
-    let details = serde_json::to_string(&entry.details)
+    entries: &[AuditEntry],
+) -> Result<Vec<AuditRecord>, PortError> {
+    let details: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::to_string(&e.details))
+        .collect::<Result<_, _>>()
         .map_err(|e| PortError::permanent("invalid_audit_entry", e.to_string()))?;
     conn.immediate_transaction(|c| {
         let head: Option<(i64, String)> = audit_log::table
@@ -286,39 +304,76 @@ fn append_blocking(
             .order(audit_log::seq.desc())
             .first(c)
             .optional()?;
-        let (seq, prev_hash) = match head {
-            Some((s, h)) => (s as u64 + 1, h),
-            None => (1, GENESIS_HASH.to_owned()),
+        let (mut seq, mut prev_hash) = match head {
+            Some((s, h)) => (s as u64, h),
+            None => (0, GENESIS_HASH.to_owned()),
         };
-        let hash = chain_hash(&prev_hash, seq, &entry);
-        let row = Row {
-            seq: seq as i64,
-            at: format_at(&entry.at),
-            actor: entry.actor.clone(),
-            tenant: entry.tenant.as_ref().map(|t| t.as_str().to_owned()),
-            action: entry.action.clone(),
-            entity: entry.entity.clone(),
-            entity_id: entry.entity_id.clone(),
-            ip: entry.ip.clone(),
-            user_agent: entry.user_agent.clone(),
-            details: details.clone(),
-            prev_hash: prev_hash.clone(),
-            hash: hash.clone(),
-        };
-        diesel::insert_into(audit_log::table)
-            .values(&row)
-            .execute(c)?;
-        if let Some(tenant) = &entry.tenant {
-            link_entry(c, seq as i64, tenant.as_str(), &entry)?;
+        let mut records = Vec::with_capacity(entries.len());
+        for (entry, details) in entries.iter().zip(details) {
+            seq += 1;
+            let hash = chain_hash(&prev_hash, seq, entry);
+            let row = Row {
+                seq: seq as i64,
+                at: format_at(&entry.at),
+                actor: entry.actor.clone(),
+                tenant: entry.tenant.as_ref().map(|t| t.as_str().to_owned()),
+                action: entry.action.clone(),
+                entity: entry.entity.clone(),
+                entity_id: entry.entity_id.clone(),
+                ip: entry.ip.clone(),
+                user_agent: entry.user_agent.clone(),
+                details,
+                prev_hash: prev_hash.clone(),
+                hash: hash.clone(),
+            };
+            diesel::insert_into(audit_log::table)
+                .values(&row)
+                .execute(c)?;
+            if let Some(tenant) = &entry.tenant {
+                link_entry(c, seq as i64, tenant.as_str(), entry)?;
+            }
+            records.push(AuditRecord {
+                seq,
+                entry: entry.clone(),
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            });
         }
-        Ok(AuditRecord {
-            seq,
-            entry: entry.clone(),
-            prev_hash,
-            hash,
-        })
+        Ok(records)
     })
     .map_err(db_err)
+}
+
+/// Write what is queued (group commit): one transaction for the whole
+/// queue; if it fails, each entry alone, so one entry that cannot be
+/// written fails only its own append. Answers are sent before the
+/// connection is released.
+fn write_queued(conn: &mut SqliteConnection, queue: &Mutex<Vec<Queued>>) {
+    let batch = std::mem::take(&mut *queue.lock());
+    if batch.is_empty() {
+        // An earlier holder of the connection wrote (and answered) ours.
+        return;
+    }
+    let (entries, replies): (Vec<AuditEntry>, Vec<_>) = batch.into_iter().unzip();
+    match append_all(conn, &entries) {
+        Ok(records) => {
+            for (reply, record) in replies.into_iter().zip(records) {
+                let _ = reply.send(Ok(record));
+            }
+        }
+        Err(e) if entries.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for (reply, entry) in replies.into_iter().zip(entries) {
+                let one = append_all(conn, std::slice::from_ref(&entry))
+                    .map(|mut records| records.remove(0));
+                let _ = reply.send(one);
+            }
+        }
+    }
 }
 
 fn corrupt(seq: i64) -> PortError {
@@ -501,8 +556,19 @@ fn head_blocking(
 #[async_trait]
 impl AuditLog for SqliteAudit {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, PortError> {
-        let entry = entry.normalized();
-        self.blocking(move |c| append_blocking(c, entry)).await
+        let (reply, answer) = oneshot::channel();
+        self.queue.lock().push((entry.normalized(), reply));
+        let queue = self.queue.clone();
+        self.blocking(move |c| {
+            write_queued(c, &queue);
+            Ok(())
+        })
+        .await?;
+        // Written and answered by this call or an earlier one: the answer
+        // was sent before the connection was released.
+        answer
+            .await
+            .map_err(|_| PortError::retryable("audit_io", "the audit append was dropped"))?
     }
 
     async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, PortError> {

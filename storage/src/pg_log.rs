@@ -720,6 +720,11 @@ impl EventLog for PgLog {
     fn size_bytes(&self) -> u64 {
         self.readers.size().unwrap_or(0)
     }
+
+    /// Every ferry node on the platform database may append.
+    fn has_other_writers(&self) -> bool {
+        true
+    }
 }
 
 fn due_timer(row: TimerRow) -> Result<DueTimer, LogError> {

@@ -100,6 +100,67 @@ async fn concurrent_appends_stay_linear() {
     assert!(audit.verify_chain().await.unwrap().ok);
 }
 
+/// Appends that arrive together are written together (one transaction)
+/// and each gets exactly the record stored for it, chained in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_committed_together_get_their_own_records_in_chain_order() {
+    let (_dir, audit) = filled(0).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let a = audit.clone();
+            let tenant = ["acme", "globex"][i as usize % 2];
+            tokio::spawn(async move { a.append(entry(i, tenant, "X")).await.unwrap() })
+        })
+        .collect();
+    let mut got: Vec<AuditRecord> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    got.sort_by_key(|r| r.seq);
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<_>>()
+    );
+    for pair in got.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    let stored = audit
+        .list(&AuditQuery {
+            limit: 500,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let key = |r: &AuditRecord| (r.seq, r.hash.clone(), r.entry.entity_id.clone());
+    let mut stored: Vec<_> = stored.iter().map(key).collect();
+    stored.sort();
+    assert_eq!(stored, got.iter().map(key).collect::<Vec<_>>());
+    let report = audit.verify_chain().await.unwrap();
+    assert_eq!((report.ok, report.entries), (true, 200));
+}
+
+/// Anchors of appends that finish together are shared, and the chain's
+/// last entry is always anchored once every append has returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_anchored_appends_leave_the_last_entry_anchored() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Arc::new(anchored(&dir));
+    assert!(audit.anchor_if_missing().await.unwrap());
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let a = audit.clone();
+            tokio::spawn(async move { a.append(entry(i, "acme", "X")).await.unwrap() })
+        })
+        .collect();
+    futures::future::join_all(tasks).await;
+    let report = audit.verify_chain().await.unwrap();
+    assert_eq!(
+        (report.ok, report.entries, report.anchored_seq),
+        (true, 100, Some(100))
+    );
+}
+
 #[tokio::test]
 async fn list_filters_and_pages() {
     let (_dir, audit) = filled(12).await;

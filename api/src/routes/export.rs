@@ -130,7 +130,8 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_request(&body).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let tables = super::tenant_tables(&state, &caller.tenant).await?;
+    let needed = request.tables.iter().flatten().map(String::as_str);
+    let tables = super::tenant_tables_having(&state, &caller.tenant, needed).await?;
     request
         .check_tables(tables.iter().map(String::as_str))
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;

@@ -13,6 +13,7 @@ pub mod workflows;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use ferry_engine::{TenantId, WorkflowId, WorkflowState};
+use std::sync::Arc;
 
 /// `202 Accepted` with `Location` set to the status URL of workflow `wf`:
 /// the kind's own status endpoint (export, rehydrate), else the generic
@@ -125,16 +126,31 @@ async fn counted_since(
     }
 }
 
-/// The tables of `tenant`'s database: `tenant_not_found` (404) when it has
-/// none, `tenant_unavailable` (503) when it cannot be read now (locked,
-/// corrupt), without paths or driver text.
+/// The tables of `tenant`'s database, as a submit checks a request
+/// naming `needed`: the list read less than `FERRY_TABLES_CACHE_SECS` ago
+/// when it holds them all, else read afresh (see `table_cache`).
+pub async fn tenant_tables_having<'a>(
+    state: &crate::app::AppState,
+    tenant: &TenantId,
+    needed: impl IntoIterator<Item = &'a str>,
+) -> Result<Arc<Vec<String>>, ApiError> {
+    match state.tables.get(tenant, needed) {
+        Some(tables) => Ok(tables),
+        None => tenant_tables(state, tenant).await,
+    }
+}
+
+/// The tables of `tenant`'s database, read now (and kept for the submit
+/// paths): `tenant_not_found` (404) when it has none, `tenant_unavailable`
+/// (503) when it cannot be read now (locked, corrupt), without paths or
+/// driver text.
 pub async fn tenant_tables(
     state: &crate::app::AppState,
     tenant: &TenantId,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Arc<Vec<String>>, ApiError> {
     let tenants = state.tenants.clone();
     let t = tenant.clone();
-    actix_web::web::block(move || tenants.list_tables(&t))
+    let tables = actix_web::web::block(move || tenants.list_tables(&t))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e.code.as_str() {
@@ -151,5 +167,6 @@ pub async fn tenant_tables(
                     format!("the tenant's database cannot be read now ({code})"),
                 )
             }
-        })
+        })?;
+    Ok(state.tables.put(tenant, tables))
 }

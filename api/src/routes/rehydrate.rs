@@ -348,7 +348,8 @@ async fn check_merge_key_tables(
     if options.merge_keys.is_empty() {
         return Ok(());
     }
-    let tables = super::tenant_tables(state, &caller.tenant).await?;
+    let needed = options.merge_keys.keys().map(String::as_str);
+    let tables = super::tenant_tables_having(state, &caller.tenant, needed).await?;
     for table in options.merge_keys.keys() {
         let chosen = options.tables.as_ref().is_none_or(|t| t.contains(table));
         if !tables.contains(table) || !chosen {

@@ -27,7 +27,9 @@ pub struct TablesView {
 #[get("/api/v1/tenant/tables")]
 async fn tables(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let tables = tenant_tables(&state, &caller.tenant).await?;
-    Ok(HttpResponse::Ok().json(TablesView { tables }))
+    Ok(HttpResponse::Ok().json(TablesView {
+        tables: tables.to_vec(),
+    }))
 }
 
 #[derive(utoipa::OpenApi)]

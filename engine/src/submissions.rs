@@ -22,9 +22,13 @@ use std::sync::Arc;
 /// beyond any "since midnight" question.
 const KEEP_HOURS: i64 = 25;
 
+/// What is known per (tenant, kind), each behind a lock of its own so that
+/// one key's first load does not hold up the others.
+type ByKey = HashMap<(TenantId, String), Arc<Mutex<Known>>>;
+
 #[derive(Default)]
 pub(crate) struct RecentSubmissions {
-    keys: Mutex<HashMap<(TenantId, String), Arc<Mutex<Known>>>>,
+    keys: Mutex<ByKey>,
 }
 
 /// What is known of one (tenant, kind).

@@ -27,7 +27,11 @@
 //! extends the head and advances it. So concurrent appends from many ferry
 //! processes form one linear chain, enforced by the database, and the head
 //! also reveals entries removed from the end of the log. A commit is
-//! durable when it returns (PostgreSQL's `synchronous_commit`).
+//! durable when it returns (PostgreSQL's `synchronous_commit`). One
+//! process's appends that arrive together share one transaction (group
+//! commit, `audit_queue`), each still chained under the head's lock; an
+//! entry PostgreSQL cannot store is refused before it joins a batch, and a
+//! batch whose COMMIT outcome is unknown fails every append in it.
 //!
 //! Each tenant entry is also a link of its tenant's own chain,
 //! `ferry_audit_tenant_chain` (same `seq`), written in the append's
@@ -47,6 +51,7 @@
 //! have written anything is run once more on a fresh connection, so a
 //! PostgreSQL restart between two appends costs no error.
 
+use crate::audit_queue::{self, AppendQueue, OnFailure};
 use crate::tenant_pg::conn::{connect, db_error};
 use crate::tenant_pg::registry::migrate_platform;
 use async_trait::async_trait;
@@ -369,6 +374,11 @@ struct Head {
 /// The PostgreSQL `AuditLog`.
 pub struct PgAudit {
     db: PlatformDb,
+    /// Appends not yet written (group commit, `audit_queue`).
+    queue: Arc<AppendQueue>,
+    /// Held while the queue is written, so appends arriving meanwhile
+    /// gather for the next transaction.
+    writer: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for PgAudit {
@@ -384,10 +394,7 @@ impl PgAudit {
     /// create tables: the owner). Blocks while connecting; call it at
     /// start-up.
     pub fn connect(url: &str) -> Result<PgAudit, PortError> {
-        PgAudit {
-            db: PlatformDb::open(url, CODES, true, "ferry_audit_log")?,
-        }
-        .linked()
+        PgAudit::new(PlatformDb::open(url, CODES, true, "ferry_audit_log")?).linked()
     }
 
     /// Connect without migrating, as an application role that holds only
@@ -396,10 +403,15 @@ impl PgAudit {
     /// `ferry_audit_head_for_append()`; the owner applied the migrations.
     /// Fails with `audit_schema_missing` if they were not.
     pub fn connect_without_migrating(url: &str) -> Result<PgAudit, PortError> {
+        PgAudit::new(PlatformDb::open(url, CODES, false, "ferry_audit_log")?).linked()
+    }
+
+    fn new(db: PlatformDb) -> PgAudit {
         PgAudit {
-            db: PlatformDb::open(url, CODES, false, "ferry_audit_log")?,
+            db,
+            queue: Arc::new(AppendQueue::default()),
+            writer: Arc::new(Mutex::new(())),
         }
-        .linked()
     }
 
     /// Give the tenant entries appended before `ferry_audit_tenant_chain`
@@ -503,52 +515,69 @@ fn check_text(entry: &AuditEntry) -> Result<(), Failed> {
     Ok(())
 }
 
-fn append_blocking(conn: &mut PgConnection, entry: &AuditEntry) -> Result<AuditRecord, Failed> {
-    check_text(entry)?;
-    let details = serde_json::to_string(&entry.details).map_err(|e| invalid(e.to_string()))?;
-    let at = to_pg_timestamp(&entry.at)
-        .ok_or_else(|| invalid("the timestamp is outside PostgreSQL's range"))?;
-    // Only a failed COMMIT leaves it unknown whether the entry was stored;
-    // a failure before it rolled everything back.
+/// Append `entries` in order, in ONE transaction (each chained to the one
+/// before it under the head's lock, as if appended one by one). They were
+/// checked (`check_entry`) when queued.
+fn append_all(conn: &mut PgConnection, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, Failed> {
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let details = serde_json::to_string(&entry.details).map_err(|e| invalid(e.to_string()))?;
+        rows.push((entry, details, check_entry(entry)?));
+    }
+    // Only a failed COMMIT leaves it unknown whether the entries were
+    // stored; a failure before it rolled everything back.
     let mut commit_sent = false;
     let result = conn.transaction(|c| {
-        let head: Head = diesel::sql_query("SELECT seq, hash FROM ferry_audit_head_for_append()")
-            .get_result(c)?;
-        let seq = head.seq as u64 + 1;
-        let hash = chain_hash(&head.hash, seq, entry);
-        diesel::sql_query(
-            "INSERT INTO ferry_audit_log \
-             (seq, at, actor, tenant, action, entity, entity_id, ip, user_agent, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11, $12)",
-        )
-        .bind::<BigInt, _>(seq as i64)
-        .bind::<Timestamptz, _>(at)
-        .bind::<Text, _>(&entry.actor)
-        .bind::<Nullable<Text>, _>(entry.tenant.as_ref().map(|t| t.as_str()))
-        .bind::<Text, _>(&entry.action)
-        .bind::<Text, _>(&entry.entity)
-        .bind::<Text, _>(&entry.entity_id)
-        .bind::<Nullable<Text>, _>(entry.ip.as_deref())
-        .bind::<Nullable<Text>, _>(entry.user_agent.as_deref())
-        .bind::<Text, _>(&details)
-        .bind::<Text, _>(&head.hash)
-        .bind::<Text, _>(&hash)
-        .execute(c)?;
-        if let Some(tenant) = &entry.tenant {
-            link_entry(c, seq as i64, tenant.as_str(), entry)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (entry, details, at) in &rows {
+            let head: Head =
+                diesel::sql_query("SELECT seq, hash FROM ferry_audit_head_for_append()")
+                    .get_result(c)?;
+            let seq = head.seq as u64 + 1;
+            let hash = chain_hash(&head.hash, seq, entry);
+            diesel::sql_query(
+                "INSERT INTO ferry_audit_log \
+                 (seq, at, actor, tenant, action, entity, entity_id, ip, user_agent, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11, $12)",
+            )
+            .bind::<BigInt, _>(seq as i64)
+            .bind::<Timestamptz, _>(at)
+            .bind::<Text, _>(&entry.actor)
+            .bind::<Nullable<Text>, _>(entry.tenant.as_ref().map(|t| t.as_str()))
+            .bind::<Text, _>(&entry.action)
+            .bind::<Text, _>(&entry.entity)
+            .bind::<Text, _>(&entry.entity_id)
+            .bind::<Nullable<Text>, _>(entry.ip.as_deref())
+            .bind::<Nullable<Text>, _>(entry.user_agent.as_deref())
+            .bind::<Text, _>(details)
+            .bind::<Text, _>(&head.hash)
+            .bind::<Text, _>(&hash)
+            .execute(c)?;
+            if let Some(tenant) = &entry.tenant {
+                link_entry(c, seq as i64, tenant.as_str(), entry)?;
+            }
+            records.push(AuditRecord {
+                seq,
+                entry: (*entry).clone(),
+                prev_hash: head.hash,
+                hash,
+            });
         }
         commit_sent = true;
-        Ok(AuditRecord {
-            seq,
-            entry: entry.clone(),
-            prev_hash: head.hash,
-            hash,
-        })
+        Ok(records)
     });
     result.map_err(|e| Failed {
         error: db_err("appending to the audit log", e),
         maybe_written: commit_sent,
     })
+}
+
+/// What PostgreSQL cannot store, refused before the entry is queued: a
+/// NUL character in a text field, a timestamp outside its range. Returns
+/// the timestamp as stored.
+fn check_entry(entry: &AuditEntry) -> Result<PgTimestamp, Failed> {
+    check_text(entry)?;
+    to_pg_timestamp(&entry.at).ok_or_else(|| invalid("the timestamp is outside PostgreSQL's range"))
 }
 
 fn corrupt(seq: i64) -> Failed {
@@ -739,7 +768,21 @@ fn head_blocking(conn: &mut PgConnection, tenant: Option<&TenantId>) -> Result<C
 impl AuditLog for PgAudit {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, PortError> {
         let entry = entry.normalized();
-        self.db.run(move |c| append_blocking(c, &entry)).await
+        check_entry(&entry).map_err(|f| f.error)?;
+        let answer = self.queue.push(entry);
+        let (db, queue, writer) = (self.db.clone(), self.queue.clone(), self.writer.clone());
+        tokio::task::spawn_blocking(move || {
+            let _writing = writer.lock();
+            // A lost connection is retried by `run_blocking` only when the
+            // batch cannot have been written; an unknown COMMIT fails them all.
+            queue.write_queued(
+                |entries| db.run_blocking(&|c| append_all(c, entries)),
+                OnFailure::FailAll,
+            );
+        })
+        .await
+        .map_err(|e| PortError::retryable(format!("{CODES}_io"), e.to_string()))?;
+        audit_queue::answer(answer).await
     }
 
     async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, PortError> {

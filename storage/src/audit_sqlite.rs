@@ -21,6 +21,7 @@
 //! defence against whoever can write the database file: the chain's end
 //! is vouched for by signed anchors kept outside it (`audit_anchor`).
 
+use crate::audit_queue::{self, AppendQueue, OnFailure};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -34,7 +35,6 @@ use ferry_workflows::ports::PortError;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 /// The platform database's migrations (all of them; the audit log is one).
 pub const PLATFORM_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -239,9 +239,6 @@ fn link_entry(
     Ok(())
 }
 
-/// An append waiting for the connection, and where its answer goes.
-type Queued = (AuditEntry, oneshot::Sender<Result<AuditRecord, PortError>>);
-
 /// The SQLite `AuditLog`.
 #[derive(Clone)]
 pub struct SqliteAudit {
@@ -249,7 +246,7 @@ pub struct SqliteAudit {
     /// Appends not yet written: whoever holds the connection next writes
     /// them all in one transaction, so concurrent appends share one sync
     /// instead of each waiting in line for its own.
-    queue: Arc<Mutex<Vec<Queued>>>,
+    queue: Arc<AppendQueue>,
     path: PathBuf,
 }
 
@@ -266,7 +263,7 @@ impl SqliteAudit {
         let conn = open_platform_db(&path)?;
         Ok(SqliteAudit {
             conn: Arc::new(Mutex::new(conn)),
-            queue: Arc::new(Mutex::new(Vec::new())),
+            queue: Arc::new(AppendQueue::default()),
             path,
         })
     }
@@ -342,38 +339,6 @@ fn append_all(
         Ok(records)
     })
     .map_err(db_err)
-}
-
-/// Write what is queued (group commit): one transaction for the whole
-/// queue; if it fails, each entry alone, so one entry that cannot be
-/// written fails only its own append. Answers are sent before the
-/// connection is released.
-fn write_queued(conn: &mut SqliteConnection, queue: &Mutex<Vec<Queued>>) {
-    let batch = std::mem::take(&mut *queue.lock());
-    if batch.is_empty() {
-        // An earlier holder of the connection wrote (and answered) ours.
-        return;
-    }
-    let (entries, replies): (Vec<AuditEntry>, Vec<_>) = batch.into_iter().unzip();
-    match append_all(conn, &entries) {
-        Ok(records) => {
-            for (reply, record) in replies.into_iter().zip(records) {
-                let _ = reply.send(Ok(record));
-            }
-        }
-        Err(e) if entries.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(e));
-            }
-        }
-        Err(_) => {
-            for (reply, entry) in replies.into_iter().zip(entries) {
-                let one = append_all(conn, std::slice::from_ref(&entry))
-                    .map(|mut records| records.remove(0));
-                let _ = reply.send(one);
-            }
-        }
-    }
 }
 
 fn corrupt(seq: i64) -> PortError {
@@ -556,19 +521,15 @@ fn head_blocking(
 #[async_trait]
 impl AuditLog for SqliteAudit {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, PortError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue.lock().push((entry.normalized(), reply));
+        let answer = self.queue.push(entry.normalized());
         let queue = self.queue.clone();
         self.blocking(move |c| {
-            write_queued(c, &queue);
+            // A failed SQLite transaction wrote nothing.
+            queue.write_queued(|entries| append_all(c, entries), OnFailure::EachAlone);
             Ok(())
         })
         .await?;
-        // Written and answered by this call or an earlier one: the answer
-        // was sent before the connection was released.
-        answer
-            .await
-            .map_err(|_| PortError::retryable("audit_io", "the audit append was dropped"))?
+        audit_queue::answer(answer).await
     }
 
     async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, PortError> {

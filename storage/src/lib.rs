@@ -5,6 +5,7 @@
 
 pub mod audit_anchor;
 pub mod audit_pg;
+mod audit_queue;
 pub mod audit_sqlite;
 mod csv_record;
 mod error_text;

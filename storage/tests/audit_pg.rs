@@ -575,6 +575,54 @@ async fn concurrent_appenders_form_one_linear_chain() {
     );
 }
 
+/// One log's appends that arrive together are written in one transaction
+/// (group commit): each gets exactly the record stored for it, chained in
+/// order; an entry PostgreSQL cannot store is refused alone, before it
+/// joins a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_committed_together_get_their_own_records_in_chain_order() {
+    let db = TestDb::new("group");
+    let audit = Arc::new(db.audit());
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let audit = audit.clone();
+            tokio::spawn(async move {
+                let mut e = entry(i);
+                if i == 77 {
+                    e.actor = "nul\0actor".into();
+                }
+                (i, audit.append(e).await)
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for task in tasks {
+        let (i, appended) = task.await.expect("join");
+        match appended {
+            Ok(record) => got.push(record),
+            Err(e) => assert_eq!((i, e.code.as_str()), (77, "invalid_audit_entry")),
+        }
+    }
+    got.sort_by_key(|r| r.seq);
+    assert_eq!(seqs(&got), (1..=199).collect::<Vec<_>>());
+    for pair in got.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    let stored = audit
+        .list(&AuditQuery {
+            limit: 500,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("list");
+    let key = |r: &AuditRecord| (r.seq, r.hash.clone(), r.entry.actor.clone());
+    assert_eq!(
+        stored.iter().map(key).collect::<Vec<_>>(),
+        got.iter().map(key).collect::<Vec<_>>()
+    );
+    assert_eq!(audit.verify_chain().await.expect("verify"), ok_report(199));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_closed_by_the_server_is_reopened() {
     let db = TestDb::new("reconnect");

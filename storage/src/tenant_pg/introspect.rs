@@ -337,18 +337,26 @@ pub(crate) fn introspect(
     .map_err(|e| db_error("reading the tenant's keys", e))?;
 
     let sequence_rows: Vec<SequenceRow> = diesel::sql_query(
+        // From the schema's relations to their dependents through
+        // pg_depend's reference index, one lookup per relation (the LATERAL
+        // subquery with OFFSET 0 is not flattened): joined the other way,
+        // the planner walked every sequence of the database, 0.9 s with
+        // 2,000 other tenants' schemas beside this one.
         "SELECT d.refobjid::int8 AS table_oid, a.attname::text AS column_name, \
                 sn.nspname::text AS seq_schema, s.relname::text AS seq_name, \
                 s.oid::int8 AS seq_oid \
-         FROM pg_catalog.pg_depend d \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         CROSS JOIN LATERAL ( \
+             SELECT dd.objid, dd.refobjid, dd.refobjsubid FROM pg_catalog.pg_depend dd \
+             WHERE dd.refclassid = 'pg_catalog.pg_class'::regclass AND dd.refobjid = c.oid \
+               AND dd.classid = 'pg_catalog.pg_class'::regclass \
+               AND dd.deptype IN ('a', 'i') \
+             OFFSET 0) d \
          JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
          JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace \
-         JOIN pg_catalog.pg_class c ON c.oid = d.refobjid \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-         WHERE d.classid = 'pg_catalog.pg_class'::regclass \
-           AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-           AND d.deptype IN ('a', 'i') AND n.nspname = $1 \
+         WHERE n.nspname = $1 \
          ORDER BY c.relname, a.attnum",
     )
     .bind::<Text, _>(schema)

@@ -121,6 +121,18 @@ pub struct ListQuery {
 /// Upper bound on `ListQuery::limit`.
 pub const LIST_LIMIT_MAX: usize = 500;
 
+impl ListQuery {
+    /// `limit` as every implementation reads it: 0 means "as many as
+    /// allowed", and no page is longer than `LIST_LIMIT_MAX`.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 {
+            LIST_LIMIT_MAX
+        } else {
+            self.limit.min(LIST_LIMIT_MAX)
+        }
+    }
+}
+
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Append atomically and durably (see the module contract).

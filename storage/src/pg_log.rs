@@ -43,7 +43,6 @@ use diesel::pg::Pg;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Nullable, Text};
 use diesel::{Connection, OptionalExtension, PgConnection, QueryableByName, RunQueryDsl};
-use ferry_engine::log::LIST_LIMIT_MAX;
 use ferry_engine::{
     AppendRejection, AppendRequest, DueTimer, Event, EventLog, ListQuery, LogError, TenantId,
     Timestamp, WorkflowId, WorkflowSummary,
@@ -534,14 +533,6 @@ fn apply(c: &mut PgConnection, req: &AppendRequest) -> Result<u64, ApplyError> {
 
 // ---------------------------------------------------------------- reading
 
-fn effective_limit(limit: usize) -> i64 {
-    (if limit == 0 {
-        LIST_LIMIT_MAX
-    } else {
-        limit.min(LIST_LIMIT_MAX)
-    }) as i64
-}
-
 #[async_trait]
 impl EventLog for PgLog {
     async fn append(&self, req: AppendRequest) -> Outcome {
@@ -643,7 +634,7 @@ impl EventLog for PgLog {
             if let Some(after) = q.after {
                 query = query.bind::<Text, _>(after.to_string());
             }
-            query.bind::<BigInt, _>(effective_limit(q.limit)).load(c)
+            query.bind::<BigInt, _>(q.effective_limit() as i64).load(c)
         })
     }
 

@@ -47,7 +47,6 @@ pub use applier::RECENT_WORKFLOWS_MAX;
 
 use crate::log_metrics::{LogMetrics, Outcome};
 use applier::{Applier, Request};
-use ferry_engine::log::LIST_LIMIT_MAX;
 use ferry_engine::{
     AppendRejection, AppendRequest, DueTimer, Event, EventLog, ListQuery, LogError, TenantId,
     Timestamp, WorkflowId, WorkflowSummary,
@@ -176,16 +175,6 @@ fn latest_summary(tree: &sled::Tree, id: &WorkflowId) -> Result<Option<WorkflowS
             let (key, chunk) = item.map_err(sled_err)?;
             summary_in_chunk(id, &key, &chunk).map(Some)
         }
-    }
-}
-
-/// `ListQuery::limit` as every implementation reads it: 0 means "as many as
-/// allowed", and no page is longer than `LIST_LIMIT_MAX`.
-fn effective_limit(limit: usize) -> usize {
-    if limit == 0 {
-        LIST_LIMIT_MAX
-    } else {
-        limit.min(LIST_LIMIT_MAX)
     }
 }
 
@@ -558,7 +547,7 @@ impl EventLog for SledLog {
     }
 
     fn list(&self, q: &ListQuery) -> Result<Vec<WorkflowSummary>, LogError> {
-        let limit = effective_limit(q.limit);
+        let limit = q.effective_limit();
         let keep = |s: &WorkflowSummary| {
             q.tenant.as_ref().is_none_or(|t| &s.tenant == t)
                 && q.status.is_none_or(|st| s.status == st)

@@ -6,6 +6,7 @@
 
 use super::out::{self, CliError};
 use crate::config::Config;
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::{RequestBuilder, Response};
 use serde_json::Value;
@@ -97,6 +98,19 @@ impl ApiClient {
             return Ok(resp);
         }
         Err(refused(resp).into())
+    }
+
+    /// Send a request that creates a job (an export, a rehydration); the
+    /// created job's id.
+    pub fn create_job(&self, req: RequestBuilder) -> anyhow::Result<String> {
+        let created: Value = self
+            .send(req)?
+            .json()
+            .context("reading the server's answer")?;
+        Ok(created["job"]["id"]
+            .as_str()
+            .context("the answer has no job id")?
+            .to_owned())
     }
 
     /// A request error as the CLI reports it: no connection or no answer in

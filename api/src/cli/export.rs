@@ -5,7 +5,6 @@
 use super::client::{ApiClient, ClientArgs};
 use super::download;
 use super::out::{self, CliError};
-use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,14 +54,7 @@ pub fn submit(
     if let Some(key) = idempotency_key {
         req = req.header("Idempotency-Key", key);
     }
-    let created: Value = api
-        .send(req)?
-        .json()
-        .context("reading the server's answer")?;
-    Ok(created["job"]["id"]
-        .as_str()
-        .context("the answer has no job id")?
-        .to_owned())
+    api.create_job(req)
 }
 
 /// Follow an export to its end; its last status.

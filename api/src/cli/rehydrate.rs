@@ -238,14 +238,7 @@ impl Outcome {
 /// Submit the rehydration `args` describe; its id.
 pub fn submit(api: &ApiClient, args: &RehydrateArgs) -> anyhow::Result<String> {
     let merge_keys = merge_keys(args)?;
-    let created: Value = api
-        .send(create_request(api, args, &merge_keys)?)?
-        .json()
-        .context("reading the server's answer")?;
-    Ok(created["job"]["id"]
-        .as_str()
-        .context("the answer has no job id")?
-        .to_owned())
+    api.create_job(create_request(api, args, &merge_keys)?)
 }
 
 /// The question the prompt asks, worded for the mode.

@@ -21,7 +21,6 @@ use crate::log::{
 };
 use crate::state::WorkflowState;
 use crate::status::Status;
-use crate::testkit::memory::effective_limit;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -218,7 +217,7 @@ fn list_all<L: EventLog + ?Sized>(log: &L, q: &ListQuery) -> Vec<WorkflowSummary
     for _ in 0..10_000 {
         let page = log.list(&q).expect("list");
         assert!(
-            page.len() <= effective_limit(q.limit),
+            page.len() <= q.effective_limit(),
             "page longer than the limit"
         );
         let Some(last) = page.last() else {

@@ -15,7 +15,6 @@ use crate::event::{Event, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
 use crate::log::{
     AppendRejection, AppendRequest, DueTimer, EventLog, ListQuery, LogError, WorkflowSummary,
-    LIST_LIMIT_MAX,
 };
 use crate::testkit::conformance::LogFactory;
 use async_trait::async_trait;
@@ -107,16 +106,6 @@ impl Inner {
     }
 }
 
-/// `ListQuery::limit` as every implementation reads it: 0 means "as many as
-/// allowed", and nothing returns more than `LIST_LIMIT_MAX` rows.
-pub(crate) fn effective_limit(limit: usize) -> usize {
-    if limit == 0 {
-        LIST_LIMIT_MAX
-    } else {
-        limit.min(LIST_LIMIT_MAX)
-    }
-}
-
 fn injected() -> LogError {
     LogError::Io("injected fault".into())
 }
@@ -190,7 +179,7 @@ impl EventLog for MemoryLog {
             .filter(|s| q.tenant.as_ref().is_none_or(|t| &s.tenant == t))
             .filter(|s| q.status.is_none_or(|st| s.status == st))
             .filter(|s| q.kind.as_ref().is_none_or(|k| &s.kind == k))
-            .take(effective_limit(q.limit))
+            .take(q.effective_limit())
             .cloned()
             .collect())
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use ferry_engine::{
     Clock, Engine, EngineConfig, ListQuery, Status, SystemClock, UuidV7, WorkflowId, WorkflowState,
 };
+use ferry_storage::cluster::{Cluster, ClusterConfig};
 use ferry_workflows::bundle::BundleSigner;
 use ferry_workflows::data_metrics::DataMetrics;
 use ferry_workflows::export::metrics::ExportMetrics;
@@ -76,6 +77,10 @@ pub struct AppState {
     pub rehydrate: Arc<RehydrateWorkflow>,
     /// The tenants' table lists, as the submit paths check requests.
     pub tables: Arc<crate::table_cache::TableCache>,
+    /// This node's cluster membership, once joined (`FERRY_CLUSTER=on`).
+    pub cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// `s3` or `local`: which object store `objects` is.
+    pub object_store_kind: &'static str,
 }
 
 /// Built services, before the engine starts.
@@ -153,7 +158,14 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     let keys = Keys::load_or_create(&config.keys_dir(), config.jwt_secret.as_deref())?;
-    let registry = Registry::new();
+    // In a cluster every series carries the node it comes from.
+    let registry = match &config.cluster {
+        Some(c) => Registry::new_custom(
+            None,
+            Some(std::iter::once(("node".to_owned(), c.node.clone())).collect()),
+        )?,
+        None => Registry::new(),
+    };
     let (log, described) = crate::backends::event_log(&config, &registry)?;
     tracing::info!("{described}");
     let backends = crate::backends::from_env(&config, &step_runtime)?;
@@ -176,6 +188,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
     rehydrate_config.backup_retention = config.backup_retention;
     rehydrate_config.confirm_deadline = config.confirm_deadline;
     rehydrate_config.trial_rows_max = config.trial_rows_max;
+    rehydrate_config.shared_uploads = config.cluster.is_some();
     rehydrate_config.limits.entries_max = config.bundle_entries_max;
     let rehydrate = RehydrateWorkflow::new(
         RehydrateDeps {
@@ -210,6 +223,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
         EngineConfig {
             running_per_tenant_max: config.running_per_tenant_max,
             runtime: Some(step_runtime),
+            node: config.cluster.as_ref().map(|c| c.node.clone()),
             ..EngineConfig::default()
         },
         &registry,
@@ -241,6 +255,8 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
             data_metrics,
             rehydrate,
             tables,
+            cluster: std::sync::OnceLock::new(),
+            object_store_kind: backends.object_store_kind,
         },
         export,
         jwt,
@@ -255,6 +271,7 @@ pub fn build(config: Config, step_runtime: tokio::runtime::Handle) -> anyhow::Re
 pub async fn start(services: &Services) -> anyhow::Result<ferry_engine::engine::RecoveryReport> {
     let engine = &services.state.engine;
     let report = engine.start().await?;
+    join_cluster(&services.state)?;
     let mut keep: HashSet<WorkflowId> = engine
         .open_workflows()?
         .into_iter()
@@ -268,6 +285,45 @@ pub async fn start(services: &Services) -> anyhow::Result<ferry_engine::engine::
     }
     sweep_rehydrations(services).await?;
     Ok(report)
+}
+
+/// Join the cluster when this process is a node of one: from then on its
+/// heartbeat takes tenants' leases and the engine drives those tenants.
+fn join_cluster(state: &AppState) -> anyhow::Result<()> {
+    let Some(settings) = &state.config.cluster else {
+        return Ok(());
+    };
+    let url = crate::config::env("DATABASE_URL")
+        .context("FERRY_CLUSTER=on needs the shared platform database: set DATABASE_URL")?;
+    let engine = &state.engine;
+    let runtime = engine.step_runtime();
+    let cluster = Cluster::join(
+        ClusterConfig {
+            url,
+            node: settings.node.clone(),
+            lease: settings.lease,
+            object_store: state.object_store_kind,
+        },
+        engine.clone(),
+        runtime,
+        &state.registry,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+    tracing::info!(node = %settings.node, lease_s = settings.lease.as_secs_f64(), "joined the cluster");
+    let _ = state.cluster.set(Arc::new(cluster));
+    Ok(())
+}
+
+/// Hand this node's leases over before it exits (SIGTERM, SIGINT).
+pub fn leave_cluster(state: &AppState) {
+    if let Some(cluster) = state.cluster.get() {
+        match cluster.drain() {
+            Ok(n) => tracing::info!(leases = n, "left the cluster; leases handed over"),
+            Err(e) => {
+                tracing::error!(code = %e.code, error = %e.message, "draining failed; the other nodes take over after the lease")
+            }
+        }
+    }
 }
 
 /// Ids of the failed workflows of `kind` (they may be resumed).

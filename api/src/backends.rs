@@ -43,6 +43,8 @@ pub struct Backends {
     pub pg_tenants: Option<Arc<PgTenants>>,
     /// One line per port naming its backend, for the start-up log.
     pub described: Vec<String>,
+    /// `s3` or `local`.
+    pub object_store_kind: &'static str,
 }
 
 /// The workflow event log `FERRY_EVENT_LOG` names, its metrics registered
@@ -65,7 +67,9 @@ pub fn event_log(
                 "FERRY_EVENT_LOG=postgres keeps the event log in the platform database: \
                  set DATABASE_URL",
             )?;
-            let log = PgLog::open(&url).context("opening the event log in PostgreSQL")?;
+            let node = config.cluster.as_ref().map(|c| c.node.as_str());
+            let log =
+                PgLog::open_node(&url, node).context("opening the event log in PostgreSQL")?;
             log.register_metrics(registry)?;
             Ok((Arc::new(log), "event log: postgresql".to_owned()))
         }
@@ -117,8 +121,10 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
                 )
             }
         };
+    let mut object_store_kind = "local";
     let objects: Arc<dyn ObjectStore> = match S3Config::from_lookup(env)? {
         Some(cfg) => {
+            object_store_kind = "s3";
             described.push(format!("objects: s3 at {}", cfg.endpoint));
             Arc::new(
                 rt.block_on(S3Objects::connect(cfg))
@@ -166,6 +172,7 @@ pub fn from_env(config: &Config, rt: &tokio::runtime::Handle) -> anyhow::Result<
         export_records,
         pg_tenants,
         described,
+        object_store_kind,
     })
 }
 

@@ -43,6 +43,62 @@ pub struct Config {
     pub step_threads: usize,
     /// How long a tenant's table list is reused by the submit paths.
     pub tables_cache_ttl: std::time::Duration,
+    /// Set when this process is one node of a cluster (`FERRY_CLUSTER=on`).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// A cluster node's settings.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// `FERRY_NODE_ID`, default `<host>-<pid>`.
+    pub node: String,
+    /// `FERRY_LEASE_SECS`: a node unheard of for this long is dead and its
+    /// tenants are taken over.
+    pub lease: std::time::Duration,
+}
+
+impl ClusterSettings {
+    fn from_env() -> anyhow::Result<Option<ClusterSettings>> {
+        match env("FERRY_CLUSTER").as_deref().unwrap_or("off") {
+            "off" => return Ok(None),
+            "on" => {}
+            other => anyhow::bail!("FERRY_CLUSTER={other:?} is not a valid value: on or off"),
+        }
+        if env("FERRY_EVENT_LOG").as_deref() != Some("postgres") {
+            anyhow::bail!(
+                "FERRY_CLUSTER=on needs the event log in the shared database: set FERRY_EVENT_LOG=postgres"
+            );
+        }
+        let node = match env("FERRY_NODE_ID") {
+            Some(n) => n,
+            None => {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "node".to_owned());
+                format!("{host}-{}", std::process::id())
+            }
+        };
+        let valid = !node.is_empty()
+            && node.len() <= 64
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            anyhow::bail!(
+                "FERRY_NODE_ID={node:?} is not a valid node id: 1-64 of A-Z a-z 0-9 . _ -"
+            );
+        }
+        let lease: f64 = env_or("FERRY_LEASE_SECS", 3.0)?;
+        if !(0.3..=600.0).contains(&lease) {
+            anyhow::bail!("FERRY_LEASE_SECS={lease} is out of range (0.3 to 600)");
+        }
+        Ok(Some(ClusterSettings {
+            node,
+            lease: std::time::Duration::from_secs_f64(lease),
+        }))
+    }
 }
 
 /// The variable `name` of the process environment; unset and blank are
@@ -104,6 +160,7 @@ impl Config {
                 "FERRY_TABLES_CACHE_SECS",
                 10,
             )?),
+            cluster: ClusterSettings::from_env()?,
         })
     }
 

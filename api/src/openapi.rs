@@ -102,6 +102,7 @@ pub fn document() -> Document {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     for part in [
         routes::ops::Api::openapi(),
+        routes::cluster::Api::openapi(),
         routes::export::Api::openapi(),
         routes::rehydrate::Api::openapi(),
         routes::workflows::Api::openapi(),

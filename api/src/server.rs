@@ -25,6 +25,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
     routes::live::configure(cfg);
     routes::workflows::configure(cfg);
     routes::audit::configure(cfg);
+    routes::cluster::configure(cfg);
     routes::download::configure(cfg);
     routes::tenant::configure(cfg);
     crate::console::configure(cfg);

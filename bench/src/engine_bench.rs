@@ -188,6 +188,7 @@ async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<Value>
             expected_version: 0,
             events: vec![ev],
             summary: state.summary(),
+            fence: None,
         })
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -236,6 +237,7 @@ async fn recovery(
                         expected_version: 0,
                         events,
                         summary: state.summary(),
+                        fence: None,
                     })
                     .await
                     .expect("append")

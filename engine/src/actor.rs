@@ -60,6 +60,16 @@ pub(crate) struct Interrupt {
 }
 
 /// A tenant's running and waiting workflows.
+/// Cluster mode: this node lost (or handed over) the tenant's lease. Its
+/// running workflows are stopped at once (their tasks aborted, so no step
+/// code of this node goes on for the tenant) and its queue is emptied; the
+/// new owner drives them from the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Release {
+    pub tenant: TenantId,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, MessageResponse)]
 pub struct TenantQueue {
     pub running: Vec<WorkflowId>,
@@ -165,6 +175,16 @@ impl Handler<Interrupt> for Registry {
     }
 }
 
+impl Handler<Release> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        if self.tenants.contains_key(&msg.tenant) {
+            let tenant = msg.tenant.clone();
+            self.route(&tenant, ctx, msg);
+        }
+    }
+}
+
 impl Handler<QueueOf> for Registry {
     type Result = ResponseFuture<TenantQueue>;
     fn handle(&mut self, msg: QueueOf, ctx: &mut Context<Self>) -> Self::Result {
@@ -194,12 +214,19 @@ impl Handler<IdleReport> for Registry {
     }
 }
 
+/// A workflow's drive task: its cancel token (a cancel command) and the
+/// handle that aborts it (a lost lease).
+struct Running {
+    cancel: CancellationToken,
+    task: tokio::task::AbortHandle,
+}
+
 pub(crate) struct TenantActor {
     tenant: TenantId,
     engine: Engine,
     registry: Addr<Registry>,
     waiting: VecDeque<(WorkflowId, Timestamp)>,
-    running: HashMap<WorkflowId, CancellationToken>,
+    running: HashMap<WorkflowId, Running>,
     /// Running workflows enqueued again meanwhile, with the time they were
     /// (see the module doc).
     again: HashMap<WorkflowId, Timestamp>,
@@ -225,14 +252,21 @@ impl TenantActor {
             self.engine.inner.queue.remove(since, id);
             self.engine.inner.metrics.queue_depth.dec();
             let token = CancellationToken::new();
-            self.running.insert(id, token.clone());
             self.engine.inner.metrics.running.inc();
             let engine = self.engine.clone();
             let me = ctx.address();
-            self.engine.runtime().spawn(async move {
+            let cancel = token.clone();
+            let task = self.engine.runtime().spawn(async move {
                 crate::runner::drive(engine, id, token).await;
                 me.do_send(Finished { id });
             });
+            self.running.insert(
+                id,
+                Running {
+                    cancel,
+                    task: task.abort_handle(),
+                },
+            );
         }
         self.schedule_idle_check(ctx);
     }
@@ -276,9 +310,27 @@ impl Handler<Interrupt> for TenantActor {
     type Result = ();
     fn handle(&mut self, msg: Interrupt, _ctx: &mut Context<Self>) {
         self.handled += 1;
-        if let Some(token) = self.running.get(&msg.id) {
-            token.cancel();
+        if let Some(r) = self.running.get(&msg.id) {
+            r.cancel.cancel();
         }
+    }
+}
+
+impl Handler<Release> for TenantActor {
+    type Result = ();
+    fn handle(&mut self, _msg: Release, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        for (_, r) in self.running.drain() {
+            r.cancel.cancel();
+            r.task.abort();
+            self.engine.inner.metrics.running.dec();
+        }
+        for (id, since) in self.waiting.drain(..) {
+            self.engine.inner.queue.remove(since, id);
+            self.engine.inner.metrics.queue_depth.dec();
+        }
+        self.again.clear();
+        self.schedule_idle_check(ctx);
     }
 }
 

@@ -16,8 +16,11 @@ use crate::clock::{Clock, IdGen};
 use crate::error::{Error, Rejection};
 use crate::event::{Event, Failure, Progress, Timestamp};
 use crate::ids::{TenantId, WorkflowId};
-use crate::log::{AppendRejection, AppendRequest, DueTimer, EventLog, ListQuery, WorkflowSummary};
+use crate::log::{
+    AppendRejection, AppendRequest, DueTimer, EventLog, Fence, ListQuery, WorkflowSummary,
+};
 use crate::metrics::EngineMetrics;
+use crate::ownership::Ownership;
 use crate::plan::{self, Next, RunOrder};
 use crate::state::{Phase, WorkflowState};
 use crate::status::Status;
@@ -45,6 +48,10 @@ pub struct EngineConfig {
     pub runtime: Option<tokio::runtime::Handle>,
     /// Seed of the retry-jitter RNG (`None`: from entropy).
     pub seed: Option<u64>,
+    /// Cluster mode: this node's id. The engine then drives only the
+    /// tenants it was given a lease on (`adopt`), fences those appends with
+    /// the lease's epoch, and recovers nothing at start on its own.
+    pub node: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +62,7 @@ impl Default for EngineConfig {
             timer_poll: Duration::from_millis(500),
             runtime: None,
             seed: None,
+            node: None,
         }
     }
 }
@@ -113,6 +121,8 @@ pub(crate) struct Inner {
     changes: broadcast::Sender<WorkflowSummary>,
     /// Recent submissions, for `count_submitted_since`.
     submissions: RecentSubmissions,
+    /// Cluster mode: the tenants this node owns.
+    ownership: Option<Ownership>,
 }
 
 /// A cheap handle to the engine.
@@ -134,6 +144,7 @@ impl Engine {
             None => StdRng::from_entropy(),
         };
         let metrics = EngineMetrics::new(registry)?;
+        let ownership = config.node.as_deref().map(Ownership::new);
         crate::metrics::LogGauges::register(&metrics, &log, clock.clone(), registry)?;
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -151,6 +162,7 @@ impl Engine {
                 timer_scheduled: Notify::new(),
                 changes: broadcast::channel(CHANGES_BUFFER_MAX).0,
                 submissions: RecentSubmissions::default(),
+                ownership,
             }),
         };
         Ok(engine)
@@ -198,6 +210,11 @@ impl Engine {
         self.inner.clock.sleep_until(at).await
     }
 
+    /// The runtime workflow steps run on.
+    pub fn step_runtime(&self) -> tokio::runtime::Handle {
+        self.runtime()
+    }
+
     pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
         self.inner
             .runtime
@@ -222,14 +239,22 @@ impl Engine {
         let _ = self.inner.runtime.set(runtime);
         let addr = Registry::start_for(self.clone());
         let _ = self.inner.registry.set(addr);
-        let report = self.recover().await?;
+        // In a cluster a node drives only the tenants it is given (`adopt`).
+        let report = match self.inner.ownership {
+            None => self.recover(None).await?,
+            Some(_) => RecoveryReport::default(),
+        };
         crate::timers::spawn_loop(self.clone());
         Ok(report)
     }
 
-    async fn recover(&self) -> Result<RecoveryReport, Error> {
+    /// Fold and drive the open workflows (of one tenant, or all).
+    async fn recover(&self, tenant: Option<&TenantId>) -> Result<RecoveryReport, Error> {
         let t0 = Instant::now();
-        let open = self.inner.log.open()?;
+        let mut open = self.inner.log.open()?;
+        if let Some(tenant) = tenant {
+            open.retain(|s| &s.tenant == tenant);
+        }
         let mut states = Vec::with_capacity(open.len());
         let mut quarantined = Vec::new();
         for summary in &open {
@@ -289,6 +314,10 @@ impl Engine {
     }
 
     pub(crate) fn enqueue(&self, tenant: &TenantId, id: WorkflowId, since: Timestamp) {
+        if !self.owns(tenant) {
+            // The tenant's owner hears of it from the shared log.
+            return;
+        }
         if let Some(reg) = self.inner.registry.get() {
             reg.do_send(actor::Enqueue {
                 tenant: tenant.clone(),
@@ -326,7 +355,7 @@ impl Engine {
             at: self.now(),
         };
         let committed = self
-            .transact_stream(id, |s| match s {
+            .transact_stream(Writer::Command, id, |s| match s {
                 None => Ok((vec![event.clone()], ())),
                 // A fresh id names no stream; a clash is not ours to resolve.
                 Some(_) => Err(Rejection::Conflict.into()),
@@ -363,9 +392,13 @@ impl Engine {
         })
     }
 
-    /// The current state, or `None` for an unknown id.
+    /// The current state, or `None` for an unknown id. In a cluster other
+    /// nodes append too, so it is read from the log, not from memory.
     pub async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowState>, Error> {
-        let slot = self.inner.slots.lock().get(&id).cloned();
+        let slot = match self.inner.ownership {
+            None => self.inner.slots.lock().get(&id).cloned(),
+            Some(_) => None,
+        };
         if let Some(slot) = slot {
             if let Some(state) = slot.lock().await.as_ref() {
                 return Ok(Some(state.clone()));
@@ -471,10 +504,30 @@ impl Engine {
     pub(crate) async fn transact<T>(
         &self,
         id: WorkflowId,
+        decide: impl FnMut(&WorkflowState) -> Result<(Vec<Event>, T), Rejection>,
+    ) -> Result<(WorkflowState, T), Error> {
+        self.transact_as(Writer::Command, id, decide).await
+    }
+
+    /// `transact` for the appends that drive a workflow (its steps, their
+    /// outcomes, its timers): in a cluster only the tenant's owner makes
+    /// them, fenced by its lease.
+    pub(crate) async fn transact_driving<T>(
+        &self,
+        id: WorkflowId,
+        decide: impl FnMut(&WorkflowState) -> Result<(Vec<Event>, T), Rejection>,
+    ) -> Result<(WorkflowState, T), Error> {
+        self.transact_as(Writer::Driver, id, decide).await
+    }
+
+    async fn transact_as<T>(
+        &self,
+        writer: Writer,
+        id: WorkflowId,
         mut decide: impl FnMut(&WorkflowState) -> Result<(Vec<Event>, T), Rejection>,
     ) -> Result<(WorkflowState, T), Error> {
         let committed = self
-            .transact_stream(id, |s| match s {
+            .transact_stream(writer, id, |s| match s {
                 Some(s) => Ok(decide(s)?),
                 None => Err(Error::NotFound(id)),
             })
@@ -488,6 +541,7 @@ impl Engine {
     /// events carried an idempotency key another workflow already holds.
     async fn transact_stream<T>(
         &self,
+        writer: Writer,
         id: WorkflowId,
         mut decide: impl FnMut(Option<&WorkflowState>) -> Result<(Vec<Event>, T), Error>,
     ) -> Result<Result<(WorkflowState, T), WorkflowId>, Error> {
@@ -515,6 +569,7 @@ impl Engine {
                 }
                 None => WorkflowState::fold(&events).expect("a new stream starts with Submitted"),
             };
+            let fence = self.fence_for(writer, &next.tenant)?;
             let appended = self
                 .inner
                 .log
@@ -523,6 +578,7 @@ impl Engine {
                     expected_version: before.map_or(0, |s| s.version),
                     events,
                     summary: next.summary(),
+                    fence,
                 })
                 .await?;
             match appended {
@@ -541,6 +597,13 @@ impl Engine {
                     return Ok(Ok((next, value)));
                 }
                 Err(AppendRejection::VersionConflict { .. }) => *guard = None,
+                Err(AppendRejection::Fenced { tenant, .. }) => {
+                    *guard = None;
+                    drop(guard);
+                    tracing::warn!(%tenant, workflow = %id, "the tenant's lease was lost: this node stops driving it");
+                    self.release(&tenant);
+                    return Err(Error::NotOwner(tenant));
+                }
                 Err(AppendRejection::DuplicateIdempotencyKey { existing }) => {
                     return Ok(Err(existing))
                 }
@@ -568,7 +631,7 @@ impl Engine {
     /// Cancel: a pending workflow is cancelled at once; a running one at its
     /// next safe point; one that already did compensable work compensates.
     pub async fn cancel(&self, id: WorkflowId, by: Option<String>) -> Result<WorkflowState, Error> {
-        Ok(self.cancel_in(id, by, None).await?.0)
+        Ok(self.cancel_in(Writer::Command, id, by, None).await?.0)
     }
 
     /// `cancel`, only while the workflow is in `only_in` when given (checked
@@ -576,6 +639,7 @@ impl Engine {
     /// answer is `false`.
     async fn cancel_in(
         &self,
+        writer: Writer,
         id: WorkflowId,
         by: Option<String>,
         only_in: Option<Status>,
@@ -583,7 +647,7 @@ impl Engine {
         let def = self.definition_of(id).await?;
         let now = self.now();
         let (state, cancelled) = self
-            .transact(id, |s| {
+            .transact_as(writer, id, |s| {
                 if only_in.is_some_and(|want| want != s.status) {
                     return Ok((vec![], false));
                 }
@@ -726,8 +790,38 @@ impl Engine {
         def: &dyn Workflow,
     ) -> Result<(WorkflowState, Next), Error> {
         let now = self.now();
-        self.transact(id, |s| Ok(plan::advance(s, def.steps(), now)))
+        self.transact_driving(id, |s| Ok(plan::advance(s, def.steps(), now)))
             .await
+    }
+
+    /// `advance` at the start of a drive. In a cluster, a step that was
+    /// started before (by this node before a restart, or by the node this
+    /// one took the tenant over from) is recorded as started again, under
+    /// this node's lease: the log then shows which node ran each execution
+    /// of a step under which epoch (the step journal).
+    pub(crate) async fn advance_first(
+        &self,
+        id: WorkflowId,
+        def: &dyn Workflow,
+    ) -> Result<(WorkflowState, Next), Error> {
+        if self.inner.ownership.is_none() {
+            return self.advance(id, def).await;
+        }
+        let now = self.now();
+        self.transact_driving(id, |s| {
+            let (mut events, next) = plan::advance(s, def.steps(), now);
+            if let Next::Run(order) = &next {
+                if events.is_empty() && s.current_step.as_deref() == Some(order.step.as_str()) {
+                    events.push(Event::StepStarted {
+                        step: order.step.clone(),
+                        attempt: order.attempt,
+                        at: now,
+                    });
+                }
+            }
+            Ok((events, next))
+        })
+        .await
     }
 
     /// Record a step's outcome (and the decisions that follow it).
@@ -740,7 +834,7 @@ impl Engine {
         interrupted: bool,
     ) -> Result<(WorkflowState, Next), Error> {
         let now = self.now();
-        self.transact(id, |s| {
+        self.transact_driving(id, |s| {
             let expected_status = match order.phase {
                 Phase::Forward => Status::Running,
                 Phase::Compensation => Status::Compensating,
@@ -789,7 +883,7 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<(), Error> {
         let now = self.now();
-        self.transact(id, |s| {
+        self.transact_driving(id, |s| {
             if s.current_step.as_deref() == Some(step)
                 && matches!(s.status, Status::Running | Status::Compensating)
             {
@@ -817,7 +911,7 @@ impl Engine {
         due_at: Timestamp,
     ) -> Result<(), Error> {
         let now = self.now();
-        self.transact(id, |s| {
+        self.transact_driving(id, |s| {
             let same = s.timers.get(name).is_some_and(|t| t.due_at == due_at);
             let events = if same {
                 vec![]
@@ -837,7 +931,7 @@ impl Engine {
 
     pub(crate) async fn mark_timer_fired(&self, id: WorkflowId, name: &str) -> Result<(), Error> {
         let now = self.now();
-        self.transact(id, |s| {
+        self.transact_driving(id, |s| {
             let pending = s.timers.get(name).is_some_and(|t| !t.fired);
             let events = if pending {
                 vec![Event::TimerFired {
@@ -864,6 +958,122 @@ impl Engine {
     }
 }
 
+/// Who appends: a command (any node may record one) or the driver of the
+/// workflow (in a cluster, only the tenant's owner, fenced by its lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writer {
+    Command,
+    Driver,
+}
+
+/// Cluster mode: what the lease manager tells the engine, and what the
+/// engine tells about ownership.
+impl Engine {
+    /// This node's id in a cluster; `None` for a single node.
+    pub fn node(&self) -> Option<&str> {
+        self.inner.ownership.as_ref().map(Ownership::node)
+    }
+
+    /// Whether this node drives the tenant's workflows (always, alone).
+    pub fn owns(&self, tenant: &TenantId) -> bool {
+        self.inner.ownership.as_ref().is_none_or(|o| o.owns(tenant))
+    }
+
+    /// The leases this node holds (empty for a single node).
+    pub fn leases(&self) -> Vec<(TenantId, i64)> {
+        self.inner
+            .ownership
+            .as_ref()
+            .map(Ownership::held)
+            .unwrap_or_default()
+    }
+
+    fn fence_for(&self, writer: Writer, tenant: &TenantId) -> Result<Option<Fence>, Error> {
+        match (&self.inner.ownership, writer) {
+            (None, _) | (Some(_), Writer::Command) => Ok(None),
+            (Some(o), Writer::Driver) => o
+                .fence(tenant)
+                .map(Some)
+                .ok_or_else(|| Error::NotOwner(tenant.clone())),
+        }
+    }
+
+    /// The lease manager granted this node the tenant's lease at `epoch`:
+    /// fold the tenant's open workflows from the log and drive them, from
+    /// the last step each recorded (a takeover resumes where the previous
+    /// owner stopped).
+    pub async fn adopt(&self, tenant: &TenantId, epoch: i64) -> Result<RecoveryReport, Error> {
+        let Some(o) = &self.inner.ownership else {
+            return Ok(RecoveryReport::default());
+        };
+        if !o.insert(tenant, epoch) {
+            return Ok(RecoveryReport::default());
+        }
+        self.forget_cached(tenant);
+        self.recover(Some(tenant)).await
+    }
+
+    /// Look at every open workflow of an owned tenant again (after notices
+    /// of other nodes' appends may have been missed).
+    pub async fn redrive(&self, tenant: &TenantId) -> Result<RecoveryReport, Error> {
+        if self.inner.ownership.is_none() || !self.owns(tenant) {
+            return Ok(RecoveryReport::default());
+        }
+        self.forget_cached(tenant);
+        self.recover(Some(tenant)).await
+    }
+
+    /// The tenant's lease is gone (taken over, expired, or handed back):
+    /// stop its running workflows at once and drive nothing more of it.
+    pub fn release(&self, tenant: &TenantId) {
+        let Some(o) = &self.inner.ownership else {
+            return;
+        };
+        if o.remove(tenant) {
+            if let Some(reg) = self.inner.registry.get() {
+                reg.do_send(actor::Release {
+                    tenant: tenant.clone(),
+                });
+            }
+            self.forget_cached(tenant);
+        }
+    }
+
+    /// Another node appended to one of `tenant`'s workflows (heard from the
+    /// shared log): the owner looks at it again (a command may need it to
+    /// act), and every node tells its live streams.
+    pub fn appended_elsewhere(&self, tenant: &TenantId, id: WorkflowId) {
+        let Ok(Some(summary)) = self.inner.log.summary(id) else {
+            return;
+        };
+        let since = summary.created_at;
+        let _ = self.inner.changes.send(summary);
+        if !self.owns(tenant) {
+            return;
+        }
+        // A cancel recorded elsewhere interrupts the step running here.
+        if let Ok(Some(state)) = self.load(id) {
+            if state.status == Status::Running && state.cancel_requested {
+                self.interrupt(tenant, id);
+            }
+        }
+        self.enqueue(tenant, id, since);
+    }
+
+    /// Drop the cached states of a tenant's workflows: another node may
+    /// have appended to them since.
+    fn forget_cached(&self, tenant: &TenantId) {
+        let slots: Vec<Slot> = self.inner.slots.lock().values().cloned().collect();
+        for slot in slots {
+            if let Ok(mut guard) = slot.try_lock() {
+                if guard.as_ref().is_some_and(|s| &s.tenant == tenant) {
+                    *guard = None;
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl TimerHost for Engine {
     async fn cancel_if_status(
@@ -873,7 +1083,7 @@ impl TimerHost for Engine {
         by: &str,
     ) -> Result<bool, Error> {
         Ok(self
-            .cancel_in(id, Some(by.to_owned()), Some(status))
+            .cancel_in(Writer::Driver, id, Some(by.to_owned()), Some(status))
             .await?
             .1)
     }

@@ -51,4 +51,8 @@ pub enum Error {
     Rejected(#[from] Rejection),
     #[error("engine is not started")]
     NotStarted,
+    /// Cluster mode: this node does not hold the tenant's lease (any more),
+    /// so it does not drive the tenant's workflows; the owner does.
+    #[error("this node does not own tenant {0}")]
+    NotOwner(crate::ids::TenantId),
 }

@@ -120,6 +120,15 @@ pub enum Event {
     },
     #[serde(rename = "timer_fired.v1")]
     TimerFired { name: String, at: Timestamp },
+    /// Steps whose results are gone (node-local files on a node that is no
+    /// more) run again: their outputs are forgotten, so the workflow goes on
+    /// from the first of them. `reason` is the failure that found it out.
+    #[serde(rename = "steps_redone.v1")]
+    StepsRedone {
+        steps: Vec<String>,
+        reason: Failure,
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -143,7 +152,8 @@ impl Event {
             | Event::Cancelled { at }
             | Event::RolledBack { at }
             | Event::TimerScheduled { at, .. }
-            | Event::TimerFired { at, .. } => *at,
+            | Event::TimerFired { at, .. }
+            | Event::StepsRedone { at, .. } => *at,
         }
     }
 
@@ -169,6 +179,7 @@ impl Event {
             Event::RolledBack { .. } => "rolled_back.v1",
             Event::TimerScheduled { .. } => "timer_scheduled.v1",
             Event::TimerFired { .. } => "timer_fired.v1",
+            Event::StepsRedone { .. } => "steps_redone.v1",
         }
     }
 

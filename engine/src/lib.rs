@@ -15,6 +15,7 @@ pub mod event;
 pub mod ids;
 pub mod log;
 pub mod metrics;
+pub mod ownership;
 pub mod plan;
 pub mod retry;
 mod runner;
@@ -27,12 +28,12 @@ pub mod timers;
 pub mod workflow;
 
 pub use clock::{Clock, IdGen, ManualClock, ShiftedClock, SystemClock, UuidV7};
-pub use engine::{Engine, EngineConfig, SubmitRequest, Submitted};
+pub use engine::{Engine, EngineConfig, RecoveryReport, SubmitRequest, Submitted};
 pub use error::{Error, Rejection};
 pub use event::{Event, Failure, Progress, Timestamp};
 pub use ids::{InvalidTenantId, TenantId, WorkflowId};
 pub use log::{
-    AppendRejection, AppendRequest, DueTimer, EventLog, ListQuery, LogError, TimerEntry,
+    AppendRejection, AppendRequest, DueTimer, EventLog, Fence, ListQuery, LogError, TimerEntry,
     WorkflowSummary,
 };
 pub use retry::RetryPolicy;

@@ -62,6 +62,21 @@ pub struct AppendRequest {
     pub events: Vec<Event>,
     /// The summary after these events are applied.
     pub summary: WorkflowSummary,
+    /// The tenant lease the appending node must still hold when the append
+    /// commits (cluster mode, appends that drive a workflow); `None` for a
+    /// single node and for commands, which any node may record.
+    pub fence: Option<Fence>,
+}
+
+/// A node's claim on one tenant: the lease's epoch (the fencing token) the
+/// node was granted. A log shared by several nodes refuses an append whose
+/// fence is no longer the tenant's current, unexpired lease
+/// (`AppendRejection::Fenced`); a log of one process has no leases and
+/// ignores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub epoch: i64,
 }
 
 impl AppendRequest {
@@ -91,6 +106,14 @@ pub enum AppendRejection {
     VersionConflict { expected: u64, current: u64 },
     #[error("idempotency key already used by workflow {existing}")]
     DuplicateIdempotencyKey { existing: WorkflowId },
+    /// The fence's lease was taken over or expired: this node no longer
+    /// drives the tenant and records nothing for it.
+    #[error("the lease of tenant {tenant} (epoch {epoch}) is no longer held by node {node}")]
+    Fenced {
+        tenant: TenantId,
+        node: String,
+        epoch: i64,
+    },
 }
 
 /// Failures of the log itself.

@@ -176,6 +176,9 @@ pub fn after_failure(
 ) -> Vec<Event> {
     let failures = state.failures_of(&order.step) + 1;
     let failure = error.clone().into_failure();
+    if let Some(events) = redo(state, steps, order, &error, &failure, now) {
+        return events;
+    }
     if error.retryable && spec.retry.allows_retry(failures) {
         let delay = chrono::Duration::from_std(retry_delay(failures))
             .unwrap_or(chrono::Duration::seconds(1));
@@ -207,6 +210,40 @@ pub fn after_failure(
         }
     });
     events
+}
+
+/// Upper bound on `StepsRedone` in one workflow: results that keep
+/// vanishing are a fault to report, not to loop on.
+pub const REDOS_MAX: u32 = 8;
+
+/// A forward step whose inputs are gone (`StepError::redo`): forget the
+/// outputs of the steps it names (earlier ones that succeeded; steps that
+/// wait for a signal keep it), so they run again before it. `None` when the
+/// error asks for nothing or the budget is spent (the error then fails the
+/// step as usual).
+fn redo(
+    state: &WorkflowState,
+    steps: &[StepSpec],
+    order: &RunOrder,
+    error: &StepError,
+    failure: &Failure,
+    now: Timestamp,
+) -> Option<Vec<Event>> {
+    if error.redo.is_empty() || order.phase != Phase::Forward || state.redos >= REDOS_MAX {
+        return None;
+    }
+    let current = steps.iter().position(|s| s.name == order.step)?;
+    let forget = steps[..current]
+        .iter()
+        .filter(|s| error.redo.iter().any(|r| r == s.name))
+        .filter(|s| s.awaits_signal.is_none() && state.outputs.contains_key(s.name))
+        .map(|s| s.name.to_owned())
+        .collect();
+    Some(vec![Event::StepsRedone {
+        steps: forget,
+        reason: failure.clone(),
+        at: now,
+    }])
 }
 
 /// The event recording a step's success.

@@ -36,11 +36,17 @@ pub(crate) async fn drive(engine: Engine, id: WorkflowId, cancel: CancellationTo
             return;
         }
     };
-    if let Err(e) = drive_steps(engine, id, cancel)
+    match drive_steps(engine, id, cancel)
         .instrument(span.clone())
         .await
     {
-        tracing::error!(parent: &span, error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
+        Ok(()) => {}
+        Err(Error::NotOwner(tenant)) => {
+            tracing::info!(parent: &span, %tenant, "this node no longer owns the tenant; its owner drives the workflow");
+        }
+        Err(e) => {
+            tracing::error!(parent: &span, error = %e, "workflow drive stopped; it stays open and resumes at the next start or command");
+        }
     }
 }
 
@@ -54,7 +60,7 @@ async fn drive_steps(
         None => return Err(Error::NotFound(id)),
     };
     let def = engine.definition(&kind)?;
-    let (mut state, mut next) = engine.advance(id, &*def).await?;
+    let (mut state, mut next) = engine.advance_first(id, &*def).await?;
     loop {
         match next {
             Next::Idle => return Ok(()),

@@ -66,6 +66,14 @@ pub struct WorkflowState {
     pub awaiting_signal: Option<String>,
     pub signals: BTreeMap<String, Value>,
     pub timers: BTreeMap<String, TimerState>,
+    /// How often steps were redone because their results were gone
+    /// (`StepsRedone`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redos: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkflowState {
@@ -114,6 +122,7 @@ impl WorkflowState {
             awaiting_signal: None,
             signals: BTreeMap::new(),
             timers: BTreeMap::new(),
+            redos: 0,
         }
     }
 
@@ -278,6 +287,19 @@ impl WorkflowState {
                     .get_mut(name)
                     .unwrap_or_else(|| panic!("timer {name} fired but never scheduled"));
                 t.fired = true;
+            }
+            Event::StepsRedone { steps, reason, .. } => {
+                assert!(
+                    self.status == Status::Running && self.phase == Phase::Forward,
+                    "steps redone while {}",
+                    self.status
+                );
+                for step in steps {
+                    self.outputs.remove(step);
+                }
+                self.redos += 1;
+                self.last_error = Some(reason.clone());
+                self.clear_step();
             }
         }
     }

@@ -73,6 +73,10 @@ pub struct StepError {
     pub code: String,
     pub message: String,
     pub retryable: bool,
+    /// The step's inputs are gone and the steps named here (earlier ones,
+    /// or this one) must run again first: e.g. node-local files written by
+    /// earlier steps on a node that is no longer there. Empty: no redo.
+    pub redo: Vec<String>,
 }
 
 impl StepError {
@@ -81,6 +85,7 @@ impl StepError {
             code: code.into(),
             message: message.into(),
             retryable: true,
+            redo: Vec::new(),
         }
     }
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -88,6 +93,15 @@ impl StepError {
             code: code.into(),
             message: message.into(),
             retryable: false,
+            redo: Vec::new(),
+        }
+    }
+    /// The step cannot run because what `steps` produced is gone: the
+    /// engine forgets their outputs, so they run again before this one.
+    pub fn redo(steps: &[&str], code: impl Into<String>, message: impl Into<String>) -> Self {
+        StepError {
+            redo: steps.iter().map(|s| (*s).to_owned()).collect(),
+            ..StepError::retryable(code, message)
         }
     }
     pub(crate) fn cancelled() -> Self {

@@ -1,6 +1,7 @@
 //! The durable-timer loop: fires due timers from the log's due-timers index,
 //! so timers survive restarts. A timer's callback must be idempotent: a crash
 //! after the callback and before `TimerFired` is recorded fires it again.
+//! In a cluster each node fires the timers of the tenants it owns.
 
 use crate::engine::Engine;
 use crate::event::Timestamp;
@@ -37,7 +38,6 @@ pub(crate) fn spawn_loop(engine: Engine) {
                         if failed.get(&key).is_some_and(|until| *until > now) {
                             continue;
                         }
-                        fired_or_tried += 1;
                         // A timer's lines carry the workflow's tenant and id,
                         // and the timer's name as the step, like every other
                         // line of a workflow (the tenant once it is read).
@@ -52,10 +52,14 @@ pub(crate) fn spawn_loop(engine: Engine) {
                             .instrument(span.clone())
                             .await;
                         match fired {
-                            Ok(()) => {
+                            // Another node owns the tenant: its timer is theirs.
+                            Ok(false) => {}
+                            Ok(true) => {
+                                fired_or_tried += 1;
                                 failed.remove(&key);
                             }
                             Err(e) => {
+                                fired_or_tried += 1;
                                 tracing::warn!(parent: &span, error = %e, "timer callback failed; will retry");
                                 failed.insert(key, engine.now() + FAILED_TIMER_RETRY);
                             }
@@ -106,12 +110,17 @@ async fn fire(
     id: WorkflowId,
     name: &str,
     due_at: Timestamp,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let state = engine
         .get(id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("workflow {id} not found"))?;
+    // In a cluster only the tenant's owner fires its timers; its
+    // `TimerFired` append is fenced, so a timer is recorded fired once.
+    if !engine.owns(&state.tenant) {
+        return Ok(false);
+    }
     let def = engine.definition(&state.kind).map_err(|e| e.to_string())?;
     let ctx = TimerContext::new(
         &state,
@@ -136,5 +145,6 @@ async fn fire(
     engine
         .mark_timer_fired(id, name)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(true)
 }

@@ -804,6 +804,7 @@ async fn recovery_quarantines_a_stream_that_does_not_fold() {
         expected_version: 0,
         events: vec![submitted.clone()],
         summary: summary.clone(),
+        fence: None,
     })
     .await
     .unwrap()
@@ -818,6 +819,7 @@ async fn recovery_quarantines_a_stream_that_does_not_fold() {
             version: 2,
             ..summary
         },
+        fence: None,
     })
     .await
     .unwrap()
@@ -995,4 +997,98 @@ async fn a_signal_arriving_as_the_runner_stops_is_never_lost() {
         ROUNDS
     );
     runners.shutdown_background();
+}
+
+/// Cluster mode, in the engine alone: a node drives only the tenants it was
+/// given (`adopt`), with every driving append fenced by the lease's epoch;
+/// a released tenant's running step is stopped at once (its task aborted:
+/// the step never answers), and the node that adopts the tenant next runs
+/// the step again, recorded as started by it.
+#[actix::test]
+async fn a_node_drives_only_adopted_tenants_and_stops_at_once_on_release() {
+    let flow = TestFlow::new("test", three_steps());
+    let gate = flow.hold("acme", "b");
+    let log = MemoryLog::shared();
+    let node = |name: &str| EngineConfig {
+        node: Some(name.into()),
+        ..EngineConfig::default()
+    };
+    let a = engine_with_config(log.clone(), flow.clone(), node("node-a")).await;
+    let id = submit(&a, "acme", None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        a.get(id).await.unwrap().unwrap().status,
+        Status::Pending,
+        "not driven before the lease"
+    );
+    a.adopt(&tenant("acme"), 1).await.unwrap();
+    assert_eq!(a.leases(), vec![(tenant("acme"), 1)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.get(id).await.unwrap().unwrap().current_step.as_deref() != Some("b") {
+        assert!(Instant::now() < deadline, "never reached step b");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The lease is lost while b waits at its gate: the drive is aborted, so
+    // b never records an outcome from this node, even once the gate opens.
+    a.release(&tenant("acme"));
+    assert!(a.leases().is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    open(&gate);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = a.get(id).await.unwrap().unwrap();
+    assert_eq!(s.status, Status::Running);
+    assert!(!s.outputs.contains_key("b"), "a released node recorded b");
+    // Another node adopts the tenant (the next epoch) and finishes it.
+    let b = engine_with_config(log.clone(), flow.clone(), node("node-b")).await;
+    b.adopt(&tenant("acme"), 2).await.unwrap();
+    wait_for(&b, id, Status::Completed).await;
+    let events = b.events(id).unwrap();
+    let started_b = events
+        .iter()
+        .filter(|e| matches!(e, Event::StepStarted { step, .. } if step == "b"))
+        .count();
+    assert_eq!(started_b, 2, "b was started again by the adopting node");
+}
+
+/// A step whose inputs are gone (`StepError::redo`) makes the engine forget
+/// the named earlier steps' outputs: they run again, then the step, and the
+/// workflow completes; a step that keeps asking is failed after the budget.
+#[actix::test]
+async fn a_step_whose_inputs_are_gone_redoes_the_steps_that_made_them() {
+    let flow = TestFlow::new("test", three_steps());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let n = asked.clone();
+    flow.on("c", move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(StepError::redo(
+                &["a"],
+                "work_files_lost",
+                "a's files are gone",
+            ))
+        } else {
+            Ok(json!("c done"))
+        }
+    });
+    let engine = engine_with(MemoryLog::shared(), flow.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    wait_for(&engine, id, Status::Completed).await;
+    assert_eq!(
+        *flow.ran.lock(),
+        ["a:1", "b:1", "c:1", "a:1", "c:1"],
+        "a ran again, b kept its output, then c"
+    );
+    let events = engine.events(id).unwrap();
+    assert!(events.iter().any(
+        |e| matches!(e, Event::StepsRedone { steps, reason, .. } if steps == &["a"] && reason.code == "work_files_lost")
+    ));
+
+    let forever = TestFlow::new("test", three_steps());
+    forever.on("c", |_| {
+        Err(StepError::redo(&["a"], "work_files_lost", "gone again"))
+    });
+    let engine = engine_with(MemoryLog::shared(), forever.clone()).await;
+    let id = submit(&engine, "acme", None).await;
+    let s = wait_for(&engine, id, Status::RolledBack).await;
+    assert_eq!(s.redos, ferry_engine::plan::REDOS_MAX);
+    assert_eq!(s.last_error.unwrap().code, "work_files_lost");
 }

@@ -7,6 +7,7 @@ pub mod audit_anchor;
 pub mod audit_pg;
 mod audit_queue;
 pub mod audit_sqlite;
+pub mod cluster;
 mod csv_record;
 mod error_text;
 pub mod export_records;

@@ -68,6 +68,7 @@ impl LogMetrics {
             Ok(Ok(_)) => "ok",
             Ok(Err(AppendRejection::VersionConflict { .. })) => "conflict",
             Ok(Err(AppendRejection::DuplicateIdempotencyKey { .. })) => "duplicate",
+            Ok(Err(AppendRejection::Fenced { .. })) => "fenced",
             Err(_) => "error",
         };
         self.appends.with_label_values(&[label]).inc();
@@ -83,7 +84,7 @@ impl LogMetrics {
         size: impl Fn() -> Option<u64> + Send + Sync + 'static,
     ) -> Result<(), prometheus::Error> {
         // Every outcome at 0, so "append errors" queries return 0, not nothing.
-        for outcome in ["ok", "conflict", "duplicate", "error"] {
+        for outcome in ["ok", "conflict", "duplicate", "fenced", "error"] {
             self.appends.with_label_values(&[outcome]);
         }
         registry.register(Box::new(self.commit_seconds.clone()))?;

@@ -44,8 +44,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Nullable, Text};
 use diesel::{Connection, OptionalExtension, PgConnection, QueryableByName, RunQueryDsl};
 use ferry_engine::{
-    AppendRejection, AppendRequest, DueTimer, Event, EventLog, ListQuery, LogError, TenantId,
-    Timestamp, WorkflowId, WorkflowSummary,
+    AppendRejection, AppendRequest, DueTimer, Event, EventLog, Fence, ListQuery, LogError,
+    TenantId, Timestamp, WorkflowId, WorkflowSummary,
 };
 use ferry_workflows::ports::PortError;
 use parking_lot::Mutex;
@@ -54,6 +54,19 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+
+/// The channel every append is announced on (see [`parse_notice`]).
+pub const NOTIFY_CHANNEL: &str = "ferry_log";
+
+/// An append's notice: the workflow, the node that appended (`-` for a
+/// process that is not a cluster node) and the tenant.
+pub fn parse_notice(payload: &str) -> Option<(WorkflowId, String, TenantId)> {
+    let mut parts = payload.splitn(3, ' ');
+    let id = uuid::Uuid::parse_str(parts.next()?).ok().map(WorkflowId)?;
+    let node = parts.next()?.to_owned();
+    let tenant = TenantId::parse(parts.next()?).ok()?;
+    Some((id, node, tenant))
+}
 
 /// Most appends applied in one transaction: it bounds how long the first
 /// request of a full batch waits for the last one's statements.
@@ -93,6 +106,13 @@ impl PgLog {
     /// platform migrations (the event log's tables among them) and start the
     /// writer thread.
     pub fn open(url: &str) -> Result<PgLog, LogError> {
+        PgLog::open_node(url, None)
+    }
+
+    /// `open` for a node of a cluster: `node` is written beside every event
+    /// it appends (the step journal) and in the notice of each append, so
+    /// the node can tell its own appends from other nodes'.
+    pub fn open_node(url: &str, node: Option<&str>) -> Result<PgLog, LogError> {
         let mut conn = establish_writer(url)?;
         migrate_platform(&mut conn).map_err(port_error)?;
         let metrics = LogMetrics::new(BATCH_MAX)?;
@@ -102,7 +122,8 @@ impl PgLog {
             .spawn({
                 let url = url.to_owned();
                 let metrics = metrics.clone();
-                move || write_loop(&url, conn, rx, &metrics)
+                let node = node.unwrap_or("-").to_owned();
+                move || write_loop(&url, &node, conn, rx, &metrics)
             })
             .map_err(|e| LogError::Io(format!("starting the event log writer: {e}")))?;
         Ok(PgLog {
@@ -323,6 +344,7 @@ impl From<DieselError> for ApplyError {
 /// the next batch.
 fn write_loop(
     url: &str,
+    node: &str,
     conn: PgConnection,
     mut rx: mpsc::Receiver<Pending>,
     metrics: &LogMetrics,
@@ -338,7 +360,7 @@ fn write_loop(
         }
         let results = match conn.take().map_or_else(|| establish_writer(url), Ok) {
             Ok(mut c) => {
-                let results = commit_batch(&mut c, &batch);
+                let results = commit_batch(&mut c, node, &batch);
                 // After an unknown outcome the connection may be broken or
                 // mid-transaction: the next batch gets a new one.
                 if results.iter().all(|r| r.is_ok()) {
@@ -368,12 +390,12 @@ fn clone_error(e: &LogError) -> LogError {
 /// Apply `batch` in one transaction, each request in its own savepoint.
 /// Every answer is final only after COMMIT: if the transaction fails, no
 /// request of the batch is acknowledged.
-fn commit_batch(conn: &mut PgConnection, batch: &[Pending]) -> Vec<Outcome> {
+fn commit_batch(conn: &mut PgConnection, node: &str, batch: &[Pending]) -> Vec<Outcome> {
     let committed = conn.transaction::<_, DieselError, _>(|c| {
         let mut answers = Vec::with_capacity(batch.len());
         for pending in batch {
             let req = &pending.req;
-            let answer = match c.transaction::<u64, ApplyError, _>(|c| apply(c, req)) {
+            let answer = match c.transaction::<u64, ApplyError, _>(|c| apply(c, node, req)) {
                 Ok(version) => Ok(Ok(version)),
                 Err(ApplyError::Rejected(r)) => Ok(Err(r)),
                 Err(ApplyError::Invalid(why)) => Err(LogError::Io(why)),
@@ -458,8 +480,28 @@ fn idempotency_holder(
     Ok(row.and_then(|r| uuid::Uuid::parse_str(&r.id).ok().map(WorkflowId)))
 }
 
+/// Whether `fence` is the tenant's current lease, held by a live node. The
+/// lease row stays share-locked until this transaction ends, so a takeover
+/// (which updates that row) waits for the append to commit, and the new
+/// owner reads it; once taken over, the old epoch never matches again.
+fn lease_holds(
+    c: &mut PgConnection,
+    tenant: &TenantId,
+    fence: &Fence,
+) -> Result<bool, DieselError> {
+    let row: Option<CountRow> = diesel::sql_query(
+        "SELECT 1::bigint AS n FROM ferry_tenant_leases l          JOIN ferry_cluster_nodes n ON n.node_id = l.node_id          WHERE l.tenant_id = $1 AND l.node_id = $2 AND l.epoch = $3          AND n.expires_at > clock_timestamp() FOR SHARE OF l",
+    )
+    .bind::<Text, _>(tenant.as_str())
+    .bind::<Text, _>(&fence.node)
+    .bind::<BigInt, _>(fence.epoch)
+    .get_result(c)
+    .optional()?;
+    Ok(row.is_some())
+}
+
 /// Check and write one request (inside its savepoint).
-fn apply(c: &mut PgConnection, req: &AppendRequest) -> Result<u64, ApplyError> {
+fn apply(c: &mut PgConnection, node: &str, req: &AppendRequest) -> Result<u64, ApplyError> {
     let s = &req.summary;
     let id = req.id.to_string();
     let current = current_version(c, &req.id, true)?;
@@ -468,6 +510,15 @@ fn apply(c: &mut PgConnection, req: &AppendRequest) -> Result<u64, ApplyError> {
             expected: req.expected_version,
             current,
         }));
+    }
+    if let Some(fence) = &req.fence {
+        if !lease_holds(c, &s.tenant, fence)? {
+            return Err(ApplyError::Rejected(AppendRejection::Fenced {
+                tenant: s.tenant.clone(),
+                node: fence.node.clone(),
+                epoch: fence.epoch,
+            }));
+        }
     }
     if let Some(existing) = idempotency_holder(c, s)? {
         return Err(ApplyError::Rejected(
@@ -506,14 +557,27 @@ fn apply(c: &mut PgConnection, req: &AppendRequest) -> Result<u64, ApplyError> {
         .map(|i| req.expected_version as i64 + i)
         .collect();
     let bodies: Vec<Vec<u8>> = req.events.iter().map(Event::encode).collect();
+    let (by, epoch) = match &req.fence {
+        Some(f) => (Some(f.node.as_str()), Some(f.epoch)),
+        None => ((node != "-").then_some(node), None),
+    };
     diesel::sql_query(
-        "INSERT INTO ferry_log_events (workflow_id, seq, body) \
-         SELECT $1::uuid, e.seq, e.body FROM unnest($2::bigint[], $3::bytea[]) AS e(seq, body)",
+        "INSERT INTO ferry_log_events (workflow_id, seq, body, node_id, epoch) \
+         SELECT $1::uuid, e.seq, e.body, $4, $5 \
+         FROM unnest($2::bigint[], $3::bytea[]) AS e(seq, body)",
     )
     .bind::<Text, _>(&id)
     .bind::<Array<BigInt>, _>(seqs)
     .bind::<Array<Binary>, _>(bodies)
+    .bind::<Nullable<Text>, _>(by)
+    .bind::<Nullable<BigInt>, _>(epoch)
     .execute(c)?;
+    // Delivered at COMMIT to every node listening (none if rolled back):
+    // `<workflow> <node> <tenant>`.
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<Text, _>(NOTIFY_CHANNEL)
+        .bind::<Text, _>(format!("{id} {node} {}", s.tenant.as_str()))
+        .execute(c)?;
     diesel::sql_query("DELETE FROM ferry_log_timers WHERE workflow_id = $1::uuid")
         .bind::<Text, _>(&id)
         .execute(c)?;

@@ -220,3 +220,126 @@ async fn a_log_whose_connections_are_terminated_reconnects() {
     assert_eq!(log.read(s.id).unwrap(), s.events);
     assert!(log.open().unwrap().is_empty());
 }
+
+/// The fence, directly: leases as the cluster writes them (nodes, tenant
+/// leases with epochs), then a zombie — a node whose lease was taken over —
+/// appends with its old epoch and is refused, writing nothing; the new
+/// owner's append passes; a command (no fence) passes from anyone; and a
+/// node whose own heartbeat lapsed is refused even before a takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_append_after_losing_its_lease_is_refused() {
+    use ferry_engine::Fence;
+    let db = TestDb::new();
+    let a = Arc::new(PgLog::open_node(&db.url, Some("node-a")).expect("open log a"));
+    let b = Arc::new(PgLog::open_node(&db.url, Some("node-b")).expect("open log b"));
+    let mut sql = PgConnection::establish(&db.url).expect("connect");
+    sql.batch_execute(
+        "INSERT INTO ferry_cluster_nodes (node_id, started_at, heartbeat_at, expires_at, object_store) VALUES \
+           ('node-a', now(), now(), now() + interval '1 hour', 's3'), \
+           ('node-b', now(), now(), now() + interval '1 hour', 's3'); \
+         INSERT INTO ferry_tenant_leases (tenant_id, node_id, epoch, acquired_at) \
+           VALUES ('acme', 'node-a', 1, now());",
+    )
+    .expect("seed nodes and the lease");
+    let fence = |node: &str, epoch| {
+        Some(Fence {
+            node: node.into(),
+            epoch,
+        })
+    };
+    let (mut s, req) = Stream::submit(1, "acme", "export", None, 0);
+    assert_eq!(a.append(req.clone()).await.unwrap(), Ok(1), "a command");
+    s.accept(req);
+    let mut req = s.request(vec![Event::Started { at: at(1) }]);
+    req.fence = fence("node-a", 1);
+    assert_eq!(a.append(req.clone()).await.unwrap(), Ok(2), "the owner");
+    s.accept(req);
+
+    // node-a stops heartbeating; node-b takes the lease over (epoch 2).
+    sql.batch_execute(
+        "UPDATE ferry_cluster_nodes SET expires_at = now() - interval '1 second' WHERE node_id = 'node-a'; \
+         UPDATE ferry_tenant_leases SET node_id = 'node-b', epoch = epoch + 1 WHERE tenant_id = 'acme';",
+    )
+    .expect("take over");
+    let mut zombie = s.request(vec![Event::StepStarted {
+        step: "plan".into(),
+        attempt: 1,
+        at: at(2),
+    }]);
+    zombie.fence = fence("node-a", 1);
+    assert_eq!(
+        a.append(zombie.clone()).await.unwrap(),
+        Err(AppendRejection::Fenced {
+            tenant: ferry_engine::TenantId::parse("acme").unwrap(),
+            node: "node-a".into(),
+            epoch: 1,
+        })
+    );
+    // Even should node-a come back to life, epoch 1 is gone for good.
+    sql.batch_execute(
+        "UPDATE ferry_cluster_nodes SET expires_at = now() + interval '1 hour' WHERE node_id = 'node-a'",
+    )
+    .expect("revive node-a");
+    assert!(matches!(
+        a.append(zombie.clone()).await.unwrap(),
+        Err(AppendRejection::Fenced { .. })
+    ));
+    assert_eq!(a.read(s.id).unwrap().len(), 2, "the zombie wrote nothing");
+    let mut owner = zombie.clone();
+    owner.fence = fence("node-b", 2);
+    assert_eq!(
+        b.append(owner.clone()).await.unwrap(),
+        Ok(3),
+        "the new owner"
+    );
+    s.accept(owner);
+
+    // A live lease whose node's own heartbeat lapsed no longer fences in.
+    sql.batch_execute(
+        "UPDATE ferry_cluster_nodes SET expires_at = now() - interval '1 second' WHERE node_id = 'node-b'",
+    )
+    .expect("node-b lapses");
+    let mut lapsed = s.request(vec![Event::StepProgressed {
+        step: "plan".into(),
+        checkpoint: serde_json::json!({}),
+        progress: None,
+        at: at(3),
+    }]);
+    lapsed.fence = fence("node-b", 2);
+    assert!(matches!(
+        b.append(lapsed.clone()).await.unwrap(),
+        Err(AppendRejection::Fenced { .. })
+    ));
+    // A command needs no lease.
+    lapsed.fence = None;
+    assert_eq!(a.append(lapsed).await.unwrap(), Ok(4));
+
+    // The step journal: who recorded each event, under which epoch.
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        node_id: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        epoch: Option<i64>,
+    }
+    use diesel::RunQueryDsl;
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT seq, node_id, epoch FROM ferry_log_events ORDER BY seq")
+            .load(&mut sql)
+            .unwrap();
+    let got: Vec<_> = rows
+        .into_iter()
+        .map(|r| (r.seq, r.node_id, r.epoch))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, Some("node-a".into()), None),
+            (2, Some("node-a".into()), Some(1)),
+            (3, Some("node-b".into()), Some(2)),
+            (4, Some("node-a".into()), None),
+        ]
+    );
+}

@@ -327,6 +327,17 @@ impl Ferry {
         }
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The variables this instance adds to its processes' environment
+    /// (its backend's databases among them), for other nodes of a cluster.
+    pub fn shared_env(&self) -> Vec<(String, String)> {
+        self.extra_env.clone()
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
     }

@@ -29,13 +29,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             resumed = report.resumed,
             "engine started"
         );
-        crate::server::run(
-            web::Data::new(services.state),
-            web::Data::new(services.jwt),
-            bind,
-        )
-        .await
-        .context("HTTP server")
+        let state = web::Data::new(services.state);
+        // Returns once a SIGTERM or SIGINT stopped the server gracefully.
+        let served = crate::server::run(state.clone(), web::Data::new(services.jwt), bind)
+            .await
+            .context("HTTP server");
+        app::leave_cluster(&state);
+        served
     })?;
     Ok(ExitCode::SUCCESS)
 }

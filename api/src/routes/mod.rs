@@ -2,6 +2,7 @@
 //! engine/workflow types and back; they hold no business logic.
 
 pub mod audit;
+pub mod cluster;
 pub mod download;
 pub mod export;
 pub mod live;

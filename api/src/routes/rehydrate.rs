@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use ferry_engine::SubmitRequest;
+use ferry_engine::{SubmitRequest, TenantId};
 use ferry_workflows::export::{self, artifact};
 use ferry_workflows::rehydrate::input::{parse_json_request, parse_query_options, Requester};
 use ferry_workflows::rehydrate::status::{can_confirm, can_roll_back, preview, ActionError};
@@ -166,6 +166,7 @@ fn confirm_refused(wf: &ferry_engine::WorkflowState, e: ActionError) -> ApiError
 /// refused past the size limit, fsynced and renamed only when complete.
 async fn store_upload(
     state: &AppState,
+    tenant: &TenantId,
     mut body: web::Payload,
 ) -> Result<(String, u64, String), ApiError> {
     let wf = &state.rehydrate;
@@ -215,6 +216,20 @@ async fn store_upload(
     tokio::fs::rename(&tmp, wf.upload_path(&id))
         .await
         .map_err(ApiError::internal)?;
+    // In a cluster another node may run the rehydration: it reads this copy.
+    if wf.config().shared_uploads {
+        let key = ferry_workflows::rehydrate::shared_upload_key(tenant, &id)
+            .map_err(|e| ApiError::internal(e.message))?;
+        state
+            .objects
+            .put_file(
+                ferry_workflows::ports::objects::Area::Backups,
+                &key,
+                &wf.upload_path(&id),
+            )
+            .await
+            .map_err(|e| ApiError::internal(e.message))?;
+    }
     Ok((id, total, hasher.finalize().to_hex().to_string()))
 }
 
@@ -293,7 +308,7 @@ async fn create(
         let options =
             parse_query_options(&query).map_err(|e| ApiError::bad_request(e.code, e.message))?;
         check_merge_key_tables(&state, &caller, &options).await?;
-        let (id, bytes, blake3) = store_upload(&state, body).await?;
+        let (id, bytes, blake3) = store_upload(&state, &caller.tenant, body).await?;
         (Source::Upload { id, bytes, blake3 }, options)
     };
     let input = RehydrateInput::new(

@@ -79,6 +79,7 @@ impl Stream {
             expected_version: self.events.len() as u64,
             events,
             summary: state.summary(),
+            fence: None,
         }
     }
 

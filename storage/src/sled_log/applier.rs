@@ -320,6 +320,7 @@ mod tests {
                 Ok(Err(AppendRejection::DuplicateIdempotencyKey { existing })) => {
                     format!("duplicate of {existing}")
                 }
+                Ok(Err(r)) => format!("{r}"),
                 Err(e) => format!("error {e}"),
             })
             .collect();

@@ -57,7 +57,37 @@ pub(crate) fn write_err(e: WriteError) -> StepError {
         code: e.code().to_owned(),
         message: e.to_string(),
         retryable: e.retryable(),
+        redo: Vec::new(),
     }
+}
+
+/// A file an earlier step left in this node's work directory must be
+/// here. If it is not — the step ran on another node, which no longer owns
+/// the tenant (a takeover), or the file was removed — `steps` run again here
+/// (`StepError::redo`). `what` names the file without its server path.
+pub(crate) async fn require_work_file(
+    path: &Path,
+    what: &str,
+    steps: &[&str],
+) -> Result<(), StepError> {
+    match tokio::fs::metadata(path).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(work_files_lost(what, steps)),
+        Err(e) => Err(io_error("work_dir_failed", e)),
+    }
+}
+
+/// `what`, written by `steps`, is not in this node's work directory: they
+/// run again (see [`require_work_file`]).
+pub(crate) fn work_files_lost(what: &str, steps: &[&str]) -> StepError {
+    StepError::redo(
+        steps,
+        "work_files_lost",
+        format!(
+            "{what} is not in this node's work directory (written on another node, or removed); {} run again",
+            steps.join(", ")
+        ),
+    )
 }
 
 /// Remove a directory tree; a missing one is fine.

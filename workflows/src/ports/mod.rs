@@ -43,6 +43,7 @@ impl From<PortError> for ferry_engine::StepError {
             code: e.code,
             message: e.message,
             retryable: e.retryable,
+            redo: Vec::new(),
         }
     }
 }

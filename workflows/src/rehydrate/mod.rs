@@ -103,6 +103,21 @@ pub struct RehydrateConfig {
     /// to report what the load would hit; 0 turns the trial off.
     pub trial_rows_max: u64,
     pub limits: validate::Limits,
+    /// Uploads are also stored in the object store (a cluster: the node
+    /// that received an upload may not be the one that runs the
+    /// rehydration), at [`shared_upload_key`].
+    pub shared_uploads: bool,
+}
+
+/// Where an upload is kept in the backups area when uploads are shared:
+/// `<tenant>/uploads/<upload-id>.zip`, until the rehydration's backup
+/// expires.
+pub fn shared_upload_key(
+    tenant: &ferry_engine::TenantId,
+    upload_id: &str,
+) -> Result<crate::ports::objects::ObjectKey, StepError> {
+    crate::ports::objects::ObjectKey::for_tenant(tenant, &format!("uploads/{upload_id}.zip"))
+        .map_err(|e| StepError::permanent("invalid_object_key", e.to_string()))
 }
 
 impl RehydrateConfig {
@@ -117,6 +132,7 @@ impl RehydrateConfig {
             confirm_deadline: Duration::from_secs(24 * 3600),
             trial_rows_max: 500_000,
             limits: validate::Limits::default(),
+            shared_uploads: false,
         }
     }
 }
@@ -459,6 +475,16 @@ impl RehydrateWorkflow {
     async fn expire_backup(&self, ctx: &TimerContext) -> Result<(), StepError> {
         let key = steps::backup::backup_key(&ctx.tenant, ctx.workflow)?;
         self.deps.objects.delete(Area::Backups, &key).await?;
+        if let Ok(RehydrateInput {
+            source: Source::Upload { id, .. },
+            ..
+        }) = RehydrateInput::from_value(&ctx.input)
+        {
+            if input::valid_upload_id(&id) {
+                let shared = shared_upload_key(&ctx.tenant, &id)?;
+                self.deps.objects.delete(Area::Backups, &shared).await?;
+            }
+        }
         assets::drop_staging(&*self.deps.objects, &ctx.tenant, ctx.workflow).await?;
         if let Some(m) = &self.metrics {
             m.bundles_expired.with_label_values(&[KIND]).inc();

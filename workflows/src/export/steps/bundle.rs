@@ -16,7 +16,7 @@ use crate::bundle::{
     AssetsSection, BundleWriter, DatabaseSection, Manifest, ManifestEntry, Packed, Producer,
     ASSETS_PREFIX, FORMAT_VERSION,
 };
-use crate::common::{io_error, output_of, write_err, StepOutput};
+use crate::common::{io_error, output_of, require_work_file, write_err, StepOutput};
 use crate::export::{ExportInput, ExportStep, ExportWorkflow};
 use ferry_engine::{Progress, StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -182,6 +182,27 @@ async fn write_bundle(
     Ok(section)
 }
 
+/// The files `snapshot` and `assets` recorded are on this node; where a
+/// step's are not (it ran on a node that lost the tenant), it runs again.
+async fn require_inputs(
+    dirs: &WorkDirs,
+    snap: &SnapshotOutput,
+    assets: &AssetsOutput,
+) -> Result<(), StepError> {
+    for e in &snap.entries {
+        let dir = match snap.packed.get(&e.path) {
+            Some(_) => &dirs.packed,
+            None => &dirs.files,
+        };
+        let what = format!("the snapshot's {}", e.path);
+        require_work_file(&dir.join(&e.path), &what, &["snapshot"]).await?;
+    }
+    if assets.included {
+        require_work_file(&dirs.assets_index(), "the assets index", &["assets"]).await?;
+    }
+    Ok(())
+}
+
 pub async fn run(
     wf: &ExportWorkflow,
     ctx: &mut StepContext,
@@ -190,6 +211,7 @@ pub async fn run(
     let snap: SnapshotOutput = output_of(ctx)?;
     let assets: AssetsOutput = output_of(ctx)?;
     let dirs = WorkDirs::new(wf, ctx.workflow);
+    require_inputs(&dirs, &snap, &assets).await?;
     dirs.create().await?;
     let file_name = bundle_file_name(ctx.tenant.as_str(), &ctx.created_at);
     let path = dirs.out.join(&file_name);

@@ -34,9 +34,12 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     let key = bundle_key(&ctx.tenant, ctx.workflow, &bundle.file_name)?;
     let local = Path::new(&bundle.bundle_path);
     ctx.check_cancelled()?;
-    let local_ok = tokio::fs::metadata(local)
-        .await
-        .is_ok_and(|m| m.is_file() && m.len() == bundle.size_bytes);
+    // Only a bundle in this node's work directory: one built by another
+    // node is not this node's to read.
+    let local_ok = local.starts_with(wf.work_dir_of(ctx.workflow))
+        && tokio::fs::metadata(local)
+            .await
+            .is_ok_and(|m| m.is_file() && m.len() == bundle.size_bytes);
     if local_ok {
         let meta = wf.deps.objects.put_file(BUNDLE_AREA, &key, local).await?;
         if meta.size != bundle.size_bytes {
@@ -51,10 +54,13 @@ pub async fn run(wf: &ExportWorkflow, ctx: &mut StepContext) -> Result<Value, St
     } else {
         match wf.deps.objects.head(BUNDLE_AREA, &key).await? {
             Some(meta) if meta.size == bundle.size_bytes => {}
+            // Built on a node that lost the tenant (or removed): build it
+            // again here.
             _ => {
-                return Err(StepError::permanent(
+                return Err(StepError::redo(
+                    &["bundle"],
                     "bundle_lost",
-                    "the bundle is neither in the work directory nor in the object store",
+                    "the bundle is neither in this node's work directory nor in the object store; it is built again",
                 ))
             }
         }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// One table of the backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,19 +271,65 @@ async fn verify_backup(wf: &RehydrateWorkflow, path: &Path) -> Result<Checked, S
     })
 }
 
+/// Stream the backup an earlier attempt stored in the backups area to
+/// `dirs.backup()`; `false` if none is stored.
+pub(crate) async fn download_stored(
+    wf: &RehydrateWorkflow,
+    ctx: &StepContext,
+    dirs: &WorkDirs,
+) -> Result<bool, StepError> {
+    let key = backup_key(&ctx.tenant, ctx.workflow)?;
+    let Some(mut reader) = wf.deps.objects.open(Area::Backups, &key).await? else {
+        return Ok(false);
+    };
+    tokio::fs::create_dir_all(dirs.backup_dir())
+        .await
+        .map_err(|e| io_error("work_dir_failed", e))?;
+    let tmp = dirs
+        .backup_dir()
+        .join(format!(".backup.{}.tmp", ctx.attempt));
+    let mut out = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| io_error("backup_io", e))?;
+    tokio::io::copy(&mut reader, &mut out)
+        .await
+        .map_err(|e| StepError::retryable("object_read_failed", e.to_string()))?;
+    out.flush().await.map_err(|e| io_error("backup_io", e))?;
+    out.sync_all().await.map_err(|e| io_error("backup_io", e))?;
+    drop(out);
+    tokio::fs::rename(&tmp, dirs.backup())
+        .await
+        .map_err(|e| io_error("backup_io", e))?;
+    Ok(true)
+}
+
 pub async fn run(
     wf: &RehydrateWorkflow,
     ctx: &mut StepContext,
     input: &RehydrateInput,
 ) -> Result<Value, StepError> {
     let dirs = WorkDirs::new(wf, ctx.workflow);
+    let v: ValidateOutput = output_of(ctx)?;
+    super::require_validated(wf, ctx, &v).await?;
     tokio::fs::create_dir_all(dirs.backup_dir())
         .await
         .map_err(|e| io_error("work_dir_failed", e))?;
-    let reusable = match tokio::fs::metadata(dirs.backup()).await {
+    let mut reusable = match tokio::fs::metadata(dirs.backup()).await {
         Ok(_) => verify_backup(wf, &dirs.backup()).await.ok(),
         Err(_) => None,
     };
+    // A backup stored by an earlier attempt (on another node, say) was
+    // verified before it was stored, and stored before any load could
+    // start: it holds the tenant's data from before this rehydration. It is
+    // never taken again, as the tenant may already hold the bundle's data.
+    if reusable.is_none() && download_stored(wf, ctx, &dirs).await? {
+        reusable = Some(verify_backup(wf, &dirs.backup()).await.map_err(|e| {
+            StepError::permanent(
+                "backup_corrupt",
+                format!("the stored backup no longer verifies: {}", e.message),
+            )
+        })?);
+    }
     let checked = match reusable {
         Some(v) => v,
         None => {
@@ -308,7 +354,6 @@ pub async fn run(
         .map_err(|e| StepError::retryable("step_panicked", e.to_string()))?
         .map_err(|e| io_error("backup_io", e))?
     };
-    let v: ValidateOutput = output_of(ctx)?;
     let staged = assets::stage(wf, ctx, input, &v, &checked.files).await?;
     let out = BackupOutput {
         key: key.to_string(),

@@ -328,6 +328,7 @@ pub async fn run(
     input: &RehydrateInput,
 ) -> Result<Value, StepError> {
     let v: ValidateOutput = output_of(ctx)?;
+    super::require_validated(wf, ctx, &v).await?;
     let (files, verify) = forward_load(input, &v);
     WorkDirs::new(wf, ctx.workflow).create().await?;
     let request = LoadRequest {

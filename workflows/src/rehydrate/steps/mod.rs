@@ -76,6 +76,26 @@ impl WorkDirs {
     }
 }
 
+/// `validate`'s files (the extracted bundle, whose paths its output
+/// records) are in this node's work directory. If not — validate ran on a
+/// node that no longer owns the tenant — `receive` and `validate` run again
+/// here; the bundle they get is the same (its blake3 is checked against the
+/// input's or the export's), so their new output describes the same data.
+pub(crate) async fn require_validated(
+    wf: &RehydrateWorkflow,
+    ctx: &StepContext,
+    v: &validate::ValidateOutput,
+) -> Result<(), StepError> {
+    const WHAT: &str = "the validated bundle";
+    const STEPS: [&str; 2] = ["receive", "validate"];
+    let schema = std::path::Path::new(&v.schema_file);
+    // Recorded by another node: as good as missing here.
+    if !schema.starts_with(wf.work_dir_of(ctx.workflow)) {
+        return Err(crate::common::work_files_lost(WHAT, &STEPS));
+    }
+    crate::common::require_work_file(schema, WHAT, &STEPS).await
+}
+
 /// Run blocking work against the tenant's database on the blocking pool.
 /// The closure gets a fresh [`TenantWriter`]; each of its calls is one
 /// transaction. A step dropped while the work runs (cancel, timeout) does

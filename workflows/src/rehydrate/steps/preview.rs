@@ -79,6 +79,7 @@ pub async fn run(
     input: &RehydrateInput,
 ) -> Result<Value, StepError> {
     let v: ValidateOutput = output_of(ctx)?;
+    super::require_validated(wf, ctx, &v).await?;
     let mode = input.mode;
     let merge_keys = input.merge_keys.clone();
     let v2 = v.clone();

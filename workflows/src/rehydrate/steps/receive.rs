@@ -11,7 +11,7 @@ use super::WorkDirs;
 use crate::common::{io_error, to_output, StepOutput};
 use crate::ports::objects::{Area, ObjectKey};
 use crate::rehydrate::input::{valid_upload_id, Source};
-use crate::rehydrate::{RehydrateInput, RehydrateStep, RehydrateWorkflow};
+use crate::rehydrate::{shared_upload_key, RehydrateInput, RehydrateStep, RehydrateWorkflow};
 use ferry_engine::{StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -39,24 +39,18 @@ async fn sync_dir(dir: &std::path::Path) -> Result<(), StepError> {
         .map_err(|e| io_error("receive_io", e))
 }
 
-/// Stream an export's bundle out of the object store into `bundle.zip`.
-async fn fetch_export(
+/// Stream a bundle out of the object store into `bundle.zip` (an
+/// export's, or an upload another node stored); `gone` is the error when
+/// it is not stored.
+async fn fetch_stored(
     wf: &RehydrateWorkflow,
+    area: Area,
     key: &ObjectKey,
     dirs: &WorkDirs,
     attempt: u32,
+    gone: fn() -> StepError,
 ) -> Result<(u64, String), StepError> {
-    let mut reader = wf
-        .deps
-        .objects
-        .open(Area::Exports, key)
-        .await?
-        .ok_or_else(|| {
-            StepError::permanent(
-                "export_bundle_gone",
-                "the export's bundle is no longer stored (expired or deleted)",
-            )
-        })?;
+    let mut reader = wf.deps.objects.open(area, key).await?.ok_or_else(gone)?;
     let tmp = dirs.root.join(format!(".bundle.zip.{attempt}.tmp"));
     let mut out = tokio::fs::File::create(&tmp)
         .await
@@ -100,6 +94,20 @@ async fn fetch_export(
     Ok((total, hasher.finalize().to_hex().to_string()))
 }
 
+fn upload_missing() -> StepError {
+    StepError::permanent(
+        "upload_missing",
+        "the uploaded bundle is no longer stored; upload it again",
+    )
+}
+
+fn export_gone() -> StepError {
+    StepError::permanent(
+        "export_bundle_gone",
+        "the export's bundle is no longer stored (expired or deleted)",
+    )
+}
+
 pub async fn run(
     wf: &RehydrateWorkflow,
     ctx: &mut StepContext,
@@ -115,17 +123,36 @@ pub async fn run(
             let here = tokio::fs::metadata(dirs.bundle()).await.ok();
             if !here.is_some_and(|m| m.is_file() && m.len() == *bytes) {
                 let src = wf.upload_path(id);
-                tokio::fs::rename(&src, dirs.bundle()).await.map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        StepError::permanent(
-                            "upload_missing",
-                            "the uploaded bundle is no longer stored; upload it again",
+                match tokio::fs::rename(&src, dirs.bundle()).await {
+                    Ok(()) => sync_dir(&dirs.root).await?,
+                    // Received by another node of the cluster: its copy
+                    // in the object store, checked against the upload's hash.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound && wf.config.shared_uploads =>
+                    {
+                        let key = shared_upload_key(&ctx.tenant, id)?;
+                        let (_, got) = fetch_stored(
+                            wf,
+                            Area::Backups,
+                            &key,
+                            &dirs,
+                            ctx.attempt,
+                            upload_missing,
                         )
-                    } else {
-                        io_error("receive_io", e)
+                        .await?;
+                        if &got != blake3 {
+                            let _ = tokio::fs::remove_file(dirs.bundle()).await;
+                            return Err(StepError::permanent(
+                                "upload_corrupt",
+                                "the stored upload is not the bundle that was uploaded",
+                            ));
+                        }
                     }
-                })?;
-                sync_dir(&dirs.root).await?;
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(upload_missing())
+                    }
+                    Err(e) => return Err(io_error("receive_io", e)),
+                }
             }
             ReceiveOutput {
                 bytes: *bytes,
@@ -140,7 +167,8 @@ pub async fn run(
                 .ok_or_else(|| {
                     StepError::permanent("invalid_export_id", "the export is not this tenant's")
                 })?;
-            let (bytes, blake3) = fetch_export(wf, &key, &dirs, ctx.attempt).await?;
+            let (bytes, blake3) =
+                fetch_stored(wf, Area::Exports, &key, &dirs, ctx.attempt, export_gone).await?;
             ReceiveOutput {
                 bytes,
                 blake3,

@@ -19,14 +19,13 @@
 //! loaded or switched (both run only after the backup verified), so only
 //! the flag is lifted. Safe to repeat.
 
-use super::backup::{backup_key, BackupOutput};
+use super::backup::{download_stored, BackupOutput};
 use super::load::{atomic_load, LoadFiles, LoadRequest};
 use super::validate::TableFile;
 use super::{with_writer, WorkDirs};
 use crate::common::{
-    io_error, recorded, remove_dir_all_idempotent, secs, to_output, StepOutput, WorkflowStep,
+    recorded, remove_dir_all_idempotent, secs, to_output, StepOutput, WorkflowStep,
 };
-use crate::ports::objects::Area;
 use crate::ports::tenant_writer::{TableDigest, Verify, WriteMode, VERIFY_MISMATCH};
 use crate::rehydrate::assets::{self, AssetsChanged};
 use crate::rehydrate::validate::{self, BundleData, Request};
@@ -35,7 +34,6 @@ use ferry_engine::{StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tokio::io::AsyncWriteExt;
 
 /// Put the backup at `dirs.backup()` unless a copy with its checksum is there.
 async fn fetch_backup(
@@ -52,38 +50,14 @@ async fn fetch_backup(
     {
         return Ok(());
     }
-    let key = backup_key(&ctx.tenant, ctx.workflow)?;
-    let mut reader = wf
-        .deps
-        .objects
-        .open(Area::Backups, &key)
-        .await?
-        .ok_or_else(|| {
-            StepError::permanent(
-                "backup_gone",
-                "the backup is no longer kept; the rehydration cannot be rolled back",
-            )
-        })?;
-    tokio::fs::create_dir_all(dirs.backup_dir())
-        .await
-        .map_err(|e| io_error("work_dir_failed", e))?;
-    let tmp = dirs
-        .backup_dir()
-        .join(format!(".backup.{}.tmp", ctx.attempt));
-    let mut out = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| io_error("restore_io", e))?;
-    tokio::io::copy(&mut reader, &mut out)
-        .await
-        .map_err(|e| StepError::retryable("object_read_failed", e.to_string()))?;
-    out.flush().await.map_err(|e| io_error("restore_io", e))?;
-    out.sync_all()
-        .await
-        .map_err(|e| io_error("restore_io", e))?;
-    drop(out);
-    tokio::fs::rename(&tmp, &local)
-        .await
-        .map_err(|e| io_error("restore_io", e))
+    if download_stored(wf, ctx, dirs).await? {
+        Ok(())
+    } else {
+        Err(StepError::permanent(
+            "backup_gone",
+            "the backup is no longer kept; the rehydration cannot be rolled back",
+        ))
+    }
 }
 
 /// What a rollback restored.

@@ -94,6 +94,7 @@ pub async fn run(
     if let Some(refused) = refused_before(&dirs).await {
         return Err(refused);
     }
+    crate::common::require_work_file(&dirs.bundle(), "the received bundle", &["receive"]).await?;
     let validated = match validate::validate(&dirs.bundle(), &dirs.extracted(), &dirs.report(), req)
         .await
     {

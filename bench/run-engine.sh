@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Engine benchmark, side by side in one run: ferry's engine on its real sled
-# log (fsync per commit batch) against BullMQ on a private Redis with
-# `appendfsync always`, same workload, same machine. Writes a markdown report
+# log (fsync per commit batch) and on its PostgreSQL log (the server at
+# DATABASE_URL, default the local one; COMMIT per batch) against BullMQ on a
+# private Redis with `appendfsync always`, same workload, same machine. Writes a markdown report
 # to bench/results/engine-<date>.md and prints it.
 #
 # Usage: bench/run-engine.sh [--workflows N] [--tenants T]
@@ -27,6 +28,16 @@ FERRY_BENCH_DIR="$scratch" "$CARGO_TARGET_DIR/release/engine-bench" \
   --workflows "$workflows" --tenants "$tenants" > "$scratch/ferry.json"
 load_ferry=$(cut -d' ' -f1-3 /proc/loadavg)
 
+pg="(not run: no PostgreSQL at DATABASE_URL)"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if psql "$DATABASE_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  echo "running ferry engine-bench on the PostgreSQL log ..." >&2
+  "$CARGO_TARGET_DIR/release/engine-bench" --log postgres \
+    --workflows "$workflows" --tenants "$tenants" > "$scratch/ferry-pg.json"
+  pg=$(cat "$scratch/ferry-pg.json")
+fi
+load_pg=$(cut -d' ' -f1-3 /proc/loadavg)
+
 bullmq="(not run: bench/bullmq/run.sh missing)"
 if [ -x bench/bullmq/run.sh ]; then
   echo "running BullMQ baseline ..." >&2
@@ -48,12 +59,18 @@ mkdir -p bench/results
   echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
   echo "- memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "- disk under the scratch folder: $(df -h "$scratch" | awk 'NR==2 {print $1, $2}')"
-  echo "- load average during ferry / BullMQ runs: $load_ferry / $load_bullmq"
+  echo "- load average after the sled / PostgreSQL / BullMQ runs: $load_ferry / $load_pg / $load_bullmq"
   echo
   echo "## ferry (engine-bench, sled log)"
   echo
   echo '```json'
   cat "$scratch/ferry.json"
+  echo '```'
+  echo
+  echo "## ferry (engine-bench, PostgreSQL log: $(psql "$DATABASE_URL" -Atqc 'SHOW server_version' 2>/dev/null))"
+  echo
+  echo '```json'
+  echo "$pg"
   echo '```'
   echo
   echo "## BullMQ on Redis, appendfsync always (bench/bullmq)"

@@ -103,10 +103,27 @@ ENGINE = [
     panel("Workflows recovered at last start", "short", [("ferry_recovered_workflows", "open")], kind="stat"),
 ]
 
+# Cluster mode (FERRY_CLUSTER=on) only: proven against a Prometheus scraping
+# three nodes by tests/cluster.rs, not by the single-node observability test.
+CLUSTER = [
+    panel("Live nodes", "short", [("max(ferry_cluster_nodes_live)", "live nodes")], kind="stat",
+          description="live nodes as the last heartbeat of each node saw them"),
+    panel("Tenant leases by node", "short", [("sum by (node) (ferry_cluster_leases)", "{{node}}")],
+          description="tenants each node drives"),
+    panel("Takeovers", "ops", [
+        (f"sum by (node) (rate(ferry_cluster_takeovers_total[{RI}]))", "{{node}}")],
+        description="leases a node took over from a dead or draining node"),
+    panel("Fenced appends", "ops", [
+        (f'sum by (node) (rate(ferry_eventlog_appends_total{{outcome="fenced"}}[{RI}]))', "{{node}}")],
+        description="appends refused because the node had lost the tenant's lease (a zombie)"),
+    panel("Nodes scraped up", "short", [('sum(up{job="ferry"})', "up")], kind="stat"),
+]
+
 DASHBOARDS = {
     "ferry-overview": ("ferry — overview", "Workflows by kind: throughput, outcomes, latency, queue, retries", OVERVIEW),
     "ferry-data": ("ferry — data", "Rows and bytes exported and imported, bundle sizes, expiries", DATA),
     "ferry-engine": ("ferry — engine", "Event log: commit latency, appends, size; recovery", ENGINE),
+    "ferry-cluster": ("ferry — cluster", "Nodes, tenant leases, takeovers and fenced appends", CLUSTER),
 }
 
 

@@ -18,6 +18,10 @@
 //!   that execution — no step of a workflow ran on two nodes at once;
 //! - every durable timer that came due fired exactly once.
 //!
+//! The cluster dashboard's expressions and the cluster alert rules' return
+//! data from a real Prometheus scraping the three nodes (every series carries
+//! `node`); SIGTERM drains a node: it hands its leases over and leaves.
+//!
 //! Takeover times (from a pause to the moment every busy tenant of the
 //! paused node has a live owner elsewhere) are measured and printed.
 //! `FERRY_CLUSTER_SEED` replays a run.
@@ -32,6 +36,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use support::prom::{self, alert_expressions, dashboard_expressions, Prometheus};
 use support::service::Service;
 use support::*;
 
@@ -460,6 +465,9 @@ fn three_nodes_under_kills_and_pauses_finish_every_workflow_exactly_once() {
         n.start();
     }
     let ports: Ports = Arc::new(RwLock::new(nodes.iter().map(|n| Some(n.port)).collect()));
+    let node_ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let prometheus = Prometheus::scraping(&node_ports);
+    let prometheus_started = Instant::now();
     let cluster = nodes[0].get_json("/api/v1/cluster", &token);
     assert_eq!(cluster["clustered"], true, "{cluster}");
 
@@ -663,6 +671,49 @@ fn three_nodes_under_kills_and_pauses_finish_every_workflow_exactly_once() {
         NODES,
         "{cluster}"
     );
+    // The cluster dashboard and alert rules, against a Prometheus that
+    // scraped the three nodes through the chaos.
+    let window = format!("{}s", prometheus_started.elapsed().as_secs() + 5);
+    let dashboards = dashboard_expressions(|file| file == prom::CLUSTER_DASHBOARD);
+    let alerts = alert_expressions(prom::CLUSTER_ALERTS);
+    assert!(!dashboards.is_empty() && !alerts.is_empty());
+    let failures = prometheus.check(&dashboards, &alerts, |e| {
+        e.replace("$__rate_interval", &window)
+            .replace("$__range", &window)
+    });
+    assert!(
+        failures.is_empty(),
+        "cluster dashboard and alerts:\n{}",
+        failures.join("\n")
+    );
+    // A node restarted since its takeovers starts its counter again: the
+    // most each series reached.
+    let takeovers_seen = prometheus
+        .value(&format!(
+            "sum(max_over_time(ferry_cluster_takeovers_total[{window}]))"
+        ))
+        .unwrap_or(0.0);
+    assert!(
+        takeovers_seen > 0.0,
+        "Prometheus saw no takeover: {takeovers_seen}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rules = loop {
+        let rules = prometheus.rules("ferry-cluster");
+        if rules.iter().all(|r| r["health"] != "unknown") {
+            break rules;
+        }
+        assert!(Instant::now() < deadline, "cluster rules never evaluated");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(rules.len(), alerts.len(), "{rules:?}");
+    for r in &rules {
+        assert_eq!(
+            r["health"], "ok",
+            "rule {} unhealthy: {}",
+            r["name"], r["lastError"]
+        );
+    }
     // SIGTERM drains: the node hands its leases over and leaves.
     let pid = nodes[2].pid().unwrap().to_string();
     run_ok(Command::new("kill").args(["-TERM", &pid]));

@@ -9,13 +9,12 @@
 mod support;
 
 use regex::Regex;
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::service::Service;
+use support::prom::{self, alert_expressions, dashboard_expressions, Prometheus};
 use support::{run_ok, Ferry};
 
 const PROFILES: [&str; 3] = ["lite", "native", "analytics"];
@@ -39,155 +38,6 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-struct Prometheus {
-    url: String,
-    client: Client,
-    _service: Service,
-}
-
-impl Prometheus {
-    fn scraping(target_port: u16) -> Prometheus {
-        let service = Service::start_with(
-            "prometheus",
-            &[
-                (
-                    "PROMETHEUS_SCRAPE_TARGET",
-                    &format!("127.0.0.1:{target_port}"),
-                ),
-                ("PROMETHEUS_SCRAPE_INTERVAL", "1s"),
-            ],
-        );
-        Prometheus {
-            url: service.var("PROMETHEUS_URL").to_owned(),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            _service: service,
-        }
-    }
-
-    /// An instant query: `Ok(result)` or `Err(error text)` for an invalid one.
-    fn query(&self, q: &str) -> Result<Vec<Value>, String> {
-        let r: Value = self
-            .client
-            .post(format!("{}/api/v1/query", self.url))
-            .form(&[("query", q)])
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if r["status"] != "success" {
-            return Err(format!("{}: {}", r["errorType"], r["error"]));
-        }
-        Ok(r["data"]["result"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// The first value of a query that must be valid, if it has one.
-    fn value(&self, q: &str) -> Option<f64> {
-        let result = self.query(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-        result.first()?["value"][1].as_str()?.parse().ok()
-    }
-
-    fn rules(&self) -> Vec<Value> {
-        let r: Value = self
-            .client
-            .get(format!("{}/api/v1/rules", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        r["data"]["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|g| g["rules"].as_array().unwrap().clone())
-            .collect()
-    }
-}
-
-/// Every PromQL expression of the dashboards, by where it is, plus the
-/// metric of each `label_values(...)` variable query.
-fn dashboard_expressions() -> Vec<(String, String)> {
-    let mut out = vec![];
-    let dir = repo().join("dashboards/grafana");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let label_values = Regex::new(r"^label_values\(([a-z_:]+), *[a-z_]+\)$").unwrap();
-    for file in files {
-        let d: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            d["templating"]["list"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"),
-            "{name}: no datasource variable"
-        );
-        for v in d["templating"]["list"].as_array().unwrap() {
-            if let Some(q) = v["query"]["query"].as_str() {
-                let metric = label_values
-                    .captures(q)
-                    .unwrap_or_else(|| panic!("{name}: variable query {q}"))[1]
-                    .to_owned();
-                out.push((format!("{name} variable {}", v["name"]), metric));
-            }
-        }
-        for p in d["panels"].as_array().unwrap() {
-            assert_eq!(
-                p["datasource"]["uid"], "${datasource}",
-                "{name}: panel {} does not use the datasource variable",
-                p["title"]
-            );
-            for t in p["targets"].as_array().unwrap() {
-                out.push((
-                    format!("{name} panel {} {}", p["title"], t["refId"]),
-                    t["expr"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-    }
-    out
-}
-
-/// `(alert, expr)` of every rule in dashboards/alerts.
-fn alert_expressions() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo().join("dashboards/alerts/ferry.rules.yml")).unwrap();
-    let mut out = vec![];
-    let mut alert = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(a) = line.strip_prefix("- alert: ") {
-            alert = Some(a.to_owned());
-        } else if let Some(e) = line.strip_prefix("expr: ") {
-            out.push((alert.take().expect("expr after alert"), e.to_owned()));
-        }
-    }
-    assert!(!out.is_empty());
-    out
-}
-
-/// An alert's `<quantity> <op> <threshold>` split into its quantity.
-fn quantity(expr: &str) -> String {
-    let re = Regex::new(r"^(.*\S)\s*(>|<|>=|<=|==|!=)\s*[0-9.e+-]+$").unwrap();
-    re.captures(expr)
-        .unwrap_or_else(|| panic!("alert expr is not `<quantity> <op> <number>`: {expr}"))[1]
-        .to_owned()
-}
-
-fn finite(result: &[Value]) -> bool {
-    result.iter().any(|s| {
-        s["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(f64::is_finite)
-    })
 }
 
 /// Metric families named in an expression (histogram series by family).
@@ -284,7 +134,7 @@ fn ferry() -> (Ferry, Vec<String>) {
 fn every_dashboard_and_alert_expression_returns_data_from_a_real_prometheus() {
     let (f, tokens) = ferry();
     let started = Instant::now();
-    let prom = Prometheus::scraping(f.port);
+    let prom = Prometheus::scraping(&[f.port]);
     wait_for("Prometheus to scrape ferry", || {
         (prom.value(r#"up{job="ferry"}"#) == Some(1.0)).then_some(())
     });
@@ -327,32 +177,12 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_real_prometheus() {
             .replace("$kind", ".*")
     };
 
-    let mut failures = vec![];
-    let dashboards = dashboard_expressions();
-    for (at, expr) in &dashboards {
-        let q = substitute(expr);
-        match prom.query(&q) {
-            Err(e) => failures.push(format!("{at}: invalid: {q}: {e}")),
-            Ok(r) if r.is_empty() => failures.push(format!("{at}: no data: {q}")),
-            Ok(r) if !finite(&r) => failures.push(format!("{at}: only NaN/Inf: {q}")),
-            Ok(_) => {}
-        }
-    }
-    let alerts = alert_expressions();
-    for (alert, expr) in &alerts {
-        if let Err(e) = prom.query(expr) {
-            failures.push(format!("alert {alert}: invalid: {expr}: {e}"));
-        }
-        let q = quantity(expr);
-        match prom.query(&q) {
-            Err(e) => failures.push(format!("alert {alert}: invalid quantity {q}: {e}")),
-            Ok(r) if !finite(&r) => failures.push(format!("alert {alert}: no data: {q}")),
-            Ok(_) => {}
-        }
-    }
+    let dashboards = dashboard_expressions(|file| file != prom::CLUSTER_DASHBOARD);
+    let alerts = alert_expressions(prom::ALERTS);
+    let mut failures = prom.check(&dashboards, &alerts, substitute);
     // Prometheus loaded the same rule file and evaluates it without error.
     let rules = wait_for("every rule to be evaluated", || {
-        let rules = prom.rules();
+        let rules = prom.rules("ferry");
         rules
             .iter()
             .all(|r| r["health"] != "unknown")
@@ -521,16 +351,19 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
             .arg("install"),
     );
     let alerts = repo().join("dashboards/alerts");
-    run_ok(
-        Command::new("promtool")
-            .args(["check", "rules", "ferry.rules.yml"])
-            .current_dir(&alerts),
-    );
-    run_ok(
-        Command::new("promtool")
-            .args(["test", "rules", "ferry.rules.test.yml"])
-            .current_dir(&alerts),
-    );
+    for rules in [prom::ALERTS, prom::CLUSTER_ALERTS] {
+        run_ok(
+            Command::new("promtool")
+                .args(["check", "rules", rules])
+                .current_dir(&alerts),
+        );
+        let tests = rules.replace(".rules.yml", ".rules.test.yml");
+        run_ok(
+            Command::new("promtool")
+                .args(["test", "rules", &tests])
+                .current_dir(&alerts),
+        );
+    }
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Engine benchmark on the real sled event log (group commit + fsync):
+//! Engine benchmark on a real event log — sled (group commit + fsync), or
+//! with `--log postgres` the PostgreSQL log (group commit, acknowledged
+//! after COMMIT) in scratch databases on the server at `DATABASE_URL`:
 //!
 //! 1. throughput: N workflows of 3 no-op steps over T tenants (SPEC's
 //!    workload: 20,000 over 100), every transition durable before it is
@@ -6,7 +8,8 @@
 //! 2. single-step commit latency: p50/p99 of one append at a time;
 //! 3. recovery: time for a fresh engine to replay R open workflows.
 //!
-//! Usage: engine-bench [--workflows N] [--tenants T] [--latency-samples S] [--recovery R]
+//! Usage: engine-bench [--log sled|postgres] [--workflows N] [--tenants T]
+//!        [--latency-samples S] [--recovery R]
 //! Prints a JSON report on stdout.
 
 use async_trait::async_trait;
@@ -14,6 +17,7 @@ use ferry_engine::{
     AppendRequest, Clock, Engine, EngineConfig, Event, EventLog, StepContext, StepError, StepSpec,
     SubmitRequest, SystemClock, TenantId, UuidV7, Workflow, WorkflowId, WorkflowState,
 };
+use ferry_storage::pg_log::PgLog;
 use ferry_storage::sled_log::SledLog;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -34,6 +38,63 @@ impl Workflow for NoOp {
     async fn run(&self, _ctx: StepContext) -> Result<Value, StepError> {
         Ok(Value::Null)
     }
+}
+
+/// Where the measured logs live: sled folders under a scratch folder, or
+/// one scratch PostgreSQL database per measurement (dropped at the end).
+enum Logs {
+    Sled(std::path::PathBuf),
+    Postgres { server: String, made: Vec<String> },
+}
+
+impl Logs {
+    /// The log called `name`; opening a name again reopens the same log.
+    fn open(&mut self, name: &str) -> anyhow::Result<Arc<dyn EventLog>> {
+        match self {
+            Logs::Sled(dir) => Ok(Arc::new(SledLog::open(dir.join(name))?)),
+            Logs::Postgres { server, made } => {
+                let db = format!("ferry_bench_{}_{name}", std::process::id());
+                if !made.contains(&db) {
+                    psql(server, &format!("CREATE DATABASE {db}"))?;
+                    made.push(db.clone());
+                }
+                let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+                Ok(Arc::new(PgLog::open(&format!("{base}/{db}"))?))
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Logs::Sled(_) => "sled",
+            Logs::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if let Logs::Postgres { server, made } = self {
+            for db in made.drain(..) {
+                let _ = psql(
+                    server,
+                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                );
+            }
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -91,12 +152,12 @@ fn tenant(i: usize) -> TenantId {
 }
 
 async fn throughput(
-    dir: &std::path::Path,
+    logs: &mut Logs,
     steps: &tokio::runtime::Runtime,
     workflows: usize,
     tenants: usize,
 ) -> anyhow::Result<Value> {
-    let log = Arc::new(SledLog::open(dir.join("throughput"))?);
+    let log = logs.open("throughput")?;
     let registry = prometheus::Registry::new();
     let engine = engine_on(log.clone(), steps, &registry);
     engine.start().await?;
@@ -177,8 +238,8 @@ fn submitted(i: usize) -> (WorkflowId, Event, WorkflowState) {
 }
 
 /// One append at a time: the latency a lone writer sees (no batching help).
-async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<Value> {
-    let log = SledLog::open(dir.join("latency"))?;
+async fn latency(logs: &mut Logs, samples: usize) -> anyhow::Result<Value> {
+    let log = logs.open("latency")?;
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples {
         let (id, ev, state) = submitted(i);
@@ -204,13 +265,12 @@ async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<Value>
 /// engine's start: reopening the log and replaying (folding) every open
 /// workflow and queueing it; then the time until all of them completed.
 async fn recovery(
-    dir: &std::path::Path,
+    logs: &mut Logs,
     steps: &tokio::runtime::Runtime,
     open: usize,
 ) -> anyhow::Result<Value> {
-    let path = dir.join("recovery");
     {
-        let log = Arc::new(SledLog::open(&path)?);
+        let log = logs.open("recovery")?;
         let mut handles = Vec::new();
         const WRITERS: usize = 64;
         for w in 0..WRITERS {
@@ -250,7 +310,7 @@ async fn recovery(
         }
     }
     let t0 = Instant::now();
-    let log = Arc::new(SledLog::open(&path)?);
+    let log = logs.open("recovery")?;
     let reopen = t0.elapsed();
     let registry = prometheus::Registry::new();
     let engine = engine_on(log.clone(), steps, &registry);
@@ -278,16 +338,29 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("ferry-engine-bench")
         .tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
+    let mut logs = match std::env::args()
+        .skip_while(|a| a != "--log")
+        .nth(1)
+        .as_deref()
+    {
+        None | Some("sled") => Logs::Sled(dir.path().to_owned()),
+        Some("postgres") => Logs::Postgres {
+            server: std::env::var("DATABASE_URL")
+                .map_err(|_| anyhow::anyhow!("--log postgres needs DATABASE_URL"))?,
+            made: vec![],
+        },
+        Some(other) => anyhow::bail!("--log {other}: sled or postgres"),
+    };
     let steps = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let report = actix::System::new().block_on(async {
-        let t = throughput(dir.path(), &steps, workflows, tenants).await?;
-        let l = latency(dir.path(), samples).await?;
-        let r = recovery(dir.path(), &steps, open).await?;
+        let t = throughput(&mut logs, &steps, workflows, tenants).await?;
+        let l = latency(&mut logs, samples).await?;
+        let r = recovery(&mut logs, &steps, open).await?;
         Ok::<Value, anyhow::Error>(
-            json!({"throughput": t, "singleCommitLatency": l, "recovery": r}),
+            json!({"log": logs.name(), "throughput": t, "singleCommitLatency": l, "recovery": r}),
         )
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);

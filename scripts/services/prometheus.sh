@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Prometheus for tests and local runs (Debian's `prometheus` package,
-# which also brings promtool), scraping one ferry and loading ferry's alert
-# rules from dashboards/alerts/.
+# which also brings promtool), scraping ferry and loading ferry's alert
+# rules from dashboards/alerts/ (every *.rules.yml).
 #
 #   scripts/services/prometheus.sh start [--port N] [--state DIR]   prints `export ...` lines
 #   scripts/services/prometheus.sh stop  [--state DIR]
@@ -11,7 +11,8 @@
 # Use it as:  eval "$(scripts/services/prometheus.sh start)"
 #
 # What it scrapes: PROMETHEUS_SCRAPE_TARGET (default 127.0.0.1:8080, a
-# `ferry serve` on its default bind) every PROMETHEUS_SCRAPE_INTERVAL
+# `ferry serve` on its default bind; several comma-separated for the nodes
+# of a cluster) every PROMETHEUS_SCRAPE_INTERVAL
 # (default 15s; rules are evaluated as often). The config is written to the
 # state folder at every start. Idempotent like the other service scripts:
 # `install` skips an installed prometheus; `start` on a running server just
@@ -21,7 +22,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-rules="$(cd "$here/../../dashboards/alerts" && pwd)/ferry.rules.yml"
+alerts="$(cd "$here/../../dashboards/alerts" && pwd)"
 
 NAME=prometheus.sh
 LABEL=prometheus
@@ -60,16 +61,19 @@ print_env() {
 
 launch() {
   local interval="${PROMETHEUS_SCRAPE_INTERVAL:-15s}"
+  local targets="" t ts
+  IFS=',' read -ra ts <<< "${PROMETHEUS_SCRAPE_TARGET:-127.0.0.1:8080}"
+  for t in "${ts[@]}"; do targets+="${targets:+, }'$t'"; done
   cat > "$state/prometheus.yml" <<YML
 global:
   scrape_interval: $interval
   evaluation_interval: $interval
 rule_files:
-  - $rules
+  - $alerts/*.rules.yml
 scrape_configs:
   - job_name: ferry
     static_configs:
-      - targets: ['${PROMETHEUS_SCRAPE_TARGET:-127.0.0.1:8080}']
+      - targets: [$targets]
 YML
   # setsid: the server outlives the shell (or test) that started it.
   setsid prometheus --config.file="$state/prometheus.yml" \

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod prom;
 pub mod service;
 pub mod sse;
 pub mod transfers;

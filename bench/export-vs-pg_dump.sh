@@ -32,30 +32,6 @@ command -v pg_dump >/dev/null || { echo "pg_dump not found" >&2; exit 1; }
 # 50 ms, took a fifth of this 2-core machine's CPU away from the export it
 # was timing.) The export's wall time is the server's own record of it,
 # completedAt − requestedAt, not the polling's.
-export_and_wait() {
-  local token id status
-  token=$("$FERRY" token --tenant bench --role tenant_admin --email admin@bench.example)
-  id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/tenant/export" \
-    -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$2" | jq -r .job.id)
-  while :; do
-    sleep 0.5
-    status=$(curl -sf "http://127.0.0.1:$1/api/v1/tenant/export/$id/status" -H "Authorization: Bearer $token")
-    case $(jq -r .status <<<"$status") in
-      completed | failed | cancelled) echo "$status"; return 0 ;;
-    esac
-  done
-}
-# Seconds from RFC 3339 time $1 to $2.
-span_s() {
-  python3 - "$1" "$2" <<'PY'
-import re, sys
-from datetime import datetime
-def parse(s):
-    s = re.sub(r"(\.\d{6})\d*", r"\1", s).replace("Z", "+00:00")
-    return datetime.fromisoformat(s)
-print("%.3f" % (parse(sys.argv[2]) - parse(sys.argv[1])).total_seconds())
-PY
-}
 # The timed runs of one scale (they read $scale, $data, $db and $rows).
 time_pg_dump() { # sets w and pg_rss_kb
   local dump="$scratch/out-$scale.dump" t0 t1
@@ -104,7 +80,6 @@ time_ferry() { # $1 = profile; sets w, and rss/outb/nrows/steps of the profile
   # where the time went: the engine's per-step elapsed_ms for this workflow
   steps[$profile]=$(step_times "$data/serve.log" "$id")
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 pg_dump_version=$(pg_dump --version)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sections=""

@@ -83,3 +83,31 @@ machine_mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 pg_version=$(psql -qXAt -d postgres -c 'SHOW server_version')
 ferry_version=$("$FERRY" --version 2>/dev/null || echo ferry)
+
+# Export tenant $3 (default bench) through the server on port $1 with body
+# $2; prints the final status JSON.
+export_and_wait() {
+  local token id status tenant="${3:-bench}"
+  token=$("$FERRY" token --tenant "$tenant" --role tenant_admin --email "admin@$tenant.example")
+  id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/tenant/export" \
+    -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$2" | jq -r .job.id)
+  while :; do
+    sleep 0.5
+    status=$(curl -sf "http://127.0.0.1:$1/api/v1/tenant/export/$id/status" -H "Authorization: Bearer $token")
+    case $(jq -r .status <<<"$status") in
+      completed | failed | cancelled) echo "$status"; return 0 ;;
+    esac
+  done
+}
+# Seconds from RFC 3339 time $1 to $2.
+span_s() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+from datetime import datetime
+def parse(s):
+    s = re.sub(r"(\.\d{6})\d*", r"\1", s).replace("Z", "+00:00")
+    return datetime.fromisoformat(s)
+print("%.3f" % (parse(sys.argv[2]) - parse(sys.argv[1])).total_seconds())
+PY
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

@@ -296,7 +296,7 @@ fn join_cluster(state: &AppState) -> anyhow::Result<()> {
     let url = crate::config::env("DATABASE_URL")
         .context("FERRY_CLUSTER=on needs the shared platform database: set DATABASE_URL")?;
     let engine = &state.engine;
-    let runtime = engine.step_runtime();
+    let runtime = engine.runtime();
     let cluster = Cluster::join(
         ClusterConfig {
             url,

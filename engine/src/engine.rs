@@ -211,11 +211,7 @@ impl Engine {
     }
 
     /// The runtime workflow steps run on.
-    pub fn step_runtime(&self) -> tokio::runtime::Handle {
-        self.runtime()
-    }
-
-    pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
+    pub fn runtime(&self) -> tokio::runtime::Handle {
         self.inner
             .runtime
             .get()

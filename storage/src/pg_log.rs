@@ -573,11 +573,14 @@ fn apply(c: &mut PgConnection, node: &str, req: &AppendRequest) -> Result<u64, A
     .bind::<Nullable<BigInt>, _>(epoch)
     .execute(c)?;
     // Delivered at COMMIT to every node listening (none if rolled back):
-    // `<workflow> <node> <tenant>`.
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<Text, _>(NOTIFY_CHANNEL)
-        .bind::<Text, _>(format!("{id} {node} {}", s.tenant.as_str()))
-        .execute(c)?;
+    // `<workflow> <node> <tenant>`. A process that is not a cluster node
+    // has no one to tell.
+    if node != "-" {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(NOTIFY_CHANNEL)
+            .bind::<Text, _>(format!("{id} {node} {}", s.tenant.as_str()))
+            .execute(c)?;
+    }
     diesel::sql_query("DELETE FROM ferry_log_timers WHERE workflow_id = $1::uuid")
         .bind::<Text, _>(&id)
         .execute(c)?;
